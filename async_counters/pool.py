@@ -1,0 +1,546 @@
+"""`CounterPool`: exact atomic counters on DynamoDB for asyncio code.
+
+Data flow: a public method validates its arguments, then the request is built (`requests`), sent
+through the in-flight bound (a semaphore sized like the connection pool) by the transport, and
+retried (`retry`) only when it was certainly not applied. Every write settles exactly once in
+`stats`: acknowledged, refused, exhausted, ambiguous or cancelled before it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from . import requests
+from .errors import (
+    AmbiguousWriteError,
+    ConnectError,
+    CounterError,
+    CounterFloorError,
+    DynamoError,
+    TableNotFoundError,
+    ThrottledError,
+)
+from .retry import DEFAULT_RETRY, Backoff, RetryPolicy, is_retryable
+from .stats import PoolHooks, PoolStats, StatsRecorder
+from .transport import Outcome, Transport, TransportError
+
+__all__ = ["CounterPool"]
+
+logger = logging.getLogger("async_counters")
+
+DEFAULT_MAX_IN_FLIGHT = 64
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 10.0
+#: Region used for a loopback endpoint when none is given or configured.
+LOCAL_REGION = "us-east-1"
+#: How long ensure_table() waits for a new table to become ACTIVE.
+TABLE_ACTIVE_TIMEOUT = 120.0
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _Write:
+    """One write operation in progress; ``on_wire`` while a request of it awaits its answer."""
+
+    __slots__ = ("delta", "floor", "key", "on_wire")
+
+    def __init__(self, key: str, delta: int, floor: int | None) -> None:
+        self.key = key
+        self.delta = delta
+        self.floor = floor
+        self.on_wire = False
+
+
+class _Failed(Exception):
+    """A request's final failure, with how many attempts and how long it took."""
+
+    def __init__(self, error: TransportError, attempts: int, elapsed: float) -> None:
+        self.error = error
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+
+def _is_loopback(endpoint_url: str) -> bool:
+    host = urlsplit(endpoint_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class CounterPool:
+    """Atomic counters in one DynamoDB table, shared by many concurrent callers.
+
+    >>> async with CounterPool("counters", endpoint_url=server.endpoint_url) as pool:
+    ...     await pool.ensure_table()
+    ...     views = await pool.increment("views:/home")
+    ...     left = await pool.decrement("stock:sku-1", floor=0)
+
+    Each counter is one item: partition key ``key_attribute`` (a string), value
+    ``value_attribute``. At most ``max_in_flight`` requests are on the wire at once, and the
+    connection pool is sized to match. Throttled requests and failed connections are retried
+    with jittered backoff under ``retry``; a write whose outcome is unknown (timeout, dropped
+    connection, server error) is never retried blindly: it raises `AmbiguousWriteError`.
+
+    How requests reach DynamoDB, by precedence: ``transport`` (an object implementing
+    `Transport`), ``client`` (an aiobotocore DynamoDB client), ``session`` (an aiobotocore
+    ``AioSession`` or aioboto3 ``Session``), else a new aiobotocore session with the default
+    credential chain. What the pool is given, it does not close. For a loopback ``endpoint_url``
+    without ``session`` or ``client``, the pool signs with placeholder credentials (local servers
+    do not check them) and defaults the region to ``us-east-1``: nothing real is sent to them.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        session: Any = None,
+        client: Any = None,
+        transport: Transport | None = None,
+        key_attribute: str = "pk",
+        value_attribute: str = "count",
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        hooks: PoolHooks | Sequence[PoolHooks] = (),
+    ) -> None:
+        for name, text in (
+            ("table", table),
+            ("key_attribute", key_attribute),
+            ("value_attribute", value_attribute),
+        ):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, not {type(text).__name__}")
+            if not text:
+                raise ValueError(f"{name} must not be empty")
+        if key_attribute == value_attribute:
+            raise ValueError("key_attribute and value_attribute must differ")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TypeError("max_in_flight must be an int")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError("retry must be a RetryPolicy")
+        for name, seconds in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise TypeError(f"{name} must be a number of seconds")
+            if not 0 < seconds < float("inf"):
+                raise ValueError(f"{name} must be > 0 and finite")
+        if endpoint_url is not None and urlsplit(endpoint_url).scheme not in ("http", "https"):
+            raise ValueError(f"endpoint_url must be an http(s) URL, got {endpoint_url!r}")
+        if sum(x is not None for x in (session, client, transport)) > 1:
+            raise ValueError("pass at most one of session, client and transport")
+
+        self.table = table
+        self.key_attribute = key_attribute
+        self.value_attribute = value_attribute
+        self.max_in_flight = max_in_flight
+        self.retry = retry
+        self._endpoint_url = endpoint_url
+        self._region_name = region_name
+        self._session = session
+        self._client = client
+        self._transport: Transport | None = transport
+        self._connect_timeout = float(connect_timeout)
+        self._read_timeout = float(read_timeout)
+
+        self._state = _State.UNOPENED
+        self._exit_stack = contextlib.AsyncExitStack()
+        self._semaphore = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stats = StatsRecorder()
+        extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
+        self._observers: tuple[PoolHooks, ...] = (self._stats, *extra)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> CounterPool:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Connect (``async with`` calls this). A pool opens once; it cannot be reopened."""
+        if self._state is not _State.UNOPENED:
+            raise RuntimeError(f"a CounterPool opens once; this one is {self._state.value}")
+        self._state = _State.OPEN
+        try:
+            if self._transport is None:
+                self._transport = await self._build_transport()
+        except BaseException:
+            self._state = _State.CLOSED
+            await self._exit_stack.aclose()
+            raise
+
+    async def _build_transport(self) -> Transport:
+        from botocore.exceptions import NoRegionError
+
+        from .transport.sdk import BotocoreTransport
+
+        client = self._client
+        if client is None:
+            try:
+                client = await self._exit_stack.enter_async_context(self._client_context())
+            except NoRegionError:
+                raise ValueError(
+                    "no AWS region: pass region_name= or set AWS_DEFAULT_REGION (or a profile's)"
+                ) from None
+        return BotocoreTransport(client)
+
+    def _client_context(self) -> Any:
+        """An async context manager yielding an aiobotocore DynamoDB client."""
+        from .transport.sdk import client_config
+
+        kwargs: dict[str, Any] = {
+            "region_name": self._region_name,
+            "endpoint_url": self._endpoint_url,
+            "config": client_config(
+                max_in_flight=self.max_in_flight,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+            ),
+        }
+        session = self._session
+        if session is None:
+            from aiobotocore.session import get_session
+
+            session = get_session()
+            if self._endpoint_url is not None and _is_loopback(self._endpoint_url):
+                kwargs["aws_access_key_id"] = "local"
+                kwargs["aws_secret_access_key"] = "local"
+                if self._region_name is None:
+                    kwargs["region_name"] = session.get_config_variable("region") or LOCAL_REGION
+        if hasattr(session, "create_client"):  # aiobotocore AioSession
+            return session.create_client("dynamodb", **kwargs)
+        return session.client("dynamodb", **kwargs)  # aioboto3 Session
+
+    async def aclose(self) -> None:
+        """Wait for every operation in flight, then release connections. Idempotent."""
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            return
+        previous, self._state = self._state, _State.CLOSING
+        try:
+            if previous is _State.OPEN:
+                while self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._state = _State.CLOSED
+            await self._exit_stack.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            if self._state is _State.UNOPENED:
+                raise RuntimeError("the pool is not open: use `async with CounterPool(...)`")
+            raise RuntimeError("the pool is closed")
+
+    # -- public operations -------------------------------------------------------------------
+
+    @property
+    def stats(self) -> PoolStats:
+        """A snapshot of what the pool did so far (see `PoolStats`)."""
+        return self._stats.snapshot()
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment."""
+        requests.check_key(key)
+        requests.check_amount(amount)
+        return await self._submit(_Write(key, amount, None))
+
+    async def decrement(self, key: str, amount: int = 1, *, floor: int | None = None) -> int:
+        """Subtract ``amount`` (>= 1); return the value right after.
+
+        With ``floor``, the decrement applies only if the counter stays ``>= floor`` (a counter
+        never written counts as 0), under any concurrency; otherwise `CounterFloorError` is raised
+        and nothing was applied.
+        """
+        requests.check_key(key)
+        requests.check_amount(amount)
+        requests.check_floor(floor, amount)
+        return await self._submit(_Write(key, -amount, floor))
+
+    async def get(self, key: str) -> int:
+        """The counter's value, read strongly consistently; 0 for a counter never written."""
+        requests.check_key(key)
+        self._check_open()
+        params = requests.get_item(self.table, self.key_attribute, self.value_attribute, key)
+        response = await self._read("GetItem", params, key)
+        return self._number(response.get("Item"), key)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, int]:
+        """Values of several counters (strongly consistent), in the order given; 0 for unwritten."""
+        if isinstance(keys, str):
+            raise TypeError("get_many takes an iterable of keys, not a single str")
+        wanted = list(dict.fromkeys(requests.check_key(key) for key in keys))
+        self._check_open()
+        values = dict.fromkeys(wanted, 0)
+        chunks = [
+            wanted[i : i + requests.MAX_BATCH_GET]
+            for i in range(0, len(wanted), requests.MAX_BATCH_GET)
+        ]
+        outcomes = await asyncio.gather(
+            *(self._batch_get(chunk, values) for chunk in chunks), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return values
+
+    async def ensure_table(self) -> None:
+        """Create the table (string partition key, on-demand) unless it exists; wait until ACTIVE.
+
+        Idempotent. Raises `ValueError` if the table exists with a key schema the pool cannot use.
+        """
+        self._check_open()
+        try:
+            await self._read(
+                "CreateTable", requests.create_table(self.table, self.key_attribute), None
+            )
+        except DynamoError as exc:
+            if exc.code != "ResourceInUseException":
+                raise
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + TABLE_ACTIVE_TIMEOUT
+        while True:
+            try:
+                described = await self._read("DescribeTable", {"TableName": self.table}, None)
+            except TableNotFoundError:  # eventually consistent right after CreateTable
+                described = {}
+            table = described.get("Table", {})
+            if table:
+                self._check_key_schema(table)
+            if table.get("TableStatus") == "ACTIVE":
+                return
+            if loop.time() > give_up:
+                raise TableNotFoundError(self.table)
+            await asyncio.sleep(0.5)
+
+    def _check_key_schema(self, table: Mapping[str, Any]) -> None:
+        schema = table.get("KeySchema", [])
+        types = {
+            d["AttributeName"]: d["AttributeType"] for d in table.get("AttributeDefinitions", [])
+        }
+        expected = [{"AttributeName": self.key_attribute, "KeyType": "HASH"}]
+        if schema != expected or types.get(self.key_attribute) != "S":
+            raise ValueError(
+                f"table {self.table!r} has key schema {schema}; the pool needs a single string "
+                f"partition key named {self.key_attribute!r} (set key_attribute=)"
+            )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def _submit(self, write: _Write) -> int:
+        """Run a write in its own task so that a cancelled caller does not cancel a sent write."""
+        self._check_open()
+        self._stats.calls += 1
+        self._stats.in_progress += 1
+        task = asyncio.get_running_loop().create_task(self._write(write))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                if write.on_wire:
+                    self._stats.detached += 1
+                else:
+                    task.cancel()
+            raise
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here too: a detached caller will never look
+
+    async def _write(self, write: _Write) -> int:
+        params = requests.update(
+            self.table,
+            self.key_attribute,
+            self.value_attribute,
+            write.key,
+            write.delta,
+            floor=write.floor,
+        )
+        start = asyncio.get_running_loop().time()
+        try:
+            response = await self._request("UpdateItem", params, write.key, write=write)
+        except _Failed as failure:
+            error = failure.error
+            self._settle(write, error.outcome, start, error.code)
+            self._raise_for_write(write, failure)
+        except asyncio.CancelledError:
+            self._settle(write, Outcome.AMBIGUOUS if write.on_wire else Outcome.CANCELLED, start)
+            raise
+        self._settle(write, Outcome.ACKNOWLEDGED, start)
+        try:
+            return self._number(response.get("Attributes"), write.key)
+        except DynamoError as exc:
+            exc.applied = True  # the write did apply; the stored value is just not whole
+            raise
+
+    def _settle(self, write: _Write, outcome: Outcome, start: float, code: str = "") -> None:
+        seconds = asyncio.get_running_loop().time() - start
+        self._stats.settle(write.delta, outcome, seconds, code)
+        for observer in self._observers:
+            self._notify(observer.on_settled, write.key, write.delta, outcome, seconds)
+
+    def _raise_for_write(self, write: _Write, failure: _Failed) -> NoReturn:
+        error, key = failure.error, write.key
+        outcome = error.outcome
+        if outcome is Outcome.CONDITION_FAILED and write.floor is not None:
+            current = None
+            if error.item:
+                with contextlib.suppress(ValueError):
+                    current = requests.parse_number(error.item, self.value_attribute)
+            raise CounterFloorError(
+                key=key, amount=-write.delta, floor=write.floor, current=current
+            ) from None
+        if outcome is Outcome.AMBIGUOUS:
+            raise AmbiguousWriteError(
+                key=key,
+                amount=write.delta,
+                attempts=failure.attempts,
+                reason=str(error),
+            ) from None
+        raise self._error(failure, key) from None
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _error(self, failure: _Failed, key: str | None) -> CounterError:
+        """The public error for a request that finally failed (reads, and writes' common cases)."""
+        error = failure.error
+        if error.outcome is Outcome.THROTTLED:
+            return ThrottledError(
+                key=key, attempts=failure.attempts, elapsed=failure.elapsed, last_code=error.code
+            )
+        if error.outcome is Outcome.UNREACHABLE:
+            return ConnectError(
+                key=key, attempts=failure.attempts, elapsed=failure.elapsed, last_code=error.code
+            )
+        if error.outcome is Outcome.TABLE_NOT_FOUND:
+            return TableNotFoundError(self.table, key=key)
+        return DynamoError(error.code, error.message, status=error.status, key=key)
+
+    async def _read(
+        self, operation: str, params: Mapping[str, Any], key: str | None
+    ) -> dict[str, Any]:
+        """A request with no effect to double (reads; table creation): ambiguity is retried."""
+        try:
+            return await self._request(operation, params, key)
+        except _Failed as failure:
+            raise self._error(failure, key) from None
+
+    async def _request(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        key: str | None,
+        *,
+        write: _Write | None = None,
+    ) -> dict[str, Any]:
+        """Send under the in-flight bound, retrying what `is_retryable` allows; raise `_Failed`."""
+        transport = self._transport
+        assert transport is not None
+        policy = self.retry
+        loop = asyncio.get_running_loop()
+        backoff: Backoff | None = None
+        start = policy.clock()
+        while True:
+            async with self._semaphore:
+                sent = loop.time()
+                if write is not None:
+                    write.on_wire = True
+                try:
+                    response = await transport.call(operation, params)
+                except TransportError as exc:
+                    error: TransportError | None = exc
+                else:
+                    error = None
+                if write is not None:
+                    write.on_wire = False
+            outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
+            seconds = loop.time() - sent
+            for observer in self._observers:
+                self._notify(observer.on_request, operation, outcome, seconds)
+            if error is None:
+                return response
+            if backoff is None:
+                backoff = Backoff(policy, start=start)
+            if not is_retryable(outcome, idempotent=write is None):
+                raise _Failed(error, backoff.attempts, backoff.elapsed)
+            delay = backoff.next_delay()
+            if delay is None:
+                raise _Failed(error, backoff.attempts, backoff.elapsed)
+            for observer in self._observers:
+                self._notify(
+                    observer.on_retry, operation, key, outcome, backoff.attempts - 1, delay
+                )
+            await policy.sleep(delay)
+
+    async def _batch_get(self, keys: list[str], values: dict[str, int]) -> None:
+        """One BatchGetItem of up to 100 keys, retrying ``UnprocessedKeys`` with backoff."""
+        params = requests.batch_get(self.table, self.key_attribute, self.value_attribute, keys)
+        backoff: Backoff | None = None
+        while True:
+            response = await self._read("BatchGetItem", params, None)
+            for item in response.get("Responses", {}).get(self.table, []):
+                key = item[self.key_attribute]["S"]
+                values[key] = self._number(item, key)
+            unprocessed = response.get("UnprocessedKeys") or {}
+            if not unprocessed.get(self.table, {}).get("Keys"):
+                return
+            backoff = backoff or Backoff(self.retry)
+            delay = backoff.next_delay()
+            if delay is None:
+                raise ThrottledError(
+                    key=None,
+                    attempts=backoff.attempts,
+                    elapsed=backoff.elapsed,
+                    last_code="UnprocessedKeys",
+                )
+            for observer in self._observers:
+                self._notify(
+                    observer.on_retry,
+                    "BatchGetItem",
+                    None,
+                    Outcome.THROTTLED,
+                    backoff.attempts - 1,
+                    delay,
+                )
+            await self.retry.sleep(delay)
+            params = {"RequestItems": unprocessed}
+
+    def _number(self, item: Mapping[str, Any] | None, key: str) -> int:
+        try:
+            return requests.parse_number(item, self.value_attribute)
+        except ValueError as exc:
+            raise DynamoError("NotAnInteger", f"counter {key!r}: {exc}", key=key) from None
+
+    @staticmethod
+    def _notify(method: Any, *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            logger.exception("a pool hook raised; ignored")

@@ -1,0 +1,169 @@
+"""Pure builders of the DynamoDB requests the pool sends, and the validation of their inputs.
+
+Nothing user-supplied is spliced into an expression: attribute names go through
+``ExpressionAttributeNames`` (``count`` is a reserved word) and values through
+``ExpressionAttributeValues``. ``ADD`` creates a missing attribute (and item) at 0 first, which is
+why the pool sends ``ADD #v :n`` instead of the usual ``SET Count = Count + :val`` that fails twice:
+``COUNT`` is reserved, and ``Count + :val`` is an error on an item without the attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "MAX_BATCH_GET",
+    "MAX_KEY_BYTES",
+    "MAX_NUMBER",
+    "batch_get",
+    "check_amount",
+    "check_floor",
+    "check_key",
+    "create_table",
+    "get_item",
+    "parse_number",
+    "update",
+]
+
+#: DynamoDB numbers hold 38 significant digits: the largest integer the pool will send.
+MAX_NUMBER = 10**38 - 1
+#: A partition key value is at most 2,048 bytes (UTF-8).
+MAX_KEY_BYTES = 2048
+#: BatchGetItem reads at most 100 keys per call.
+MAX_BATCH_GET = 100
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it can name a counter, else raise `TypeError`/`ValueError`."""
+    if not isinstance(key, str):
+        raise TypeError(f"counter key must be a str, not {type(key).__name__}")
+    if not key:
+        raise ValueError("counter key must not be empty")
+    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"counter key is longer than DynamoDB's {MAX_KEY_BYTES} bytes")
+    return key
+
+
+def check_amount(amount: object) -> int:
+    """An amount is a positive int of at most 38 digits (``bool`` is refused, not read as 0/1).
+
+    Zero and negative amounts are refused: an increment by 0 is a write that changes nothing, and
+    a negative increment is a decrement without its floor; use ``decrement()`` to subtract.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"amount must be an int, not {type(amount).__name__}")
+    if amount < 1:
+        raise ValueError(f"amount must be >= 1, got {amount} (use decrement() to subtract)")
+    if amount > MAX_NUMBER:
+        raise ValueError("amount has more than the 38 digits a DynamoDB number holds")
+    return amount
+
+
+def check_floor(floor: object, amount: int) -> int | None:
+    """A floor is ``None`` or an int such that ``floor + amount`` fits in a DynamoDB number."""
+    if floor is None:
+        return None
+    if isinstance(floor, bool) or not isinstance(floor, int):
+        raise TypeError(f"floor must be an int or None, not {type(floor).__name__}")
+    if abs(floor) > MAX_NUMBER or abs(floor + amount) > MAX_NUMBER:
+        raise ValueError("floor is beyond the 38 digits a DynamoDB number holds")
+    return floor
+
+
+def _key(key_attribute: str, key: str) -> dict[str, Any]:
+    return {key_attribute: {"S": key}}
+
+
+def update(
+    table: str,
+    key_attribute: str,
+    value_attribute: str,
+    key: str,
+    delta: int,
+    *,
+    floor: int | None = None,
+) -> dict[str, Any]:
+    """UpdateItem adding ``delta`` (negative to subtract), returning the new value.
+
+    With a ``floor`` the write is conditional on the result staying ``>= floor``; a counter never
+    written counts as 0, so a missing attribute passes only when ``0 + delta >= floor``. On refusal
+    DynamoDB returns the current item (``ALL_OLD``) where it supports it, saving a read.
+    """
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": _key(key_attribute, key),
+        "UpdateExpression": "ADD #v :n",
+        "ExpressionAttributeNames": {"#v": value_attribute},
+        "ExpressionAttributeValues": {":n": {"N": str(delta)}},
+        "ReturnValues": "UPDATED_NEW",
+    }
+    if floor is not None:
+        # value + delta >= floor  <=>  value >= floor - delta
+        params["ExpressionAttributeValues"][":min"] = {"N": str(floor - delta)}
+        condition = "#v >= :min"
+        if delta >= floor:
+            condition = "attribute_not_exists(#v) OR " + condition
+        params["ConditionExpression"] = condition
+        params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return params
+
+
+def get_item(table: str, key_attribute: str, value_attribute: str, key: str) -> dict[str, Any]:
+    """A strongly consistent GetItem of the counter's value only."""
+    return {
+        "TableName": table,
+        "Key": _key(key_attribute, key),
+        "ConsistentRead": True,
+        "ProjectionExpression": "#v",
+        "ExpressionAttributeNames": {"#v": value_attribute},
+    }
+
+
+def batch_get(
+    table: str, key_attribute: str, value_attribute: str, keys: Sequence[str]
+) -> dict[str, Any]:
+    """A strongly consistent BatchGetItem of up to `MAX_BATCH_GET` keys and their values."""
+    if len(keys) > MAX_BATCH_GET:
+        raise ValueError(f"BatchGetItem takes at most {MAX_BATCH_GET} keys")
+    return {
+        "RequestItems": {
+            table: {
+                "Keys": [_key(key_attribute, key) for key in keys],
+                "ConsistentRead": True,
+                "ProjectionExpression": "#k, #v",
+                "ExpressionAttributeNames": {"#k": key_attribute, "#v": value_attribute},
+            }
+        }
+    }
+
+
+def create_table(table: str, key_attribute: str) -> dict[str, Any]:
+    """CreateTable with a string partition key and on-demand capacity."""
+    return {
+        "TableName": table,
+        "AttributeDefinitions": [{"AttributeName": key_attribute, "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": key_attribute, "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def parse_number(item: Mapping[str, Any] | None, attribute: str) -> int:
+    """The integer in ``item[attribute]`` (DynamoDB JSON); 0 when the item or attribute is missing.
+
+    Raises `ValueError` when the attribute is not a whole number (someone else wrote it).
+    """
+    if not item or attribute not in item:
+        return 0
+    value = item[attribute]
+    text = value.get("N") if isinstance(value, Mapping) else None
+    if not isinstance(text, str):
+        raise ValueError(f"attribute {attribute!r} is not a number: {value!r}")
+    try:
+        return int(text)
+    except ValueError:
+        number = Decimal(text)
+        if number != number.to_integral_value():
+            raise ValueError(f"attribute {attribute!r} is not a whole number: {text}") from None
+        return int(number)

@@ -1,0 +1,226 @@
+"""What the pool did: counts that add up, latency percentiles, and hooks for observers.
+
+Memory is fixed: counts and a log-bucketed latency histogram, never a record per operation.
+Every write operation settles exactly once, so ``calls == settled + in_progress`` always holds,
+where ``settled`` sums every final outcome (acknowledged, refused, exhausted, ambiguous, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .transport import Outcome
+
+__all__ = ["LatencyHistogram", "LatencySummary", "PoolHooks", "PoolStats", "StatsRecorder"]
+
+
+class PoolHooks:
+    """Observer of a pool's requests and operations; subclass and override what you need.
+
+    The default does nothing. Hooks run on the event loop, inline: keep them cheap, and do not
+    raise (an exception is logged and ignored).
+
+    >>> class Throttles(PoolHooks):
+    ...     def __init__(self) -> None:
+    ...         self.count = 0
+    ...     def on_retry(self, operation, key, outcome, attempt, delay):
+    ...         self.count += outcome is Outcome.THROTTLED
+    """
+
+    def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
+        """One request ended (each attempt of each operation, reads included)."""
+
+    def on_retry(
+        self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
+    ) -> None:
+        """Attempt ``attempt`` ended in a retryable ``outcome``; the next follows in ``delay`` s."""
+
+    def on_settled(self, key: str, delta: int, outcome: Outcome, seconds: float) -> None:
+        """A write operation (increment or decrement of ``delta``) ended, after any retries."""
+
+
+class LatencyHistogram:
+    """Latencies in log buckets ~1 % wide from 1 µs to ~30 h: fixed memory, ~1 % precision."""
+
+    _LOWEST = 1e-6
+    _GROWTH = 1.01
+    _LOG_GROWTH = math.log(_GROWTH)
+    _BUCKETS = 2500
+
+    __slots__ = ("_buckets", "count", "max", "total")
+
+    def __init__(self) -> None:
+        self._buckets = [0] * self._BUCKETS
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def record(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        if seconds > self.max:
+            self.max = seconds
+        if seconds <= self._LOWEST:
+            index = 0
+        else:
+            index = min(
+                self._BUCKETS - 1, 1 + int(math.log(seconds / self._LOWEST) / self._LOG_GROWTH)
+            )
+        self._buckets[index] += 1
+
+    def percentile(self, fraction: float) -> float:
+        """The latency below which ``fraction`` (0..1) of recorded values lie (0.0 when empty)."""
+        if self.count == 0:
+            return 0.0
+        rank = max(1, math.ceil(fraction * self.count))
+        seen = 0
+        for index, n in enumerate(self._buckets):
+            seen += n
+            if seen >= rank:
+                upper = self._LOWEST * self._GROWTH**index
+                return min(upper, self.max)
+        return self.max
+
+    def summary(self) -> LatencySummary:
+        return LatencySummary(
+            count=self.count,
+            mean=self.total / self.count if self.count else 0.0,
+            p50=self.percentile(0.50),
+            p90=self.percentile(0.90),
+            p99=self.percentile(0.99),
+            p999=self.percentile(0.999),
+            max=self.max,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Latency of settled write operations in seconds, retries and backoff included."""
+
+    count: int = 0
+    mean: float = 0.0
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    p999: float = 0.0
+    max: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolStats:
+    """A snapshot of `CounterPool.stats`.
+
+    Write operations (increments and decrements): ``calls`` made, of which ``acknowledged``
+    (net ``acknowledged_amount``), ``floor_refused``, ``throttled`` and ``unreachable`` (retries
+    ran out), ``ambiguous`` (sum of their deltas in ``ambiguous_amount``), ``cancelled`` (caller
+    gone before anything was sent), ``errors`` (other refusals by code), and ``in_progress``.
+    ``detached`` counts callers cancelled while their write was on the wire; those writes still
+    settle, and are counted, as above. Requests: ``requests`` sent (reads included), ``retries``,
+    and ``throttles`` (throttled responses received, retried or not).
+    """
+
+    calls: int = 0
+    acknowledged: int = 0
+    acknowledged_amount: int = 0
+    floor_refused: int = 0
+    throttled: int = 0
+    unreachable: int = 0
+    ambiguous: int = 0
+    ambiguous_amount: int = 0
+    cancelled: int = 0
+    errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    in_progress: int = 0
+    detached: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttles: int = 0
+    latency: LatencySummary = field(default_factory=LatencySummary)
+
+    @property
+    def settled(self) -> int:
+        """Write operations that ended, whatever the outcome."""
+        return (
+            self.acknowledged
+            + self.floor_refused
+            + self.throttled
+            + self.unreachable
+            + self.ambiguous
+            + self.cancelled
+            + sum(self.errors.values())
+        )
+
+
+_SETTLED_FIELD = {
+    Outcome.ACKNOWLEDGED: "acknowledged",
+    Outcome.CONDITION_FAILED: "floor_refused",
+    Outcome.THROTTLED: "throttled",
+    Outcome.UNREACHABLE: "unreachable",
+    Outcome.AMBIGUOUS: "ambiguous",
+    Outcome.CANCELLED: "cancelled",
+}
+
+
+class StatsRecorder(PoolHooks):
+    """The pool's own tally: a hooks implementation that `snapshot` turns into `PoolStats`."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.in_progress = 0
+        self.detached = 0
+        self.acknowledged_amount = 0
+        self.ambiguous_amount = 0
+        self.requests = 0
+        self.retries = 0
+        self.throttles = 0
+        self.settled: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.latency = LatencyHistogram()
+
+    def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
+        self.requests += 1
+        if outcome is Outcome.THROTTLED:
+            self.throttles += 1
+
+    def on_retry(
+        self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
+    ) -> None:
+        self.retries += 1
+
+    def settle(self, delta: int, outcome: Outcome, seconds: float, code: str = "") -> None:
+        """Record the end of one write operation (``code`` names the error for other refusals)."""
+        self.in_progress -= 1
+        name = _SETTLED_FIELD.get(outcome)
+        if name is None:
+            self.errors[code or outcome.value] += 1
+        else:
+            self.settled[name] += 1
+        if outcome is Outcome.ACKNOWLEDGED:
+            self.acknowledged_amount += delta
+        elif outcome is Outcome.AMBIGUOUS:
+            self.ambiguous_amount += delta
+        if outcome is not Outcome.CANCELLED:
+            self.latency.record(seconds)
+
+    def snapshot(self) -> PoolStats:
+        return PoolStats(
+            calls=self.calls,
+            acknowledged_amount=self.acknowledged_amount,
+            ambiguous_amount=self.ambiguous_amount,
+            errors=MappingProxyType(dict(self.errors)),
+            in_progress=self.in_progress,
+            detached=self.detached,
+            requests=self.requests,
+            retries=self.retries,
+            throttles=self.throttles,
+            latency=self.latency.summary(),
+            acknowledged=self.settled["acknowledged"],
+            floor_refused=self.settled["floor_refused"],
+            throttled=self.settled["throttled"],
+            unreachable=self.settled["unreachable"],
+            ambiguous=self.settled["ambiguous"],
+            cancelled=self.settled["cancelled"],
+        )
