@@ -1,0 +1,242 @@
+"""`LocalDynamo`: the embedded DynamoDB, served on 127.0.0.1 from a thread of its own.
+
+The server runs its own event loop in a daemon thread, so it works the same from sync code,
+from a pytest session fixture, or next to an async client in one process without sharing (or
+blocking) the client's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from types import TracebackType
+from typing import Final, Literal, Self
+
+from async_counters.local.backends import Backend, make_backend
+from async_counters.local.config import (
+    DEFAULT_HOST,
+    DEFAULT_REGION,
+    MOTO,
+    Capacity,
+    Faults,
+    Latency,
+    LocalConfig,
+)
+from async_counters.local.front import Front, HttpServer
+
+#: How long `start` waits for the server thread to come up (moto's first import is slow).
+START_TIMEOUT: Final = 60.0
+#: How long `stop` lets requests in flight finish before their connections are closed.
+SHUTDOWN_TIMEOUT: Final = 2.0
+
+_State = Literal["unstarted", "running", "stopped"]
+
+
+class LocalDynamo:
+    """An atomic DynamoDB on 127.0.0.1 for tests, demos and benchmarks.
+
+        async with LocalDynamo() as server:          # or: with LocalDynamo() as server
+            pool = CounterPool("counters", endpoint_url=server.endpoint_url)
+
+    It accepts any credentials. Each instance has its own tables. ``port=0`` picks a free port.
+    ``backend`` is ``"moto"``, ``"fast"`` or the URL of another endpoint to stand in front of.
+    A server is started once and stopped once; it cannot be restarted.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        region: str = DEFAULT_REGION,
+        backend: str = MOTO,
+        capacity: Capacity | None = None,
+        latency: Latency | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self._config = LocalConfig(
+            host=host,
+            port=port,
+            region=region,
+            backend=backend,
+            capacity=capacity,
+            latency=latency or Latency(),
+            faults=faults or Faults(),
+        )
+        self._state: _State = "unstarted"
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._sock: socket.socket | None = None
+        self._port = 0
+        self._address = _address(host)
+        self._front: Front | None = None
+
+    @classmethod
+    def from_config(cls, config: LocalConfig) -> Self:
+        """A server with every option taken from ``config``."""
+        return cls(
+            host=config.host,
+            port=config.port,
+            region=config.region,
+            backend=config.backend,
+            capacity=config.capacity,
+            latency=config.latency,
+            faults=config.faults,
+        )
+
+    @property
+    def config(self) -> LocalConfig:
+        """The options this server was started with."""
+        return self._config
+
+    @property
+    def port(self) -> int:
+        """The port bound (the one picked, if 0 was asked for); 0 before `start`."""
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>``, to pass as a client's ``endpoint_url``."""
+        if self._state == "unstarted":
+            raise RuntimeError("LocalDynamo is not started")
+        host = self._address
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is up and serving."""
+        return self._state == "running" and self._thread is not None and self._thread.is_alive()
+
+    # Lifecycle.
+
+    def start(self) -> Self:
+        """Bind, start the server thread and return once it accepts connections."""
+        with self._lock:
+            if self._state != "unstarted":
+                raise RuntimeError(f"LocalDynamo cannot be started: it is {self._state}")
+            self._sock = _bind(self._config.host, self._config.port)
+            self._port = self._sock.getsockname()[1]
+            self._state = "running"
+            self._thread = threading.Thread(
+                target=self._run, name=f"LocalDynamo-{self._port}", daemon=True
+            )
+            self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            self.stop()
+            raise RuntimeError("LocalDynamo did not start in time")
+        if self._startup_error is not None:
+            self.stop()
+            raise RuntimeError("LocalDynamo failed to start") from self._startup_error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and wait for the thread. Idempotent."""
+        with self._lock:
+            if self._state != "running":
+                self._state = "stopped"
+                return
+            self._state = "stopped"
+            thread = self._thread
+        if thread is threading.current_thread():
+            raise RuntimeError("LocalDynamo.stop() called from the server's own thread")
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            # A closed loop raises RuntimeError: its thread is ending anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
+        if thread is not None:
+            thread.join()
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        # Starting imports moto and waits for the thread: keep the caller's loop free meanwhile.
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # Introspection.
+
+    def stats(self) -> dict[str, int]:
+        """Counters of what the server did so far (requests, connections accepted, ...)."""
+        front = self._front
+        return {} if front is None else front.stats.snapshot()
+
+    # The server thread.
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self) -> None:
+        assert self._sock is not None
+        self._stopping = asyncio.Event()
+        backend: Backend | None = None
+        http: HttpServer | None = None
+        server: asyncio.Server | None = None
+        try:
+            backend = make_backend(
+                self._config.backend, region=self._config.region, endpoint=self.endpoint_url
+            )
+            await backend.open()
+            self._front = Front(self._config, backend)
+            http = HttpServer(self._front)
+            server = await asyncio.get_running_loop().create_server(http, sock=self._sock)
+        except BaseException as exc:
+            self._startup_error = exc
+        finally:
+            self._ready.set()
+        try:
+            if self._startup_error is None:
+                await self._stopping.wait()
+        finally:
+            if server is not None:
+                server.close()
+            if http is not None:
+                await http.shutdown(SHUTDOWN_TIMEOUT)
+            if server is not None:
+                await server.wait_closed()
+            if backend is not None:
+                await backend.aclose()
+
+
+def _address(host: str) -> str:
+    """The address bound for a host name (``localhost`` means 127.0.0.1)."""
+    return "127.0.0.1" if host == "localhost" else host
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on a loopback address."""
+    address = _address(host)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return socket.create_server((address, port), family=family, backlog=1024)
