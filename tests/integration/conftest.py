@@ -1,0 +1,36 @@
+"""Real servers on 127.0.0.1: the embedded DynamoDB, shared by the session; a table per test."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from async_counters import CounterPool
+from async_counters.local import LocalDynamo
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[LocalDynamo]:
+    with LocalDynamo() as server:
+        yield server
+
+
+@pytest.fixture
+def endpoint_url(local_server: LocalDynamo) -> str:
+    return local_server.endpoint_url
+
+
+@pytest.fixture
+def table_name(request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name[:40])
+    return f"t-{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def pool(endpoint_url: str, table_name: str) -> AsyncIterator[CounterPool]:
+    async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+        await pool.ensure_table()
+        yield pool
