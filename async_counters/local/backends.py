@@ -112,8 +112,12 @@ class MotoBackend(Backend):
             status, _, body = self._handler_class()._dispatch(request)
         except (OperationNotFoundError, NotImplementedError):
             return Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {call.operation}")
-        except Exception as exc:  # moto's own bugs must not take the server down
-            return Reply.error(500, wire.INTERNAL_SERVER_ERROR, f"moto failed: {exc!r}")
+        except Exception as exc:
+            # moto crashes on some requests DynamoDB refuses (an undefined placeholder, a
+            # malformed number): it applied nothing, so say so instead of an ambiguous 500.
+            return Reply.error(
+                400, wire.VALIDATION, f"The moto backend failed on this request: {exc!r}"
+            )
         return Reply(int(status), body.encode() if isinstance(body, str) else bytes(body))
 
     def item_size(self, table: str, key: Mapping[str, Any]) -> int | None:
@@ -134,7 +138,19 @@ def _hash_and_range(table: Any, key: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def make_backend(name: str, *, region: str, endpoint: str) -> Backend:
-    """The backend a `LocalConfig.backend` names."""
+    """The backend a `LocalConfig.backend` names: moto, fast, dynalite or an upstream URL."""
     if name == "moto":
         return MotoBackend(region=region, endpoint=endpoint)
+    if name == "fast":
+        from async_counters.local.fast import FastBackend
+
+        return FastBackend(region=region)
+    if name == "dynalite":
+        from async_counters.local.dynalite import DynaliteBackend
+
+        return DynaliteBackend()
+    if name.startswith(("http://", "https://")):
+        from async_counters.local.upstream import UpstreamBackend
+
+        return UpstreamBackend(name)
     raise ValueError(f"unknown backend {name!r}")

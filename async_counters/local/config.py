@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,7 +25,12 @@ DEFAULT_REGION: Final = "us-east-1"
 MOTO: Final = "moto"
 #: The project's own in-memory model of the operations the pool uses (speed first).
 FAST: Final = "fast"
-BUILTIN_BACKENDS: Final = (MOTO, FAST)
+#: dynalite (npm), started by the server on 127.0.0.1 and served through the same front.
+DYNALITE: Final = "dynalite"
+BUILTIN_BACKENDS: Final = (MOTO, FAST, DYNALITE)
+#: Names the default backend of every `LocalDynamo` that is not given one (and of
+#: ``async-counters local``), so a whole test suite can be rerun against another backend.
+BACKEND_ENV: Final = "ASYNC_COUNTERS_LOCAL_BACKEND"
 
 #: One partition serves at most 1,000 WCU/s and 3,000 RCU/s.
 PARTITION_WRITE_UNITS: Final = 1000.0
@@ -38,6 +44,11 @@ BURST_SECONDS: Final = 1.0
 FAULT_DELAY_SECONDS: Final = 5.0
 #: Faults hit item writes unless told otherwise: control-plane calls and reads stay reliable.
 FAULT_OPERATIONS: Final = frozenset({"UpdateItem"})
+
+
+def default_backend() -> str:
+    """``$ASYNC_COUNTERS_LOCAL_BACKEND`` if set, else moto."""
+    return os.environ.get(BACKEND_ENV) or MOTO
 
 
 def is_loopback(host: str) -> bool:
@@ -162,14 +173,15 @@ class LocalConfig:
     """Everything a `LocalDynamo` is started with.
 
     ``backend`` is ``"moto"`` (default, fidelity), ``"fast"`` (the project's own model of the
-    operations the pool uses) or the ``http://`` URL of another DynamoDB endpoint to stand in
-    front of. ``capacity=None`` turns throttling off.
+    operations the pool uses), ``"dynalite"`` (started by the server; needs node and the npm
+    package) or the ``http://`` URL of another DynamoDB endpoint to stand in front of.
+    ``capacity=None`` turns throttling off.
     """
 
     host: str = DEFAULT_HOST
     port: int = 0
     region: str = DEFAULT_REGION
-    backend: str = MOTO
+    backend: str = field(default_factory=default_backend)
     capacity: Capacity | None = None
     latency: Latency = field(default_factory=Latency)
     faults: Faults = field(default_factory=Faults)
@@ -189,5 +201,6 @@ class LocalConfig:
             ("http://", "https://")
         ):
             raise ValueError(
-                f"backend must be 'moto', 'fast' or an http(s):// URL, got {self.backend!r}"
+                "backend must be 'moto', 'fast', 'dynalite' or an http(s):// URL, "
+                f"got {self.backend!r}"
             )

@@ -18,13 +18,14 @@ from async_counters.local.backends import Backend, make_backend
 from async_counters.local.config import (
     DEFAULT_HOST,
     DEFAULT_REGION,
-    MOTO,
     Capacity,
     Faults,
     Latency,
     LocalConfig,
+    default_backend,
 )
 from async_counters.local.front import Front, HttpServer
+from async_counters.local.ledger import LedgerEntry
 
 #: How long `start` waits for the server thread to come up (moto's first import is slow).
 START_TIMEOUT: Final = 60.0
@@ -41,7 +42,10 @@ class LocalDynamo:
             pool = CounterPool("counters", endpoint_url=server.endpoint_url)
 
     It accepts any credentials. Each instance has its own tables. ``port=0`` picks a free port.
-    ``backend`` is ``"moto"``, ``"fast"`` or the URL of another endpoint to stand in front of.
+    ``backend`` is ``"moto"`` (default, or ``$ASYNC_COUNTERS_LOCAL_BACKEND``), ``"fast"``,
+    ``"dynalite"`` or the URL of another endpoint to stand in front of. ``capacity``,
+    ``latency`` and ``faults`` make it behave like DynamoDB under load (see `LocalConfig`);
+    faults can be changed while it runs. `ledger` tells what was really applied.
     A server is started once and stopped once; it cannot be restarted.
     """
 
@@ -51,7 +55,7 @@ class LocalDynamo:
         host: str = DEFAULT_HOST,
         port: int = 0,
         region: str = DEFAULT_REGION,
-        backend: str = MOTO,
+        backend: str | None = None,
         capacity: Capacity | None = None,
         latency: Latency | None = None,
         faults: Faults | None = None,
@@ -60,7 +64,7 @@ class LocalDynamo:
             host=host,
             port=port,
             region=region,
-            backend=backend,
+            backend=backend or default_backend(),
             capacity=capacity,
             latency=latency or Latency(),
             faults=faults or Faults(),
@@ -180,12 +184,46 @@ class LocalDynamo:
     ) -> None:
         await asyncio.to_thread(self.stop)
 
-    # Introspection.
+    # What the server did, and faults while it runs.
 
     def stats(self) -> dict[str, int]:
-        """Counters of what the server did so far (requests, connections accepted, ...)."""
+        """Counters so far: requests, connections accepted, applied, throttled, each fault."""
         front = self._front
         return {} if front is None else front.stats.snapshot()
+
+    def ledger(self, table: str) -> dict[str, LedgerEntry]:
+        """What was really applied to ``table``, per item key: the sum of counter arithmetic
+        and the number of updates. Throttled and refused requests are not in it.
+
+            assert server.ledger("counters")["views"].sum == 20_000
+        """
+        return self._running_front().ledger.table(table)
+
+    def ledger_tables(self) -> list[str]:
+        """Tables the ledger has entries for."""
+        return self._running_front().ledger.tables()
+
+    def reset_ledger(self) -> None:
+        """Forget every ledger entry (the tables keep their items)."""
+        self._running_front().ledger.reset()
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force now."""
+        front = self._front
+        return self._config.faults if front is None else front.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Change the faults while the server runs (a new seed restarts the sequence)."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
+        # One attribute assignment, atomic under the GIL: the next request sees the new faults.
+        self._running_front().set_faults(faults)
+
+    def _running_front(self) -> Front:
+        if self._front is None:
+            raise RuntimeError("LocalDynamo is not started")
+        return self._front
 
     # The server thread.
 

@@ -30,13 +30,6 @@ def table_name(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
-@pytest.fixture(autouse=True)
-def _no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[LocalDynamo]:
     async with LocalDynamo() as server:

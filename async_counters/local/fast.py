@@ -1,0 +1,613 @@
+"""The fast backend: the project's own in-memory model of the operations the pool uses.
+
+CreateTable, DescribeTable, DeleteTable, ListTables, UpdateItem, GetItem and BatchGetItem, with
+DynamoDB's validation errors for what DynamoDB refuses. Items stay in wire form and expressions
+are parsed once per text, so a call costs tens of microseconds where moto spends milliseconds.
+Anything else is answered ``UnknownOperationException``: use the moto backend for it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from async_counters.local import expressions as ex
+from async_counters.local import values as v
+from async_counters.local import wire
+from async_counters.local.backends import ACCOUNT_ID, Backend, Call, Reply
+
+MAX_ITEM_BYTES: Final = 400 * 1024
+MAX_BATCH_GET_KEYS: Final = 100
+_TABLE_NAME: Final = re.compile(r"[a-zA-Z0-9_.-]+")
+_RETURN_VALUES: Final = ("ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW")
+_RETURN_ON_FAILURE: Final = ("ALL_OLD", "NONE")
+_CAPACITY_MODES: Final = ("INDEXES", "TOTAL", "NONE")
+#: New on-demand tables start warm at 4,000 WRU/s and 12,000 RRU/s.
+_WARM_THROUGHPUT: Final = {"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4000}
+
+KeyTuple = tuple[str, ...]
+
+
+class DynamoError(Exception):
+    """An error answer: DynamoDB's type and message, and extra body fields."""
+
+    def __init__(self, type_: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.type = type_
+        self.message = message
+        self.extra = extra
+
+
+def _validation(message: str) -> DynamoError:
+    return DynamoError(wire.VALIDATION, message)
+
+
+def _not_supported(message: str) -> DynamoError:
+    return _validation(f"{message} (not modelled by the fast backend; use the moto backend)")
+
+
+@dataclass(slots=True)
+class Table:
+    name: str
+    arn: str
+    hash_key: str
+    hash_type: str
+    range_key: str | None
+    range_type: str | None
+    attribute_definitions: list[dict[str, str]]
+    key_schema: list[dict[str, str]]
+    billing_mode: str
+    read_units: int
+    write_units: int
+    created: float = field(default_factory=time.time)
+    table_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    items: dict[KeyTuple, v.Item] = field(default_factory=dict)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return (self.hash_key,) if self.range_key is None else (self.hash_key, self.range_key)
+
+    def describe(self, status: str = "ACTIVE") -> dict[str, Any]:
+        description: dict[str, Any] = {
+            "AttributeDefinitions": self.attribute_definitions,
+            "TableName": self.name,
+            "KeySchema": self.key_schema,
+            "TableStatus": status,
+            "CreationDateTime": self.created,
+            "ProvisionedThroughput": {
+                "NumberOfDecreasesToday": 0,
+                "ReadCapacityUnits": self.read_units,
+                "WriteCapacityUnits": self.write_units,
+            },
+            "TableSizeBytes": sum(v.item_size(item) for item in self.items.values()),
+            "ItemCount": len(self.items),
+            "TableArn": self.arn,
+            "TableId": self.table_id,
+            "BillingModeSummary": {"BillingMode": self.billing_mode},
+            "DeletionProtectionEnabled": False,
+        }
+        if self.billing_mode == "PAY_PER_REQUEST":
+            description["WarmThroughput"] = {**_WARM_THROUGHPUT, "Status": "ACTIVE"}
+        else:
+            description["WarmThroughput"] = {
+                "ReadUnitsPerSecond": self.read_units,
+                "WriteUnitsPerSecond": self.write_units,
+                "Status": "ACTIVE",
+            }
+        return description
+
+
+class FastBackend(Backend):
+    """Tables in dicts, answered synchronously: atomic on the server's event loop."""
+
+    def __init__(self, *, region: str) -> None:
+        self.region = region
+        self.tables: dict[str, Table] = {}
+        self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "CreateTable": self.create_table,
+            "DescribeTable": self.describe_table,
+            "DeleteTable": self.delete_table,
+            "ListTables": self.list_tables,
+            "UpdateItem": self.update_item,
+            "GetItem": self.get_item,
+            "BatchGetItem": self.batch_get_item,
+        }
+
+    async def handle(self, call: Call) -> Reply:
+        operation = self._operations.get(call.operation)
+        if operation is None:
+            return Reply.error(
+                400,
+                wire.UNKNOWN_OPERATION,
+                f"The fast backend does not implement {call.operation}; use the moto backend",
+            )
+        try:
+            payload = call.json()
+        except ValueError:
+            return Reply.error(
+                400, wire.SERIALIZATION, "Start of structure or map found where not expected."
+            )
+        try:
+            result = operation(payload)
+        except DynamoError as error:
+            return Reply.error(400, error.type, error.message, **error.extra)
+        return Reply(200, wire.dumps(result))
+
+    def item_size(self, table: str, key: Mapping[str, Any]) -> int | None:
+        found = self.tables.get(table)
+        if found is None:
+            return None
+        try:
+            item = found.items.get(_key(found, key))
+        except DynamoError:
+            return None
+        return None if item is None else v.item_size(item)
+
+    # Tables.
+
+    def create_table(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = _table_name(p)
+        key_schema = _required(p, "KeySchema", "keySchema")
+        definitions = _required(p, "AttributeDefinitions", "attributeDefinitions")
+        for unsupported in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if p.get(unsupported):
+                raise _not_supported(f"{unsupported} are not supported")
+        if p.get("StreamSpecification", {}).get("StreamEnabled"):
+            raise _not_supported("Streams are not supported")
+        if not isinstance(key_schema, list) or not 1 <= len(key_schema) <= 2:
+            raise _validation(
+                "1 validation error detected: Value at 'keySchema' failed to satisfy constraint: "
+                "Member must have length less than or equal to 2"
+            )
+        types = {d.get("AttributeName"): d.get("AttributeType") for d in definitions}
+        for d in definitions:
+            if d.get("AttributeType") not in ("S", "N", "B"):
+                raise _validation(
+                    f"1 validation error detected: Value '{d.get('AttributeType')}' at "
+                    "'attributeDefinitions.1.member.attributeType' failed to satisfy constraint: "
+                    "Member must satisfy enum value set: [B, N, S]"
+                )
+        roles = [element.get("KeyType") for element in key_schema]
+        for role in roles:
+            if role not in ("HASH", "RANGE"):
+                raise _validation(
+                    f"1 validation error detected: Value '{role}' at "
+                    "'keySchema.1.member.keyType' failed to satisfy constraint: Member must "
+                    "satisfy enum value set: [HASH, RANGE]"
+                )
+        if roles[0] != "HASH" or roles.count("HASH") != 1:
+            raise _validation(
+                "Invalid KeySchema: The first KeySchemaElement is not a HASH key type"
+                if roles[0] != "HASH"
+                else "Invalid KeySchema: Too many hash keys"
+            )
+        key_names = [element.get("AttributeName") for element in key_schema]
+        missing = [k for k in key_names if k not in types]
+        if missing:
+            raise _validation(
+                "One or more parameter values were invalid: Some index key attributes are not "
+                f"defined in AttributeDefinitions. Keys: [{', '.join(map(str, missing))}], "
+                f"AttributeDefinitions: [{', '.join(map(str, types))}]"
+            )
+        if len(types) != len(key_names):
+            raise _validation(
+                "One or more parameter values were invalid: Number of attributes in KeySchema does "
+                "not exactly match number of attributes defined in AttributeDefinitions"
+            )
+        billing = p.get("BillingMode", "PROVISIONED")
+        throughput = p.get("ProvisionedThroughput")
+        if billing == "PAY_PER_REQUEST":
+            if throughput:
+                raise _validation(
+                    "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
+                    "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST"
+                )
+            read_units = write_units = 0
+        elif billing == "PROVISIONED":
+            if not throughput:
+                raise _validation(
+                    "One or more parameter values were invalid: ReadCapacityUnits and "
+                    "WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"
+                )
+            read_units = int(throughput.get("ReadCapacityUnits", 0))
+            write_units = int(throughput.get("WriteCapacityUnits", 0))
+        else:
+            raise _validation(
+                f"1 validation error detected: Value '{billing}' at 'billingMode' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [PROVISIONED, "
+                "PAY_PER_REQUEST]"
+            )
+        if name in self.tables:
+            raise DynamoError(wire.RESOURCE_IN_USE, f"Table already exists: {name}")
+        range_key = key_names[1] if len(key_names) == 2 else None
+        table = Table(
+            name=name,
+            arn=f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}",
+            hash_key=str(key_names[0]),
+            hash_type=str(types[key_names[0]]),
+            range_key=range_key,
+            range_type=None if range_key is None else types[range_key],
+            attribute_definitions=definitions,
+            key_schema=key_schema,
+            billing_mode=billing,
+            read_units=read_units,
+            write_units=write_units,
+        )
+        self.tables[name] = table
+        return {"TableDescription": table.describe()}
+
+    def describe_table(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"Table": self._table(p, describing=True).describe()}
+
+    def delete_table(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p, describing=True)
+        del self.tables[table.name]
+        return {"TableDescription": table.describe(status="DELETING")}
+
+    def list_tables(self, p: dict[str, Any]) -> dict[str, Any]:
+        limit = p.get("Limit", 100)
+        start = p.get("ExclusiveStartTableName")
+        names = sorted(n for n in self.tables if start is None or n > start)
+        result: dict[str, Any] = {"TableNames": names[:limit]}
+        if len(names) > limit:
+            result["LastEvaluatedTableName"] = names[limit - 1]
+        return result
+
+    def _table(self, p: Mapping[str, Any], *, describing: bool = False) -> Table:
+        name = _table_name(p)
+        table = self.tables.get(name)
+        if table is None:
+            message = "Requested resource not found"
+            if describing:
+                message += f": Table: {name} not found"
+            raise DynamoError(wire.RESOURCE_NOT_FOUND, message)
+        return table
+
+    # Items.
+
+    def update_item(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p)
+        key = _key(table, _required(p, "Key", "key"))
+        for legacy in ("AttributeUpdates", "Expected", "ConditionalOperator"):
+            if legacy in p:
+                raise _not_supported(f"The legacy parameter {legacy} is not supported")
+        update_text = p.get("UpdateExpression")
+        condition_text = p.get("ConditionExpression")
+        scope = _scope(p, expressions=(update_text, condition_text))
+        update: ex.Update | None = None
+        targets: list[str] = []
+        if update_text is not None:
+            with _invalid("UpdateExpression"):
+                if not update_text.strip():
+                    raise ex.InvalidExpression("The expression can not be empty;")
+                update = ex.parse_update(update_text)
+                targets = ex.check_update(update, scope)
+            for name in targets:
+                if name in table.key_names:
+                    raise _validation(
+                        f"One or more parameter values were invalid: Cannot update attribute "
+                        f"{name}. This attribute is part of the key"
+                    )
+        condition = _condition(condition_text, scope)
+        _check_unused(scope)
+        return_values = _enum(p, "ReturnValues", "returnValues", _RETURN_VALUES)
+        on_failure = _enum(
+            p,
+            "ReturnValuesOnConditionCheckFailure",
+            "returnValuesOnConditionCheckFailure",
+            _RETURN_ON_FAILURE,
+        )
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+
+        existing = table.items.get(key)
+        current: v.Item = existing if existing is not None else {}
+        try:
+            if condition is not None and not ex.matches(condition, current, scope):
+                extra = {"Item": existing} if on_failure == "ALL_OLD" and existing else {}
+                raise DynamoError(
+                    wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra
+                )
+            new = ex.apply_update(update, current, scope) if update is not None else dict(current)
+        except (ex.OperandError, v.InvalidValue) as exc:
+            raise _validation(str(exc)) from None
+        for name, value in zip(table.key_names, key_values(table, p["Key"]), strict=True):
+            new[name] = value
+        size = v.item_size(new)
+        if size > MAX_ITEM_BYTES:
+            raise _validation("Item size to update has exceeded the maximum allowed size")
+        table.items[key] = new
+
+        result: dict[str, Any] = {}
+        attributes: v.Item | None = None
+        if return_values == "ALL_NEW":
+            attributes = new
+        elif return_values == "ALL_OLD":
+            attributes = existing
+        elif return_values == "UPDATED_NEW":
+            attributes = {n: new[n] for n in targets if n in new}
+        elif return_values == "UPDATED_OLD":
+            attributes = {n: current[n] for n in targets if n in current}
+        if attributes:
+            result["Attributes"] = attributes
+        units = write_units(max(size, v.item_size(current)))
+        _consumed(result, capacity_mode, table.name, units)
+        return result
+
+    def get_item(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p)
+        key = _key(table, _required(p, "Key", "key"))
+        names = _projection_names(p)
+        consistent = _consistent(p)
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        item = table.items.get(key)
+        result: dict[str, Any] = {}
+        if item is not None:
+            result["Item"] = item if names is None else {n: item[n] for n in names if n in item}
+        size = v.item_size(item) if item is not None else 0
+        _consumed(result, capacity_mode, table.name, read_units(size, consistent=consistent))
+        return result
+
+    def batch_get_item(self, p: dict[str, Any]) -> dict[str, Any]:
+        requests = _required(p, "RequestItems", "requestItems")
+        if not isinstance(requests, dict) or not requests:
+            raise _validation(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                "constraint: Member must have length greater than or equal to 1"
+            )
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        for name, request in requests.items():
+            count = len(request.get("Keys") or [])
+            if not 1 <= count <= MAX_BATCH_GET_KEYS:
+                raise _validation(
+                    f"1 validation error detected: Value at 'requestItems.{name}.member.keys' "
+                    "failed to satisfy constraint: Member must have length "
+                    + ("less than or equal to 100" if count else "greater than or equal to 1")
+                )
+        if sum(len(r["Keys"]) for r in requests.values()) > MAX_BATCH_GET_KEYS:
+            raise _validation("Too many items requested for the BatchGetItem call")
+        plans = []
+        for name, request in requests.items():
+            table = self._table({"TableName": name})
+            keys = [_key(table, key) for key in request["Keys"]]
+            if len(set(keys)) != len(keys):
+                raise _validation("Provided list of item keys contains duplicates")
+            plans.append((table, keys, _projection_names(request), _consistent(request)))
+        responses: dict[str, list[v.Item]] = {}
+        consumed: list[dict[str, Any]] = []
+        for table, keys, names, consistent in plans:
+            found = responses.setdefault(table.name, [])
+            units = 0.0
+            for key in keys:
+                item = table.items.get(key)
+                units += read_units(v.item_size(item) if item else 0, consistent=consistent)
+                if item is not None:
+                    found.append(
+                        item if names is None else {n: item[n] for n in names if n in item}
+                    )
+            consumed.append({"TableName": table.name, "CapacityUnits": units})
+        result: dict[str, Any] = {"Responses": responses, "UnprocessedKeys": {}}
+        if capacity_mode != "NONE":
+            result["ConsumedCapacity"] = consumed
+        return result
+
+
+# Request validation shared by the operations.
+
+
+class _invalid:
+    """Turn an expression's refusal into DynamoDB's ``Invalid <Expression>: ...`` error."""
+
+    def __init__(self, which: str) -> None:
+        self.which = which
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if isinstance(exc, ex.InvalidExpression):
+            raise _validation(f"Invalid {self.which}: {exc}") from None
+        if isinstance(exc, ex.NotSupported):
+            raise _validation(str(exc)) from None
+        if isinstance(exc, v.InvalidValue):
+            raise _validation(str(exc)) from None
+        return False
+
+
+def _required(p: Mapping[str, Any], name: str, wire_name: str) -> Any:
+    value = p.get(name)
+    if value is None:
+        raise _validation(
+            f"1 validation error detected: Value null at '{wire_name}' failed to satisfy "
+            "constraint: Member must not be null"
+        )
+    return value
+
+
+def _table_name(p: Mapping[str, Any]) -> str:
+    name = _required(p, "TableName", "tableName")
+    if not isinstance(name, str) or len(name) < 3:
+        raise _validation(
+            f"1 validation error detected: Value '{name}' at 'tableName' failed to satisfy "
+            "constraint: Member must have length greater than or equal to 3"
+        )
+    if len(name) > 255:
+        raise _validation(
+            f"1 validation error detected: Value '{name}' at 'tableName' failed to satisfy "
+            "constraint: Member must have length less than or equal to 255"
+        )
+    if not _TABLE_NAME.fullmatch(name):
+        raise _validation(
+            f"1 validation error detected: Value '{name}' at 'tableName' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+        )
+    return name
+
+
+def _key_part(value: Any, expected_type: str | None, name: str) -> str:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise _validation("The provided key element does not match the schema")
+    tag, inner = next(iter(value.items()))
+    if tag != expected_type:
+        raise _validation("The provided key element does not match the schema")
+    try:
+        v.validate(value)
+    except v.InvalidValue as exc:
+        raise _validation(str(exc)) from None
+    if tag in ("S", "B") and inner == "":
+        raise _validation(
+            "One or more parameter values are not valid. The AttributeValue for a key attribute "
+            f"cannot contain an empty string value. Key: {name}"
+        )
+    return v.format_number(v.parse_number(inner)) if tag == "N" else str(inner)
+
+
+def _key(table: Table, key: Any) -> KeyTuple:
+    """The item's identity in ``table.items``; DynamoDB's error for a key off the schema."""
+    if not isinstance(key, dict) or set(key) != set(table.key_names):
+        raise _validation("The provided key element does not match the schema")
+    hash_part = _key_part(key[table.hash_key], table.hash_type, table.hash_key)
+    if table.range_key is None:
+        return (hash_part,)
+    return (hash_part, _key_part(key[table.range_key], table.range_type, table.range_key))
+
+
+def key_values(table: Table, key: Mapping[str, Any]) -> list[v.AttributeValue]:
+    return [v.canonical(key[name]) for name in table.key_names]
+
+
+def _scope(p: Mapping[str, Any], *, expressions: tuple[str | None, ...]) -> ex.Scope:
+    names = p.get("ExpressionAttributeNames")
+    values = p.get("ExpressionAttributeValues")
+    using = any(e is not None for e in expressions)
+    if names is not None:
+        if not names:
+            raise _validation("ExpressionAttributeNames must not be empty")
+        if not using:
+            raise _validation(
+                "ExpressionAttributeNames can only be specified when using expressions"
+            )
+        for name in names:
+            if not name.startswith("#"):
+                raise _validation(
+                    f'ExpressionAttributeNames contains invalid key: Syntax error; key: "{name}"'
+                )
+    if values is not None:
+        if not values:
+            raise _validation("ExpressionAttributeValues must not be empty")
+        if not using:
+            raise _validation(
+                "ExpressionAttributeValues can only be specified when using expressions: "
+                "UpdateExpression and ConditionExpression are null"
+            )
+        for name, value in values.items():
+            if not name.startswith(":"):
+                raise _validation(
+                    f'ExpressionAttributeValues contains invalid key: Syntax error; key: "{name}"'
+                )
+            try:
+                v.validate(value)
+            except v.InvalidValue as exc:
+                raise _validation(
+                    f"ExpressionAttributeValues contains invalid value: {exc} for key {name}"
+                ) from None
+    return ex.Scope(names or {}, values or {})
+
+
+def _condition(text: str | None, scope: ex.Scope) -> ex.Condition | None:
+    if text is None:
+        return None
+    with _invalid("ConditionExpression"):
+        if not text.strip():
+            raise ex.InvalidExpression("The expression can not be empty;")
+        condition = ex.parse_condition(text)
+        ex.check_condition(condition, scope)
+    return condition
+
+
+def _check_unused(scope: ex.Scope) -> None:
+    unused_names = [n for n in scope.names if n not in scope.used_names]
+    if unused_names:
+        raise _validation(
+            "Value provided in ExpressionAttributeNames unused in expressions: "
+            f"keys: {{{', '.join(unused_names)}}}"
+        )
+    unused_values = [n for n in scope.values if n not in scope.used_values]
+    if unused_values:
+        raise _validation(
+            "Value provided in ExpressionAttributeValues unused in expressions: "
+            f"keys: {{{', '.join(unused_values)}}}"
+        )
+
+
+def _projection_names(p: Mapping[str, Any]) -> list[str] | None:
+    projection = p.get("ProjectionExpression")
+    attributes = p.get("AttributesToGet")
+    if projection is not None and attributes is not None:
+        raise _validation(
+            "Can not use both expression and non-expression parameters in the same request: "
+            "Non-expression parameters: {AttributesToGet} Expression parameters: "
+            "{ProjectionExpression}"
+        )
+    if attributes is not None:
+        return list(attributes)
+    scope = _scope(p, expressions=(projection,))
+    if projection is None:
+        return None
+    with _invalid("ProjectionExpression"):
+        if not projection.strip():
+            raise ex.InvalidExpression("The expression can not be empty;")
+        names = ex.projection_names(ex.parse_projection(projection), scope)
+    _check_unused(scope)
+    return names
+
+
+def _consistent(p: Mapping[str, Any]) -> bool:
+    consistent = p.get("ConsistentRead", False)
+    if not isinstance(consistent, bool):
+        raise DynamoError(wire.SERIALIZATION, "NUMBER_VALUE cannot be converted to Boolean")
+    return consistent
+
+
+def _enum(p: Mapping[str, Any], name: str, wire_name: str, allowed: tuple[str, ...]) -> str:
+    value = p.get(name, "NONE")
+    if value not in allowed:
+        raise _validation(
+            f"1 validation error detected: Value '{value}' at '{wire_name}' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]"
+        )
+    return str(value)
+
+
+def write_units(size: int) -> int:
+    """Write capacity units: 1 per started KB, at least 1."""
+    return max(1, math.ceil(size / 1024))
+
+
+def read_units(size: int, *, consistent: bool) -> float:
+    """Read capacity units: 1 per started 4 KB (half for eventually consistent), at least one."""
+    units = max(1, math.ceil(size / 4096))
+    return float(units) if consistent else units / 2
+
+
+def _consumed(result: dict[str, Any], mode: str, table: str, units: float) -> None:
+    if mode == "TOTAL":
+        result["ConsumedCapacity"] = {"TableName": table, "CapacityUnits": float(units)}
+    elif mode == "INDEXES":
+        result["ConsumedCapacity"] = {
+            "TableName": table,
+            "CapacityUnits": float(units),
+            "Table": {"CapacityUnits": float(units)},
+        }
