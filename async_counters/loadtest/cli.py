@@ -1,0 +1,415 @@
+"""``async-counters bench``: load-test counters under contention, then prove the totals.
+
+    async-counters bench                                   # embedded server, ~15 s, verified
+    async-counters bench --duration 30 --rate 500 --json out.json --plot out.png
+    async-counters bench --endpoint-url http://127.0.0.1:8000 --table counters --processes 2
+    async-counters bench --aws --region eu-west-1 --table bench --run-id nightly-1
+
+Exit status: 0 when every counter is exactly its value before plus what was acknowledged;
+1 when any counter differs (each one is printed, expected against actual); 2 on bad usage;
+3 when nothing differs but the result is not exact (ambiguous outcomes, failed or unfinished
+workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from .config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INCREMENTS,
+    DEFAULT_KEYS,
+    DEFAULT_MAX_OUTSTANDING,
+    DEFAULT_RECORD_EVERY,
+    DEFAULT_TABLE,
+    DEFAULT_TIME_LIMIT,
+    DISTRIBUTIONS,
+    RunConfig,
+    ServerOptions,
+    Target,
+    Workload,
+)
+from .verify import EXIT_USAGE
+
+__all__ = ["POOL_FLAGS", "SERVER_FLAGS", "add_arguments", "config_from_args", "run"]
+
+
+class UsageError(ValueError):
+    """Flags that do not make a run; reported with exit status 2."""
+
+
+def _amount(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        values = (int(low), int(high) if sep else int(low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer N or a range LO:HI, got {text!r}"
+        ) from None
+    return values
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a share like 0.1 or 10%, got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share must be within [0, 1], got {text!r}")
+    return value
+
+
+def _pool_option(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.replace("-", "_"), value
+
+
+# Flags that set a CounterPool option: (flag, pool option, type, help). Adding a pool option to
+# the bench is one line here; the value lands in RunConfig.pool_options and reaches every
+# worker's pool unchanged.
+POOL_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
+    (
+        "--max-in-flight",
+        "max_in_flight",
+        int,
+        "the pool's in-flight bound (default: --concurrency)",
+    ),
+    ("--connect-timeout", "connect_timeout", float, "seconds to connect (pool default 3)"),
+    ("--read-timeout", "read_timeout", float, "seconds to wait for an answer (pool default 10)"),
+    ("--key-attribute", "key_attribute", str, "the table's partition key (default pk)"),
+    ("--value-attribute", "value_attribute", str, "the counter attribute (default count)"),
+]
+# Flags that set a field of the pool's RetryPolicy.
+RETRY_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
+    ("--retry-deadline", "deadline", float, "seconds an operation may spend retrying (30)"),
+    ("--retry-attempts", "attempts", int, "at most this many requests per operation"),
+    ("--retry-base", "base", float, "first backoff ceiling in seconds (0.025)"),
+    ("--retry-cap", "cap", float, "largest backoff in seconds (1.0)"),
+]
+# Flags of the embedded server: (flag, ServerOptions field, type, help).
+SERVER_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
+    ("--backend", "backend", str, "embedded server backend: moto (default) or fast"),
+    ("--write-capacity", "write_capacity", float, "write units/s per partition (throttling on)"),
+    ("--read-capacity", "read_capacity", float, "read units/s per partition (throttling on)"),
+    ("--table-write-capacity", "table_write_capacity", float, "write units/s for the table"),
+    ("--burst-seconds", "burst_seconds", float, "seconds of capacity an idle key may burst"),
+    ("--latency-ms", "latency_ms", float, "latency added to every request, in ms"),
+    ("--jitter-ms", "jitter_ms", float, "+- uniform jitter around --latency-ms, in ms"),
+    ("--error-before-apply", "error_before_apply", _share, "share of writes failing with 500"),
+    ("--error-after-apply", "error_after_apply", _share, "share applied, then answered 500"),
+    ("--drop-after-apply", "drop_after_apply", _share, "share applied, then connection dropped"),
+    ("--delay-after-apply", "delay_after_apply", _share, "share applied, answered too late"),
+    ("--fault-seed", "fault_seed", int, "seed of the fault sequence"),
+]
+# Workload flags that --config replaces (output flags may still be given with it).
+_WORKLOAD_DESTS: Final = (
+    *("increments", "duration", "time_limit", "keys", "key_prefix", "distribution"),
+    *("zipf_exponent", "hot_share", "amount", "decrements", "floor", "concurrency", "rate"),
+    *("max_outstanding", "seed", "processes", "loop", "run_id", "record_every"),
+    *("endpoint_url", "aws", "region", "table", "pool_option"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench`` subcommand's flags."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__.split("\n\n", 1)[0] if __doc__ else None
+    parser.epilog = __doc__.split("\n\n", 1)[1] if __doc__ else None
+
+    target = parser.add_argument_group("target (default: the embedded DynamoDB, own process)")
+    where = target.add_mutually_exclusive_group()
+    where.add_argument("--endpoint-url", metavar="URL", help="any DynamoDB-speaking endpoint")
+    where.add_argument(
+        "--aws", action="store_true", help="real DynamoDB with the default credential chain"
+    )
+    target.add_argument("--region", help="AWS region (implies --aws without --endpoint-url)")
+    target.add_argument("--table", help=f"table, created if missing (default {DEFAULT_TABLE})")
+
+    server = parser.add_argument_group("embedded server (only without --endpoint-url / --aws)")
+    for flag, _, kind, text in SERVER_FLAGS:
+        server.add_argument(flag, type=kind, help=text)
+
+    load = parser.add_argument_group("workload")
+    load.add_argument(
+        "--increments",
+        "-n",
+        type=int,
+        metavar="N",
+        help=f"operations in total (default {DEFAULT_INCREMENTS:,} unless --duration)",
+    )
+    load.add_argument("--duration", "-d", type=float, metavar="S", help="seconds to run")
+    load.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="S",
+        help=f"never start operations after S seconds (default {DEFAULT_TIME_LIMIT:g})",
+    )
+    load.add_argument(
+        "--keys", "-k", type=int, metavar="K", help=f"counters to spread over ({DEFAULT_KEYS})"
+    )
+    load.add_argument(
+        "--key-prefix",
+        metavar="P",
+        help="counter names are P0, P1, ... (default bench:<random>: or bench:<run id>:)",
+    )
+    load.add_argument("--distribution", choices=DISTRIBUTIONS, help="key popularity (zipf)")
+    load.add_argument("--zipf-exponent", type=float, metavar="S", help="zipf skew (1.0)")
+    load.add_argument("--hot-share", type=_share, metavar="F", help="hot: share on key 0 (0.5)")
+    load.add_argument("--amount", type=_amount, metavar="N|LO:HI", help="amount per operation (1)")
+    load.add_argument(
+        "--decrements",
+        type=_share,
+        metavar="F",
+        help="share of operations that are floored decrements (0.05)",
+    )
+    load.add_argument("--floor", type=int, help="floor of the decrements (0)")
+    load.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        metavar="C",
+        help=f"closed loop: operations in flight across all processes ({DEFAULT_CONCURRENCY})",
+    )
+    load.add_argument(
+        "--rate",
+        "-r",
+        type=float,
+        metavar="R",
+        help="open loop: start R operations/s on a fixed schedule (latency from schedule)",
+    )
+    load.add_argument(
+        "--max-outstanding",
+        type=int,
+        metavar="M",
+        help=f"open loop: unfinished operations per process at most ({DEFAULT_MAX_OUTSTANDING:,})",
+    )
+    load.add_argument("--seed", type=int, help="seed of keys, amounts and decrements (0)")
+
+    scale = parser.add_argument_group("processes and event loop")
+    scale.add_argument(
+        "--processes", "-p", type=int, metavar="P", help="worker processes, one loop each (1)"
+    )
+    scale.add_argument("--loop", choices=("uvloop", "asyncio"), help="event loop (uvloop)")
+    scale.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="record what workers acknowledge in the table; check later with `verify --run-id`",
+    )
+    scale.add_argument(
+        "--record-every",
+        type=float,
+        metavar="S",
+        help=f"with --run-id: rewrite each worker's record every S s ({DEFAULT_RECORD_EVERY:g})",
+    )
+
+    pool = parser.add_argument_group("pool options")
+    for flag, _, kind, text in POOL_FLAGS:
+        pool.add_argument(flag, type=kind, help=text)
+    for flag, _, kind, text in RETRY_FLAGS:
+        pool.add_argument(flag, type=kind, help=text)
+    pool.add_argument("--jitter", choices=("full", "decorrelated"), help="backoff jitter (full)")
+    pool.add_argument(
+        "--pool-option",
+        type=_pool_option,
+        action="append",
+        metavar="NAME=VALUE",
+        help="any other CounterPool option (VALUE is JSON); repeatable",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", metavar="PATH", help="write every result and the config here")
+    output.add_argument("--plot", metavar="PATH", help="PNG of throughput and latency over time")
+    output.add_argument("--quiet", "-q", action="store_true", help="no live progress")
+    output.add_argument(
+        "--config",
+        metavar="PATH",
+        help="run again the configuration of a results JSON (output flags still apply)",
+    )
+
+
+def _given(args: argparse.Namespace, name: str) -> bool:
+    value = getattr(args, name, None)
+    return value is not None and value is not False
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The `RunConfig` the flags describe; `UsageError` (or `ValueError`) when they do not."""
+    if args.config:
+        given = [name for name in _WORKLOAD_DESTS if _given(args, name)]
+        given += [dest for _, dest, _, _ in SERVER_FLAGS if _given(args, dest)]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"--config replays a run as recorded; drop {flags}")
+        try:
+            data = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"--config {args.config}: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise UsageError(f"--config {args.config}: not a results JSON")
+        return RunConfig.from_dict(data)
+
+    target = _target(args)
+    server_values = {
+        dest: getattr(args, dest) for _, dest, _, _ in SERVER_FLAGS if _given(args, dest)
+    }
+    if server_values and target.kind != "embedded":
+        flags = ", ".join(flag for flag, dest, _, _ in SERVER_FLAGS if dest in server_values)
+        raise UsageError(f"{flags}: options of the embedded server, not of --endpoint-url/--aws")
+    server = ServerOptions(**server_values)
+
+    run_id = args.run_id
+    prefix = args.key_prefix
+    if prefix is None:
+        prefix = f"bench:{run_id}:" if run_id else f"bench:{secrets.token_hex(4)}:"
+    elif run_id:
+        raise UsageError(
+            "--key-prefix cannot be combined with --run-id (its counters are bench:<run id>:N)"
+        )
+    increments = args.increments
+    if increments is None and args.duration is None:
+        increments = DEFAULT_INCREMENTS
+    low, high = _pick(args.amount, (1, 1))
+    processes = _pick(args.processes, 1)
+    concurrency = _pick(args.concurrency, DEFAULT_CONCURRENCY)
+    if args.rate is not None and args.concurrency is not None:
+        raise UsageError("--concurrency is for the closed loop; --rate makes it an open loop")
+    if args.rate is None and concurrency < processes:
+        raise UsageError(f"--concurrency {concurrency} is less than --processes {processes}")
+    workload = Workload(
+        increments=increments,
+        duration=args.duration,
+        time_limit=_pick(args.time_limit, DEFAULT_TIME_LIMIT),
+        keys=_pick(args.keys, DEFAULT_KEYS),
+        key_prefix=prefix,
+        distribution=_pick(args.distribution, "zipf"),
+        zipf_exponent=_pick(args.zipf_exponent, 1.0),
+        hot_share=_pick(args.hot_share, 0.5),
+        amount_min=low,
+        amount_max=high,
+        decrement_share=_pick(args.decrements, 0.05),
+        floor=_pick(args.floor, 0),
+        concurrency=concurrency,
+        rate=args.rate,
+        max_outstanding=_pick(args.max_outstanding, DEFAULT_MAX_OUTSTANDING),
+        seed=_pick(args.seed, 0),
+    )
+    return RunConfig(
+        target=target,
+        server=server,
+        workload=workload,
+        processes=processes,
+        loop=_pick(args.loop, _default_loop()),
+        pool_options=_pool_options(args, workload, processes),
+        run_id=run_id,
+        record_every=_pick(args.record_every, DEFAULT_RECORD_EVERY),
+    )
+
+
+def _target(args: argparse.Namespace) -> Target:
+    table = _pick(args.table, DEFAULT_TABLE)
+    if args.endpoint_url is not None:
+        return Target(
+            kind="endpoint", endpoint_url=args.endpoint_url, region=args.region, table=table
+        )
+    if args.aws or args.region is not None:
+        return Target(kind="aws", region=args.region, table=table)
+    return Target(kind="embedded", table=table)
+
+
+def _pool_options(args: argparse.Namespace, workload: Workload, processes: int) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for _, name, value in [(f, n, getattr(args, n)) for f, n, _, _ in POOL_FLAGS]:
+        if value is not None:
+            options[name] = value
+    retry = {
+        field: getattr(args, "retry_" + field)
+        for _, field, _, _ in RETRY_FLAGS
+        if getattr(args, "retry_" + field) is not None
+    }
+    if args.jitter is not None:
+        retry["jitter"] = args.jitter
+    if retry:
+        options["retry"] = retry
+    for name, value in args.pool_option or ():
+        if name in options:
+            raise UsageError(f"pool option {name} is given twice")
+        options[name] = value
+    if "max_in_flight" not in options and not workload.open_loop:
+        # The in-flight bound each process's pool needs to keep its callers all on the wire.
+        options["max_in_flight"] = -(-workload.concurrency // processes)
+    return options
+
+
+def _default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _usage(message: str) -> int:
+    sys.stderr.write(f"async-counters bench: error: {message}\n")
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench the flags describe; return the exit status."""
+    try:
+        config = config_from_args(args)
+        if config.target.kind == "embedded":
+            from .embedded import local_arguments
+
+            local_arguments(config.server)
+    except (ValueError, TypeError) as exc:
+        return _usage(str(exc))
+    for path in (args.json, args.plot):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            return _usage(f"cannot write {path}: no such directory")
+
+    from .live import choose_view
+    from .report import print_summary, write_json
+    from .runner import run_bench
+
+    view = choose_view(sys.stdout, quiet=args.quiet)
+    outcome = run_bench(config, view, argv=["async-counters", *sys.argv[1:]])
+    print_summary(outcome, sys.stdout)
+    if args.json is not None:
+        write_json(args.json, outcome)
+        print(f"results: {args.json}")
+    if args.plot is not None:
+        from .plot import plot_timeline
+
+        plot_timeline(outcome.timeline, args.plot, title=_plot_title(outcome))
+        print(f"plot: {args.plot}")
+    if config.run_id is not None:
+        print(
+            f"run {config.run_id}: recorded in table {config.target.table}; check every worker "
+            f"of the run with: async-counters verify --run-id {config.run_id} "
+            f"--table {config.target.table} ..."
+        )
+    return outcome.exit_status
+
+
+def _plot_title(outcome: Any) -> str:
+    from .live import describe_workload
+
+    return f"async-counters bench: {describe_workload(outcome.config)}"

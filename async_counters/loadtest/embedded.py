@@ -1,0 +1,141 @@
+"""The embedded DynamoDB in a process of its own, so that the bench measures the client alone.
+
+It runs ``python -m async_counters.local --port 0 ...`` and reads the endpoint URL from the first
+line of its output. `ServerOptions` map onto that command's flags; an option the installed server
+does not offer is refused up front (`UnsupportedServerOption`), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import IO, Final
+
+from .config import ServerOptions
+
+__all__ = ["EmbeddedServer", "UnsupportedServerOption", "local_arguments"]
+
+#: How long the server may take to print its endpoint.
+START_TIMEOUT: Final = 60.0
+STOP_TIMEOUT: Final = 10.0
+
+# ServerOptions field -> the `async-counters local` flag that sets it.
+LOCAL_FLAGS: Final = {
+    "backend": "--backend",
+    "write_capacity": "--write-capacity",
+    "read_capacity": "--read-capacity",
+    "table_write_capacity": "--table-write-capacity",
+    "burst_seconds": "--burst-seconds",
+    "latency_ms": "--latency-ms",
+    "jitter_ms": "--jitter-ms",
+    "error_before_apply": "--error-before-apply",
+    "error_after_apply": "--error-after-apply",
+    "drop_after_apply": "--drop-after-apply",
+    "delay_after_apply": "--delay-after-apply",
+    "fault_seed": "--fault-seed",
+}
+
+
+class UnsupportedServerOption(ValueError):
+    """The installed embedded server has no flag for an option that was asked for."""
+
+
+def _local_flags() -> set[str]:
+    from async_counters.local import cli
+
+    parser = argparse.ArgumentParser(add_help=False)
+    cli.add_arguments(parser)
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def local_arguments(options: ServerOptions) -> list[str]:
+    """The ``async-counters local`` flags for ``options`` (those differing from the default)."""
+    default = ServerOptions()
+    available = _local_flags()
+    arguments: list[str] = []
+    for name, flag in LOCAL_FLAGS.items():
+        value = getattr(options, name)
+        if value == getattr(default, name):
+            continue
+        if flag not in available:
+            raise UnsupportedServerOption(
+                f"the embedded server has no {flag} option yet (see `async-counters local --help`)"
+            )
+        arguments += [flag, str(value)]
+    return arguments
+
+
+class EmbeddedServer:
+    """``with EmbeddedServer(options) as server: server.endpoint_url``; stopped on exit."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self._arguments = local_arguments(options)
+        self._process: subprocess.Popen[str] | None = None
+        self._log: IO[str] | None = None
+        self.endpoint_url = ""
+
+    def __enter__(self) -> EmbeddedServer:
+        self._log = tempfile.TemporaryFile("w+")
+        command = [
+            sys.executable,
+            "-m",
+            "async_counters.local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self._arguments,
+        ]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
+        )
+        try:
+            self.endpoint_url = self._read_endpoint(self._process)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _read_endpoint(self, process: subprocess.Popen[str]) -> str:
+        assert process.stdout is not None
+        line: list[str] = []
+        reader = threading.Thread(
+            target=lambda: line.append(process.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        reader.join(START_TIMEOUT)
+        url = line[0].strip() if line else ""
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the embedded server did not start: {self.log_tail() or url!r}")
+        return url
+
+    def log_tail(self, lines: int = 5) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        return " / ".join(self._log.read().strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,158 @@
+"""What the bench shows while it runs: a rich live display on a terminal, plain lines elsewhere.
+
+Both show, once per interval: done/total, the rate now, p99 now, throttles, retries, errors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import IO, Any
+
+from .config import RunConfig
+
+__all__ = ["PlainView", "QuietView", "RichView", "choose_view", "progress_line"]
+
+
+def _errors(totals: Counter[str]) -> int:
+    return sum(totals[name] for name in ("throttled", "unreachable", "errors", "cancelled"))
+
+
+def progress_line(row: dict[str, Any], totals: Counter[str], planned: int | None) -> str:
+    """One plain line: elapsed, done/total, rate now, p99 now and the trouble so far."""
+    done = totals["operations"]
+    of = f"/{planned:,}" if planned is not None else ""
+    return (
+        f"[{row['t']:7.1f}s] {done:,}{of} ops  rate {row['rate']:,.0f}/s  "
+        f"p99 {row['p99_ms']:.1f} ms  throttles {totals['throttles']:,}  "
+        f"retries {totals['retries']:,}  errors {_errors(totals):,}  "
+        f"ambiguous {totals['ambiguous']:,}"
+    )
+
+
+class PlainView:
+    """A line per interval on a stream that is not a terminal (logs, CI, pipes)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def starting(self, config: RunConfig, target: str) -> None:
+        self._write(f"bench: {describe_workload(config)}")
+        self._write(f"bench: target {target}")
+
+    def progress(self, row: dict[str, Any], totals: Counter[str], planned: int | None) -> None:
+        self._write(progress_line(row, totals, planned))
+
+    def note(self, text: str) -> None:
+        self._write(f"bench: {text}")
+
+    def finished(self) -> None:
+        pass
+
+
+class QuietView(PlainView):
+    """Nothing while running (``--quiet``)."""
+
+    def starting(self, config: RunConfig, target: str) -> None:
+        pass
+
+    def progress(self, row: dict[str, Any], totals: Counter[str], planned: int | None) -> None:
+        pass
+
+
+class RichView:
+    """A live progress display on a terminal."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._console = console
+        self._progress = Progress(
+            TextColumn("[bold]bench[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=console,
+            transient=False,
+        )
+        self._task: Any = None
+
+    def starting(self, config: RunConfig, target: str) -> None:
+        self._console.print(f"[bold]bench[/]: {describe_workload(config)}")
+        self._console.print(f"[bold]bench[/]: target {target}")
+        self._progress.start()
+        self._task = self._progress.add_task(
+            "bench", total=config.workload.operations(config.workload.rate), stats="starting"
+        )
+
+    def progress(self, row: dict[str, Any], totals: Counter[str], planned: int | None) -> None:
+        if self._task is None:
+            return
+        errors = _errors(totals)
+        stats = (
+            f"rate [cyan]{row['rate']:,.0f}/s[/]  p99 [cyan]{row['p99_ms']:.1f} ms[/]  "
+            f"throttles {totals['throttles']:,}  retries {totals['retries']:,}  "
+            f"errors {'[red]' if errors else ''}{errors:,}{'[/]' if errors else ''}  "
+            f"ambiguous {totals['ambiguous']:,}"
+        )
+        self._progress.update(self._task, completed=totals["operations"], stats=stats)
+
+    def note(self, text: str) -> None:
+        self._console.print(f"[yellow]bench[/]: {text}")
+
+    def finished(self) -> None:
+        self._progress.stop()
+
+
+def describe_workload(config: RunConfig) -> str:
+    workload = config.workload
+    if workload.increments is not None and workload.duration is not None:
+        amount = f"{workload.increments:,} operations or {workload.duration:g}s"
+    elif workload.increments is not None:
+        amount = f"{workload.increments:,} operations"
+    else:
+        amount = f"{workload.duration:g}s"
+    if workload.open_loop:
+        shape = f"open loop at {workload.rate:g}/s"
+    else:
+        shape = f"closed loop, {workload.concurrency} in flight"
+    distribution: str = workload.distribution
+    if distribution == "zipf":
+        distribution = f"zipf(s={workload.zipf_exponent:g})"
+    elif distribution == "hot":
+        distribution = f"hot ({workload.hot_share:.0%} on one key)"
+    amounts = (
+        str(workload.amount_min)
+        if workload.amount_min == workload.amount_max
+        else f"{workload.amount_min}..{workload.amount_max}"
+    )
+    decrements = (
+        f", {workload.decrement_share:.0%} decrements floored at {workload.floor}"
+        if workload.decrement_share
+        else ""
+    )
+    processes = f", {config.processes} processes" if config.processes > 1 else ""
+    return (
+        f"{amount}, {shape}{processes}, {workload.keys} keys {distribution}, amount {amounts}"
+        f"{decrements}, {config.loop}"
+    )
+
+
+def choose_view(stream: IO[str], *, quiet: bool = False) -> PlainView | RichView:
+    if quiet:
+        return QuietView(stream)
+    if stream.isatty():
+        from rich.console import Console
+
+        return RichView(Console(file=stream))
+    return PlainView(stream)

@@ -1,0 +1,161 @@
+"""The results of a run: the summary table, and the JSON that holds everything.
+
+JSON outline (``"schema": "async-counters/bench/1"``)::
+
+    config        the RunConfig (target, server, workload, processes, loop, pool_options, run_id)
+    argv          the command line, environment (versions, platform, CPUs), started_at
+    target        kind, table, endpoint_url (never credentials), region, backend
+    results       seconds, planned, counts (operations, acknowledged, increments, decrements,
+                  floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
+                  retries, throttles), errors by code, throughput per second, acknowledged_amount,
+                  latency_ms (count, mean, p50, p90, p99, p99.9, max), histogram (HdrHistogram,
+                  base64), stopped_early, failures
+    timeline      one row per second: t, rate, counts, p50/p90/p99/p99.9/max in ms
+    workers       per worker process: id, seconds, counts, latency_ms
+    verification  status (exact | bounded | mismatch | incomplete | not verified), exit_status,
+                  totals, ambiguous bound, mismatches, and every key (before, acknowledged,
+                  expected, actual, status)
+    run           with --run-id: the workers the table's ledger knows and their states
+    exit_status
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Final
+
+from .metrics import COUNT_NAMES
+from .runner import RunOutcome, environment
+
+__all__ = ["SCHEMA", "print_summary", "results_json", "write_json"]
+
+SCHEMA: Final = "async-counters/bench/1"
+
+
+def throughput(outcome: RunOutcome) -> dict[str, float]:
+    seconds = outcome.seconds or 0.0
+
+    def per_second(count: int) -> float:
+        return round(count / seconds, 1) if seconds > 0 else 0.0
+
+    counts = outcome.counts
+    return {
+        "acknowledged_per_s": per_second(counts.get("acknowledged", 0)),
+        "operations_per_s": per_second(counts.get("operations", 0)),
+        "requests_per_s": per_second(counts.get("requests", 0)),
+    }
+
+
+def results_json(outcome: RunOutcome) -> dict[str, Any]:
+    verification = outcome.verification
+    return {
+        "schema": SCHEMA,
+        "config": outcome.config.to_dict(),
+        "argv": list(outcome.argv),
+        "environment": environment(),
+        "started_at": outcome.started_at,
+        "target": outcome.target,
+        "results": {
+            "seconds": round(outcome.seconds, 3),
+            "planned": outcome.planned,
+            "counts": {name: outcome.counts.get(name, 0) for name in COUNT_NAMES},
+            "errors_by_code": outcome.errors,
+            "throughput": throughput(outcome),
+            "acknowledged_amount": outcome.acknowledged_amount,
+            "latency_ms": outcome.histogram.summary_ms(),
+            "histogram": outcome.histogram.encode(),
+            "stopped_early": outcome.stopped_early,
+            "failures": outcome.failures,
+        },
+        "timeline": outcome.timeline,
+        "workers": outcome.workers,
+        "verification": (
+            verification.to_dict()
+            if verification is not None
+            else {"status": "not verified", "exact": False, "headline": "NOT VERIFIED"}
+        ),
+        "run": outcome.run_records,
+        "exit_status": outcome.exit_status,
+    }
+
+
+def write_json(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
+    data = results_json(outcome)
+    target = Path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    temporary.replace(target)
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+#: At most this many differing keys are listed on the terminal (all are in the JSON).
+SHOWN_MISMATCHES: Final = 50
+
+
+def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
+    """The results table and the verification verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    counts = outcome.counts
+    rates = throughput(outcome)
+    latency = outcome.histogram.summary_ms()
+
+    table = Table(title="async-counters bench", show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("", style="dim")
+    table.add_row("time", f"{outcome.seconds:,.2f} s", f"{outcome.config.processes} process(es)")
+    table.add_row(
+        "throughput",
+        f"{rates['acknowledged_per_s']:,.0f}/s",
+        "acknowledged increments and decrements",
+    )
+    table.add_row(
+        "operations",
+        f"{counts.get('operations', 0):,}",
+        f"{counts.get('increments', 0):,} increments, {counts.get('decrements', 0):,} "
+        f"decrements acknowledged; {counts.get('floor_refused', 0):,} refused by the floor",
+    )
+    table.add_row("requests", f"{counts.get('requests', 0):,}", f"{rates['requests_per_s']:,.0f}/s")
+    for name in ("p50", "p90", "p99", "p99.9", "max"):
+        table.add_row(f"latency {name}", f"{_ms(latency[name])} ms", "")
+    table.add_row("throttles", f"{counts.get('throttles', 0):,}", "throttled responses")
+    table.add_row("retries", f"{counts.get('retries', 0):,}", "")
+    failed = sum(counts.get(name, 0) for name in ("throttled", "unreachable", "errors"))
+    detail = ", ".join(f"{code} {n:,}" for code, n in sorted(outcome.errors.items()))
+    table.add_row("errors", f"{failed:,}", detail or "not applied")
+    verification = outcome.verification
+    down, up = verification.ambiguous_bound if verification else (0, 0)
+    table.add_row(
+        "ambiguous",
+        f"{counts.get('ambiguous', 0):,}",
+        f"total may differ by {down:+,}..{up:+,}" if (down or up) else "",
+    )
+    table.add_row(
+        "verification",
+        verification.status.upper() if verification else "NOT VERIFIED",
+        f"{len(verification.checks):,} keys" if verification else "",
+    )
+    console.print(table)
+
+    for text in outcome.stopped_early:
+        console.print(f"[yellow]stopped early[/]: {text}")
+    for text in outcome.failures:
+        console.print(f"[red]failed[/]: {text}")
+    if verification is None:
+        console.print("[bold red]NOT VERIFIED[/]: the run did not get as far as verification")
+        return
+    style = {"exact": "green", "mismatch": "red"}.get(verification.status, "yellow")
+    console.print(f"[bold {style}]{verification.headline()}[/]")
+    mismatches = verification.mismatches
+    for check in mismatches[:SHOWN_MISMATCHES]:
+        console.print(f"  [red]{check.describe()}[/]")
+    if len(mismatches) > SHOWN_MISMATCHES:
+        console.print(f"  ... and {len(mismatches) - SHOWN_MISMATCHES} more (see --json)")

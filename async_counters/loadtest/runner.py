@@ -1,0 +1,352 @@
+"""The parent of a bench run: target, workers, live view, verification and results.
+
+    outcome = run_bench(config, view)       # -> RunOutcome; outcome.exit_status
+
+The parent starts the embedded server (or uses the endpoint given), creates the table, reads every
+counter before the run, starts one worker process per ``--processes`` (each with its own event
+loop and pool) at a common instant, merges their ticks into the timeline the live view shows,
+then reads every counter again and checks it against what the workers acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import multiprocessing
+import platform
+import queue as queue_module
+import signal
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from async_counters.errors import CounterError
+
+from .config import RunConfig, safe_url
+from .embedded import EmbeddedServer
+from .metrics import (
+    COUNT_NAMES,
+    LatencyHistogram,
+    Timeline,
+    WorkerResult,
+    merge_key_tallies,
+)
+from .verify import EXIT_INCONCLUSIVE, Verification, verify
+from .worker import TICK_SECONDS, child_main, open_pool
+
+__all__ = ["RunOutcome", "View", "run_bench"]
+
+#: How long workers may take to open their pools and report ready.
+READY_TIMEOUT: Final = 120.0
+#: A little time for every worker to see the start instant before it passes.
+START_DELAY: Final = 0.25
+#: How long past the configured time limit the parent waits for workers before giving up.
+SETTLE_GRACE: Final = 120.0
+
+
+class View(Protocol):
+    """What the parent shows while the run goes on (live display or plain lines)."""
+
+    def starting(self, config: RunConfig, target: str) -> None: ...
+
+    def progress(self, row: dict[str, Any], totals: Counter[str], planned: int | None) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def finished(self) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    """Everything a run produced; `report` turns it into the table and the JSON."""
+
+    config: RunConfig
+    argv: Sequence[str]
+    target: dict[str, Any]
+    started_at: str
+    seconds: float = 0.0
+    planned: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    acknowledged_amount: int = 0
+    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    verification: Verification | None = None
+    run_records: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+    stopped_early: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        if self.verification is None:
+            return EXIT_INCONCLUSIVE
+        status = self.verification.exit_status
+        if status == 0 and (self.failures or self.stopped_early):
+            return EXIT_INCONCLUSIVE
+        return status
+
+
+def environment() -> dict[str, Any]:
+    from async_counters import __version__
+
+    return {
+        "async_counters": __version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": multiprocessing.cpu_count(),
+    }
+
+
+def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOutcome:
+    """Run the whole bench described by ``config``; never raises for a failed run."""
+    target = config.target
+    outcome = RunOutcome(
+        config=config,
+        argv=list(argv),
+        target={
+            "kind": target.kind,
+            "table": target.table,
+            "endpoint_url": safe_url(target.endpoint_url),
+            "region": target.region,
+        },
+        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    with contextlib.ExitStack() as stack:
+        endpoint_url = target.endpoint_url
+        if target.kind == "embedded":
+            server = stack.enter_context(EmbeddedServer(config.server))
+            endpoint_url = server.endpoint_url
+            outcome.target["endpoint_url"] = endpoint_url
+            outcome.target["backend"] = config.server.backend
+        view.starting(config, describe_target(outcome.target))
+        try:
+            asyncio.run(_orchestrate(config, endpoint_url, view, outcome))
+        except KeyboardInterrupt:
+            outcome.failures.append("interrupted before the run could be verified")
+        except (CounterError, OSError, RuntimeError, LookupError, ValueError) as exc:
+            outcome.failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            view.finished()
+    return outcome
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    if target["kind"] == "embedded":
+        return (
+            f"embedded DynamoDB ({target.get('backend', 'moto')} backend) at "
+            f"{target['endpoint_url']}, table {target['table']}"
+        )
+    if target["kind"] == "endpoint":
+        return f"{target['endpoint_url']}, table {target['table']}"
+    region = target["region"] or "the default region"
+    return f"AWS DynamoDB in {region}, table {target['table']}"
+
+
+def _control_pool_options(config: RunConfig) -> dict[str, Any]:
+    """Options of the parent's own pool, which only creates the table and reads counters."""
+    keep = ("key_attribute", "value_attribute", "connect_timeout", "read_timeout")
+    return {name: config.pool_options[name] for name in keep if name in config.pool_options}
+
+
+async def _orchestrate(
+    config: RunConfig, endpoint_url: str | None, view: View, outcome: RunOutcome
+) -> None:
+    workload = config.workload
+    keys = workload.key_names()
+    control = dict(_control_pool_options(config))
+    read_config = RunConfig(
+        target=config.target,
+        workload=workload,
+        pool_options=control,
+        processes=config.processes,
+        loop=config.loop,
+    )
+    async with open_pool(read_config, endpoint_url, max_in_flight=16) as pool:
+        await pool.ensure_table()
+        before = {} if config.run_id else await pool.get_many(keys)
+        outcome.planned = workload.operations(workload.rate)
+        results = await _run_workers(config, endpoint_url, view, outcome)
+        if outcome.failures:
+            return
+        tallies = merge_key_tallies(result["keys"] for result in results)
+        if config.run_id is not None:
+            from .ledger import Ledger, verify_run
+
+            async with Ledger.open(config, endpoint_url, config.run_id) as ledger:
+                verification, records = await verify_run(ledger, pool.get_many)
+            outcome.verification = verification
+            outcome.run_records = {
+                "run_id": config.run_id,
+                "workers": records.workers,
+                "missing": records.missing,
+            }
+        else:
+            after = await pool.get_many(keys)
+            outcome.verification = verify(keys, before, tallies, after)
+
+
+async def _run_workers(
+    config: RunConfig, endpoint_url: str | None, view: View, outcome: RunOutcome
+) -> list[WorkerResult]:
+    """Start the worker processes, relay their ticks, and collect their results."""
+    context = multiprocessing.get_context("spawn")
+    messages: Any = context.Queue()
+    go = context.Event()
+    stop = context.Event()
+    start_at = context.Value("d", 0.0)
+    workers = config.processes
+    processes = [
+        context.Process(
+            target=child_main,
+            args=(config.to_dict(), index, endpoint_url, messages, go, start_at, stop),
+            name=f"bench-worker-{index}",
+            daemon=True,
+        )
+        for index in range(workers)
+    ]
+    timeline = Timeline(workers, TICK_SECONDS)
+    results: dict[int, WorkerResult] = {}
+    ready: dict[int, str] = {}
+    finished: set[int] = set()
+    dead: set[int] = set()
+    loop = asyncio.get_running_loop()
+
+    def receive(timeout: float) -> tuple[Any, ...] | None:
+        try:
+            message: tuple[Any, ...] = messages.get(timeout=timeout)
+        except queue_module.Empty:
+            return None
+        return message
+
+    def handle(message: tuple[Any, ...]) -> None:
+        kind, index, payload = message
+        if kind == "ready":
+            ready[index] = payload
+        elif kind == "tick":
+            shown = len(timeline.rows)
+            timeline.add(index, payload)
+            for row in timeline.rows[shown:]:
+                view.progress(row, timeline.totals, outcome.planned)
+        elif kind in ("done", "failed"):
+            if kind == "done":
+                results[index] = payload
+            else:
+                outcome.failures.append(f"worker {index} failed: {payload}")
+            finished.add(index)
+            shown = len(timeline.rows)
+            timeline.finish(index)
+            for row in timeline.rows[shown:]:
+                view.progress(row, timeline.totals, outcome.planned)
+
+    interrupted = False
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        if interrupted:
+            for process in processes:
+                process.kill()
+            return
+        interrupted = True
+        stop.set()
+        view.note("interrupted: stopping after what is in flight (Ctrl-C again to abort)")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        for process in processes:
+            process.start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while len(ready) < workers and not outcome.failures:
+            if time.monotonic() > deadline:
+                outcome.failures.append("workers did not become ready in time")
+                return []
+            message = await loop.run_in_executor(None, receive, 0.5)
+            if message is not None:
+                handle(message)
+            _check_alive(processes, finished, dead, outcome)
+        if outcome.failures:
+            stop.set()
+            return []
+        start_at.value = time.monotonic() + START_DELAY
+        go.set()
+        limit = time.monotonic() + config.workload.time_limit + SETTLE_GRACE
+        while len(finished) < workers:
+            message = await loop.run_in_executor(None, receive, 0.5)
+            while message is not None:
+                handle(message)
+                message = receive(0)
+            _check_alive(processes, finished, dead, outcome)
+            if time.monotonic() > limit:
+                outcome.failures.append("workers did not finish within the time limit")
+                break
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+        stop.set()
+        go.set()
+        for process in processes:
+            await loop.run_in_executor(None, process.join, 10.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        messages.close()
+        messages.join_thread()
+
+    if interrupted:
+        outcome.stopped_early.append("interrupted")
+    ordered = [results[index] for index in sorted(results)]
+    _aggregate(ordered, timeline, outcome)
+    return ordered
+
+
+def _check_alive(
+    processes: Sequence[Any], finished: set[int], dead: set[int], outcome: RunOutcome
+) -> None:
+    """Declare lost a worker that exited without a result (seen dead twice: a result may still
+    have been in the pipe the first time)."""
+    for index, process in enumerate(processes):
+        if index in finished or process.is_alive() or process.exitcode is None:
+            continue
+        if index in dead:
+            outcome.failures.append(
+                f"worker {index} exited with status {process.exitcode} before reporting"
+            )
+            finished.add(index)
+        else:
+            dead.add(index)
+
+
+def _aggregate(results: Sequence[WorkerResult], timeline: Timeline, outcome: RunOutcome) -> None:
+    counts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for result in results:
+        counts.update(result["counts"])
+        errors.update(result["errors"])
+        outcome.histogram.add_encoded(result["histogram"])
+        outcome.acknowledged_amount += result["acknowledged_amount"]
+        if result["stopped_early"]:
+            outcome.stopped_early.append(f"worker {result['worker']}: {result['stopped_early']}")
+        outcome.workers.append(
+            {
+                "worker": result["worker"],
+                "worker_id": result["worker_id"],
+                "seconds": round(result["seconds"], 3),
+                "counts": {name: result["counts"].get(name, 0) for name in COUNT_NAMES},
+                "latency_ms": _histogram_summary(result["histogram"]),
+            }
+        )
+    outcome.counts = {name: counts.get(name, 0) for name in COUNT_NAMES}
+    outcome.errors = dict(errors)
+    outcome.seconds = max((result["seconds"] for result in results), default=0.0)
+    outcome.timeline = timeline.rows
+
+
+def _histogram_summary(encoded: str) -> dict[str, float]:
+    histogram = LatencyHistogram()
+    histogram.add_encoded(encoded)
+    return histogram.summary_ms()

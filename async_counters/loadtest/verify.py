@@ -1,0 +1,204 @@
+"""The point of the bench: did every acknowledged operation land exactly once?
+
+Per key, the value read back (strongly consistent) must equal the value before the run plus the
+deltas acknowledged. Operations whose outcome is unknown (ambiguous) cannot be counted either way,
+so they widen the expectation into a bound ``[low, high]`` instead of being hidden:
+
+- ``exact``: no ambiguity on the key, and the value is what was acknowledged;
+- ``bounded``: the key had ambiguous operations and its value lies within the bound;
+- ``mismatch``: the value is outside what the run can explain (lost or doubled writes, or another
+  writer).
+
+Exit status: 0 when every key is exact, 1 on any mismatch, 3 when nothing mismatches but the
+result is not exact (ambiguous operations, or a run whose workers have not all finished).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from .metrics import KeyTally
+
+__all__ = [
+    "EXIT_INCONCLUSIVE",
+    "EXIT_MISMATCH",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "KeyCheck",
+    "Verification",
+    "verify",
+]
+
+EXIT_OK: Final = 0
+EXIT_MISMATCH: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INCONCLUSIVE: Final = 3
+
+KeyStatus = Literal["exact", "bounded", "mismatch"]
+Status = Literal["exact", "bounded", "mismatch", "incomplete", "not verified"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """One key: what it was, what the run acknowledged (and left ambiguous), what it is."""
+
+    key: str
+    before: int
+    acknowledged: int
+    ambiguous_up: int
+    ambiguous_down: int
+    after: int
+
+    @property
+    def expected(self) -> int:
+        return self.before + self.acknowledged
+
+    @property
+    def low(self) -> int:
+        return self.expected + self.ambiguous_down
+
+    @property
+    def high(self) -> int:
+        return self.expected + self.ambiguous_up
+
+    @property
+    def ambiguous(self) -> bool:
+        return bool(self.ambiguous_up or self.ambiguous_down)
+
+    @property
+    def status(self) -> KeyStatus:
+        if not self.ambiguous:
+            return "exact" if self.after == self.expected else "mismatch"
+        return "bounded" if self.low <= self.after <= self.high else "mismatch"
+
+    def describe(self) -> str:
+        if self.ambiguous:
+            wanted = f"expected {self.expected} (ambiguous bound {self.low}..{self.high})"
+        else:
+            wanted = f"expected {self.expected}"
+        difference = self.after - self.expected
+        return f"{self.key}: {wanted}, actual {self.after} (difference {difference:+d})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "before": self.before,
+            "acknowledged": self.acknowledged,
+            "expected": self.expected,
+            "actual": self.after,
+            "status": self.status,
+        }
+        if self.ambiguous:
+            data["low"] = self.low
+            data["high"] = self.high
+        return data
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict over all keys of a run."""
+
+    checks: tuple[KeyCheck, ...]
+    #: Why the verdict is incomplete (e.g. workers of a run still running), if it is.
+    incomplete: tuple[str, ...] = field(default=())
+
+    @property
+    def mismatches(self) -> list[KeyCheck]:
+        return [check for check in self.checks if check.status == "mismatch"]
+
+    @property
+    def bounded(self) -> list[KeyCheck]:
+        return [check for check in self.checks if check.status == "bounded"]
+
+    @property
+    def status(self) -> Status:
+        if self.mismatches:
+            return "mismatch"
+        if self.incomplete:
+            return "incomplete"
+        if self.bounded:
+            return "bounded"
+        return "exact"
+
+    @property
+    def exit_status(self) -> int:
+        status = self.status
+        if status == "exact":
+            return EXIT_OK
+        if status == "mismatch":
+            return EXIT_MISMATCH
+        return EXIT_INCONCLUSIVE
+
+    @property
+    def ambiguous_bound(self) -> tuple[int, int]:
+        """Over all keys, how far the total may be from what was acknowledged: (down, up)."""
+        return (
+            sum(check.ambiguous_down for check in self.checks),
+            sum(check.ambiguous_up for check in self.checks),
+        )
+
+    def headline(self) -> str:
+        keys = len(self.checks)
+        status = self.status
+        if status == "exact":
+            return f"EXACT: all {keys} keys equal their value before plus what was acknowledged"
+        if status == "mismatch":
+            differing = len(self.mismatches)
+            return f"MISMATCH: {differing} of {keys} keys differ from what was acknowledged"
+        if status == "incomplete":
+            return "INCOMPLETE: " + "; ".join(self.incomplete)
+        down, up = self.ambiguous_bound
+        return (
+            f"BOUNDED: {len(self.bounded)} of {keys} keys had ambiguous operations; every value "
+            f"lies within its bound (total ambiguous {down:+d}..{up:+d}); not provably exact"
+        )
+
+    def to_dict(self, *, keys: bool = True) -> dict[str, Any]:
+        down, up = self.ambiguous_bound
+        data: dict[str, Any] = {
+            "status": self.status,
+            "exact": self.status == "exact",
+            "exit_status": self.exit_status,
+            "headline": self.headline(),
+            "keys_checked": len(self.checks),
+            "keys_exact": sum(check.status == "exact" for check in self.checks),
+            "keys_bounded": len(self.bounded),
+            "keys_mismatched": len(self.mismatches),
+            "expected_total": sum(check.expected for check in self.checks),
+            "actual_total": sum(check.after for check in self.checks),
+            "ambiguous_down": down,
+            "ambiguous_up": up,
+            "incomplete": list(self.incomplete),
+            "mismatches": [check.to_dict() for check in self.mismatches],
+        }
+        if keys:
+            data["keys"] = [check.to_dict() for check in self.checks]
+        return data
+
+
+def verify(
+    keys: Iterable[str],
+    before: Mapping[str, int],
+    tallies: Mapping[str, KeyTally],
+    after: Mapping[str, int],
+    *,
+    incomplete: Iterable[str] = (),
+) -> Verification:
+    """Check every key in ``keys`` and every key with a tally (0 where nothing is known)."""
+    names = list(dict.fromkeys([*keys, *tallies]))
+    checks = []
+    for key in names:
+        tally = tallies.get(key)
+        checks.append(
+            KeyCheck(
+                key=key,
+                before=before.get(key, 0),
+                acknowledged=tally["acknowledged"] if tally else 0,
+                ambiguous_up=tally["ambiguous_up"] if tally else 0,
+                ambiguous_down=tally["ambiguous_down"] if tally else 0,
+                after=after.get(key, 0),
+            )
+        )
+    return Verification(tuple(checks), tuple(incomplete))
