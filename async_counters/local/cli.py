@@ -1,58 +1,221 @@
-"""``async-counters local``: the embedded DynamoDB as a process of its own.
+"""``async-counters local``: the embedded DynamoDB as a process of its own, and its admin.
 
-It prints the endpoint URL on one line first (scripts and benchmarks read it from stdout), then
-serves until SIGINT or SIGTERM.
+    async-counters local --port 8000 --backend fast --latency-ms 5 --jitter-ms 2
+    async-counters local ledger --endpoint-url http://127.0.0.1:8000 --table counters
+    async-counters local faults --endpoint-url http://127.0.0.1:8000 --error-after-apply 0.01
+
+Serving prints the endpoint URL on one line first (scripts and benchmarks read it from stdout),
+then runs until SIGINT or SIGTERM. `add_config_arguments` and `config_from_args` let another
+command (the load test) offer the same options.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
-from async_counters.local.config import DEFAULT_HOST, DEFAULT_REGION, MOTO, LocalConfig
+from async_counters.local.config import (
+    BACKEND_ENV,
+    DEFAULT_HOST,
+    DEFAULT_REGION,
+    Capacity,
+    Faults,
+    Latency,
+    LocalConfig,
+    default_backend,
+    is_loopback,
+)
 from async_counters.local.server import LocalDynamo
 
 DESCRIPTION: Final = (
-    "Run the embedded DynamoDB on 127.0.0.1 until interrupted; the endpoint URL is printed first."
+    "Run the embedded DynamoDB on 127.0.0.1 until interrupted (the endpoint URL is printed "
+    "first), or read its ledger and change its faults while it runs."
 )
 #: How often the main thread checks that the server thread is still alive.
 _WATCH_INTERVAL: Final = 1.0
+_ADMIN_TIMEOUT: Final = 10.0
+_FAULT_RATES: Final = (
+    ("error_before_apply", "HTTP 500, not applied"),
+    ("error_after_apply", "applied, then HTTP 500"),
+    ("drop_after_apply", "applied, then the connection is dropped"),
+    ("delay_after_apply", "applied, then the answer is held past the client's timeout"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``local`` subcommand's flags to ``parser``."""
-    parser.add_argument(
-        "--host",
+    """Add the ``local`` subcommand's flags and its ``ledger``/``faults`` actions."""
+    add_config_arguments(parser)
+    actions = parser.add_subparsers(dest="local_action", metavar="{ledger,faults}")
+    ledger = actions.add_parser("ledger", help="print what a running server really applied")
+    _add_endpoint_argument(ledger)
+    ledger.add_argument("--table", help="only this table")
+    ledger.add_argument("--reset", action="store_true", help="forget the ledger after printing")
+    faults = actions.add_parser(
+        "faults", help="print a running server's faults, or change them (given any fault flag)"
+    )
+    _add_endpoint_argument(faults)
+    _add_fault_arguments(faults.add_argument_group("faults"))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """Flags for every `LocalConfig` option; ``prefix`` (e.g. ``"local-"``) avoids clashes."""
+    p = f"--{prefix}"
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        f"{p}host",
         default=DEFAULT_HOST,
         help="loopback address to bind (default %(default)s; other hosts are refused)",
     )
-    parser.add_argument(
-        "--port", type=int, default=0, help="port to bind (default 0: pick a free one)"
+    server.add_argument(
+        f"{p}port", type=int, default=0, help="port to bind (default 0: pick a free one)"
     )
-    parser.add_argument("--region", default=DEFAULT_REGION, help="region (default %(default)s)")
-    parser.add_argument(
-        "--backend",
-        default=MOTO,
-        help="'moto' (default), 'fast', or the http:// URL of a DynamoDB endpoint to front",
+    server.add_argument(f"{p}region", default=DEFAULT_REGION, help="region (default %(default)s)")
+    server.add_argument(
+        f"{p}backend",
+        default=None,
+        help=f"'moto' (default, or ${BACKEND_ENV}), 'fast', 'dynalite', or the http:// URL of "
+        "a DynamoDB endpoint to stand in front of",
+    )
+    capacity = parser.add_argument_group(
+        "capacity (throttling like DynamoDB; off unless one of these is given)"
+    )
+    capacity.add_argument(
+        f"{p}capacity", action="store_true", help="turn throttling on with DynamoDB's limits"
+    )
+    for flag, default, what in (
+        ("partition-wcu", Capacity.partition_write_units, "write units/s per partition key"),
+        ("partition-rcu", Capacity.partition_read_units, "read units/s per partition key"),
+        ("table-wcu", Capacity.table_write_units, "write units/s per table"),
+        ("table-rcu", Capacity.table_read_units, "read units/s per table"),
+        ("burst-seconds", Capacity.burst_seconds, "seconds of its rate a bucket holds"),
+    ):
+        capacity.add_argument(
+            f"{p}{flag}", type=float, default=None, help=f"{what} (default {default:g})"
+        )
+    latency = parser.add_argument_group("latency")
+    latency.add_argument(
+        f"{p}latency-ms", type=float, default=0.0, help="added to each request (default 0)"
+    )
+    latency.add_argument(
+        f"{p}jitter-ms", type=float, default=0.0, help="latency varies by up to this (default 0)"
+    )
+    _add_fault_arguments(parser.add_argument_group("faults"), prefix=prefix)
+
+
+def _add_fault_arguments(group: Any, *, prefix: str = "") -> None:
+    p = f"--{prefix}"
+    for name, what in _FAULT_RATES:
+        group.add_argument(
+            f"{p}{name.replace('_', '-')}",
+            type=float,
+            default=None,
+            metavar="RATE",
+            help=f"share of requests {what}",
+        )
+    group.add_argument(
+        f"{p}fault-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"how long a delayed answer is held (default {Faults.delay:g})",
+    )
+    group.add_argument(
+        f"{p}fault-operations",
+        default=None,
+        metavar="OP,OP",
+        help="operations faults may hit (default UpdateItem)",
+    )
+    group.add_argument(
+        f"{p}seed", type=int, default=None, help="seed for faults and latency jitter"
     )
 
 
-def config_from_args(args: argparse.Namespace) -> LocalConfig:
+def _add_endpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url", required=True, help="the running server, e.g. http://127.0.0.1:8000"
+    )
+
+
+def _get(args: argparse.Namespace, prefix: str, name: str) -> Any:
+    return getattr(args, (prefix + name).replace("-", "_"))
+
+
+def faults_from_args(args: argparse.Namespace, *, prefix: str = "") -> Faults | None:
+    """The `Faults` the fault flags describe, or None if none was given."""
+    fields: dict[str, Any] = {}
+    for name, _ in _FAULT_RATES:
+        value = _get(args, prefix, name)
+        if value is not None:
+            fields[name] = value
+    delay = _get(args, prefix, "fault_delay")
+    if delay is not None:
+        fields["delay"] = delay
+    operations = _get(args, prefix, "fault_operations")
+    if operations is not None:
+        fields["operations"] = frozenset(op.strip() for op in operations.split(",") if op.strip())
+    seed = _get(args, prefix, "seed")
+    if seed is not None:
+        fields["seed"] = seed
+    return Faults(**fields) if fields else None
+
+
+def config_from_args(args: argparse.Namespace, *, prefix: str = "") -> LocalConfig:
     """The `LocalConfig` the parsed flags describe."""
-    return LocalConfig(host=args.host, port=args.port, region=args.region, backend=args.backend)
+    capacity_fields = {
+        field: _get(args, prefix, flag)
+        for field, flag in (
+            ("partition_write_units", "partition_wcu"),
+            ("partition_read_units", "partition_rcu"),
+            ("table_write_units", "table_wcu"),
+            ("table_read_units", "table_rcu"),
+            ("burst_seconds", "burst_seconds"),
+        )
+        if _get(args, prefix, flag) is not None
+    }
+    capacity = (
+        Capacity(**capacity_fields) if capacity_fields or _get(args, prefix, "capacity") else None
+    )
+    seed = _get(args, prefix, "seed")
+    latency = Latency(
+        mean=_get(args, prefix, "latency_ms") / 1000,
+        jitter=_get(args, prefix, "jitter_ms") / 1000,
+        seed=seed,
+    )
+    return LocalConfig(
+        host=_get(args, prefix, "host"),
+        port=_get(args, prefix, "port"),
+        region=_get(args, prefix, "region"),
+        backend=_get(args, prefix, "backend") or default_backend(),
+        capacity=capacity,
+        latency=latency,
+        faults=faults_from_args(args, prefix=prefix) or Faults(),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; return the process exit status."""
+    """Serve until SIGINT/SIGTERM, or run a ``ledger``/``faults`` action; the exit status."""
     try:
+        action = getattr(args, "local_action", None)
+        if action == "ledger":
+            return _ledger(args)
+        if action == "faults":
+            return _faults(args)
         config = config_from_args(args)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OSError) as exc:
         sys.stderr.write(f"async-counters local: {exc}\n")
         return 2
+    return _serve(config)
+
+
+def _serve(config: LocalConfig) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -71,3 +234,38 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    query = f"?{urllib.parse.urlencode({'table': args.table})}" if args.table else ""
+    _print(_admin(args.endpoint_url, "GET", f"ledger{query}"))
+    if args.reset:
+        _admin(args.endpoint_url, "DELETE", "ledger")
+    return 0
+
+
+def _faults(args: argparse.Namespace) -> int:
+    faults = faults_from_args(args)
+    if faults is None:
+        _print(_admin(args.endpoint_url, "GET", "faults"))
+    else:
+        from async_counters.local.front import faults_to_json
+
+        _print(_admin(args.endpoint_url, "PUT", "faults", faults_to_json(faults)))
+    return 0
+
+
+def _admin(endpoint_url: str, method: str, name: str, payload: Any = None) -> Any:
+    host = urllib.parse.urlsplit(endpoint_url).hostname or ""
+    if not is_loopback(host):
+        raise ValueError(f"the embedded server only runs on loopback, not {host!r}")
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(
+        f"{endpoint_url.rstrip('/')}/_local/{name}", data=data, method=method
+    )
+    with urllib.request.urlopen(request, timeout=_ADMIN_TIMEOUT) as response:
+        return json.loads(response.read())
+
+
+def _print(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -112,7 +112,11 @@ CORPUS: list[Case] = [
     ("add returning ALL_NEW", "UpdateItem", _add("b", "1", ReturnValues="ALL_NEW")),
     ("add returning ALL_OLD", "UpdateItem", _add("b", "1", ReturnValues="ALL_OLD")),
     ("add returning UPDATED_OLD", "UpdateItem", _add("b", "1", ReturnValues="UPDATED_OLD")),
-    ("add returning UPDATED_OLD on a new item", "UpdateItem", _add("c", "1", ReturnValues="UPDATED_OLD")),
+    (
+        "add returning UPDATED_OLD on a new item",
+        "UpdateItem",
+        _add("c", "1", ReturnValues="UPDATED_OLD"),
+    ),
     ("a large amount", "UpdateItem", _add("big", "99999999999999999999999999999999999999")),
     ("a large amount past 38 digits", "UpdateItem", _add("big", "1")),
     (
@@ -200,15 +204,23 @@ CORPUS: list[Case] = [
     ("an unused name", "UpdateItem", _add("r", "1", names={"#extra": "other"})),
     ("empty values", "UpdateItem", {**_add("r", "1"), "ExpressionAttributeValues": {}}),
     ("a name key without #", "UpdateItem", _add("r", "1", names={"v": "count"})),
-    ("a plain, unreserved name", "UpdateItem", {
-        "TableName": T,
-        "Key": _key("r"),
-        "UpdateExpression": "ADD hits :n",
-        "ExpressionAttributeValues": {":n": {"N": "1"}},
-        "ReturnValues": "UPDATED_NEW",
-    }),
+    (
+        "a plain, unreserved name",
+        "UpdateItem",
+        {
+            "TableName": T,
+            "Key": _key("r"),
+            "UpdateExpression": "ADD hits :n",
+            "ExpressionAttributeValues": {":n": {"N": "1"}},
+            "ReturnValues": "UPDATED_NEW",
+        },
+    ),
     # Operand types.
-    ("add a string", "UpdateItem", _add("t", "1") | {"ExpressionAttributeValues": {":n": {"S": "x"}}}),
+    (
+        "add a string",
+        "UpdateItem",
+        _add("t", "1") | {"ExpressionAttributeValues": {":n": {"S": "x"}}},
+    ),
     (
         "set a string attribute",
         "UpdateItem",
@@ -385,7 +397,7 @@ CORPUS: list[Case] = [
             ("e", "#v >", {}),
             ("e", "#v < :big AND", {":big": {"N": "1000"}}),
             ("a", "attribute_type(#v, :t)", {":t": {"S": "N"}}),
-            ("a", "attribute_type(#v, :t)", {":t": {"S": "S"}}),
+            ("a", "attribute_type(#v, :s)", {":s": {"S": "S"}}),
             ("e", "begins_with(#v, :t)", {":t": {"S": "1"}}),
             ("e", "nosuch(#v)", {}),
         ]
@@ -406,14 +418,22 @@ CORPUS: list[Case] = [
         "UpdateItem",
         _add("a", "1", ConditionExpression="attribute_exists(#nope)"),
     ),
-    ("a condition that uses a reserved word", "UpdateItem", _add("a", "1", ConditionExpression="attribute_exists(size)")),
+    (
+        "a condition that uses a reserved word",
+        "UpdateItem",
+        _add("a", "1", ConditionExpression="attribute_exists(size)"),
+    ),
     # Return values and other parameters.
     ("ReturnValues FOO", "UpdateItem", _add("a", "1", ReturnValues="FOO")),
     ("ReturnConsumedCapacity TOTAL", "UpdateItem", _add("a", "1", ReturnConsumedCapacity="TOTAL")),
     # Keys.
     ("a key with the wrong type", "UpdateItem", _add("a", "1") | {"Key": {"pk": {"N": "1"}}}),
     ("a key with the wrong name", "UpdateItem", _add("a", "1") | {"Key": {"id": {"S": "a"}}}),
-    ("a key with an extra attribute", "UpdateItem", _add("a", "1") | {"Key": {"pk": {"S": "a"}, "x": {"S": "b"}}}),
+    (
+        "a key with an extra attribute",
+        "UpdateItem",
+        _add("a", "1") | {"Key": {"pk": {"S": "a"}, "x": {"S": "b"}}},
+    ),
     ("an empty string key", "UpdateItem", _add("a", "1") | {"Key": {"pk": {"S": ""}}}),
     ("a missing table", "UpdateItem", _add("a", "1") | {"TableName": "corpus-missing"}),
     (
@@ -463,13 +483,21 @@ CORPUS: list[Case] = [
         "GetItem",
         _get("a", ProjectionExpression="#v", ExpressionAttributeNames={"#v": "count", "#w": "x"}),
     ),
-    ("get with names and no projection", "GetItem", _get("a", ExpressionAttributeNames={"#v": "count"})),
+    (
+        "get with names and no projection",
+        "GetItem",
+        _get("a", ExpressionAttributeNames={"#v": "count"}),
+    ),
     ("get from a missing table", "GetItem", _get("a") | {"TableName": "corpus-missing"}),
     ("get with a wrong key", "GetItem", _get("a") | {"Key": {"id": {"S": "a"}}}),
     (
         "batch get",
         "BatchGetItem",
-        {"RequestItems": {T: {"Keys": [_key("a"), _key("b"), _key("nothing")], "ConsistentRead": True}}},
+        {
+            "RequestItems": {
+                T: {"Keys": [_key("a"), _key("b"), _key("nothing")], "ConsistentRead": True}
+            }
+        },
     ),
     (
         "batch get with a projection",
@@ -495,13 +523,21 @@ CORPUS: list[Case] = [
             }
         },
     ),
-    ("batch get with duplicate keys", "BatchGetItem", {"RequestItems": {T: {"Keys": [_key("a"), _key("a")]}}}),
+    (
+        "batch get with duplicate keys",
+        "BatchGetItem",
+        {"RequestItems": {T: {"Keys": [_key("a"), _key("a")]}}},
+    ),
     (
         "batch get of too many keys",
         "BatchGetItem",
         {"RequestItems": {T: {"Keys": [_key(f"k{i}") for i in range(101)]}}},
     ),
-    ("batch get from a missing table", "BatchGetItem", {"RequestItems": {"corpus-missing": {"Keys": [_key("a")]}}}),
+    (
+        "batch get from a missing table",
+        "BatchGetItem",
+        {"RequestItems": {"corpus-missing": {"Keys": [_key("a")]}}},
+    ),
     # Tear down.
     ("delete the composite table", "DeleteTable", {"TableName": C}),
     ("delete it again", "DeleteTable", {"TableName": C}),
