@@ -100,20 +100,24 @@ RETRY_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
     ("--retry-base", "base", float, "first backoff ceiling in seconds (0.025)"),
     ("--retry-cap", "cap", float, "largest backoff in seconds (1.0)"),
 ]
-# Flags of the embedded server: (flag, ServerOptions field, type, help).
+# Flags of the embedded server: (flag, ServerOptions field, type, help); each is passed on to
+# `async-counters local` under the same name (--fault-seed as its --seed).
 SERVER_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
-    ("--backend", "backend", str, "embedded server backend: moto (default) or fast"),
-    ("--write-capacity", "write_capacity", float, "write units/s per partition (throttling on)"),
-    ("--read-capacity", "read_capacity", float, "read units/s per partition (throttling on)"),
-    ("--table-write-capacity", "table_write_capacity", float, "write units/s for the table"),
-    ("--burst-seconds", "burst_seconds", float, "seconds of capacity an idle key may burst"),
-    ("--latency-ms", "latency_ms", float, "latency added to every request, in ms"),
-    ("--jitter-ms", "jitter_ms", float, "+- uniform jitter around --latency-ms, in ms"),
-    ("--error-before-apply", "error_before_apply", _share, "share of writes failing with 500"),
+    ("--backend", "backend", str, "fast (default: measures the client), moto, dynalite, URL"),
+    ("--partition-wcu", "partition_wcu", float, "write units/s per key (1000; throttling on)"),
+    ("--partition-rcu", "partition_rcu", float, "read units/s per key (3000; throttling on)"),
+    ("--table-wcu", "table_wcu", float, "write units/s per table (4000; throttling on)"),
+    ("--table-rcu", "table_rcu", float, "read units/s per table (12000; throttling on)"),
+    ("--burst-seconds", "burst_seconds", float, "seconds of its rate a bucket holds (1)"),
+    ("--latency-ms", "latency_ms", float, "latency added to each request, ms (0)"),
+    ("--jitter-ms", "jitter_ms", float, "latency varies by up to this, ms (0)"),
+    ("--error-before-apply", "error_before_apply", _share, "share of writes 500, not applied"),
     ("--error-after-apply", "error_after_apply", _share, "share applied, then answered 500"),
     ("--drop-after-apply", "drop_after_apply", _share, "share applied, then connection dropped"),
     ("--delay-after-apply", "delay_after_apply", _share, "share applied, answered too late"),
-    ("--fault-seed", "fault_seed", int, "seed of the fault sequence"),
+    ("--fault-delay", "fault_delay", float, "seconds a late answer is held (5)"),
+    ("--fault-operations", "fault_operations", str, "operations faults hit (UpdateItem)"),
+    ("--fault-seed", "fault_seed", int, "seed of the server's faults and latency jitter"),
 ]
 # Workload flags that --config replaces (output flags may still be given with it).
 _WORKLOAD_DESTS: Final = (
@@ -140,6 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--table", help=f"table, created if missing (default {DEFAULT_TABLE})")
 
     server = parser.add_argument_group("embedded server (only without --endpoint-url / --aws)")
+    server.add_argument(
+        "--capacity", action="store_true", help="throttle like DynamoDB, with its limits"
+    )
     for flag, _, kind, text in SERVER_FLAGS:
         server.add_argument(flag, type=kind, help=text)
 
@@ -255,6 +262,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config:
         given = [name for name in _WORKLOAD_DESTS if _given(args, name)]
         given += [dest for _, dest, _, _ in SERVER_FLAGS if _given(args, dest)]
+        given += ["capacity"] if args.capacity else []
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise UsageError(f"--config replays a run as recorded; drop {flags}")
@@ -270,8 +278,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     server_values = {
         dest: getattr(args, dest) for _, dest, _, _ in SERVER_FLAGS if _given(args, dest)
     }
+    if args.capacity:
+        server_values["capacity"] = True
     if server_values and target.kind != "embedded":
-        flags = ", ".join(flag for flag, dest, _, _ in SERVER_FLAGS if dest in server_values)
+        flags = ", ".join(
+            flag
+            for flag, dest, _, _ in [*SERVER_FLAGS, ("--capacity", "capacity", str, "")]
+            if dest in server_values
+        )
         raise UsageError(f"{flags}: options of the embedded server, not of --endpoint-url/--aws")
     server = ServerOptions(**server_values)
 

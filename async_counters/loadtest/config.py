@@ -33,8 +33,8 @@ DISTRIBUTIONS: Final = ("uniform", "zipf", "hot")
 TargetKind = Literal["embedded", "endpoint", "aws"]
 LoopName = Literal["uvloop", "asyncio"]
 
-#: Operations of a plain `async-counters bench`: about 15 s against the embedded moto server here.
-DEFAULT_INCREMENTS: Final = 10_000
+#: Operations of a plain `async-counters bench`: about 10 s on the embedded fast backend here.
+DEFAULT_INCREMENTS: Final = 40_000
 DEFAULT_KEYS: Final = 100
 DEFAULT_CONCURRENCY: Final = 64
 DEFAULT_TABLE: Final = "async-counters-bench"
@@ -115,64 +115,49 @@ class Target:
 
 @dataclass(frozen=True, kw_only=True)
 class ServerOptions:
-    """How the embedded server is started (ignored for other targets).
+    """How the embedded server is started (only for the embedded target).
 
-    These map onto `async_counters.local.LocalConfig`: ``write_capacity`` (per partition, units/s;
-    None: no throttling), ``table_write_capacity``, ``burst_seconds``, ``latency_ms`` and
-    ``jitter_ms``, and fault rates per item write.
+    Each field is the ``async-counters local`` flag of the same name (``fault_seed`` is its
+    ``--seed``); None leaves the server's default. Values are checked by the server's own
+    `LocalConfig` before anything starts.
     """
 
-    backend: str = "moto"
-    write_capacity: float | None = None
-    read_capacity: float | None = None
-    table_write_capacity: float | None = None
+    backend: str = "fast"
+    capacity: bool = False
+    partition_wcu: float | None = None
+    partition_rcu: float | None = None
+    table_wcu: float | None = None
+    table_rcu: float | None = None
     burst_seconds: float | None = None
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    error_before_apply: float = 0.0
-    error_after_apply: float = 0.0
-    drop_after_apply: float = 0.0
-    delay_after_apply: float = 0.0
+    latency_ms: float | None = None
+    jitter_ms: float | None = None
+    error_before_apply: float | None = None
+    error_after_apply: float | None = None
+    drop_after_apply: float | None = None
+    delay_after_apply: float | None = None
+    fault_delay: float | None = None
+    fault_operations: str | None = None
     fault_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not self.backend:
-            raise ValueError("--backend must be a backend name")
-        for name in ("write_capacity", "read_capacity", "table_write_capacity", "burst_seconds"):
-            value = getattr(self, name)
-            if value is not None:
-                _positive_number(f"--{name.replace('_', '-')}", value)
-        for name in ("latency_ms", "jitter_ms"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        if self.jitter_ms > self.latency_ms:
-            raise ValueError("--jitter-ms cannot exceed --latency-ms")
-        rates = [getattr(self, name) for name in self.fault_names()]
-        for name, value in zip(self.fault_names(), rates, strict=True):
-            _share(f"--{name.replace('_', '-')}", value)
-        if sum(rates) > 1.0 + 1e-9:
-            raise ValueError("fault rates add up to more than 1")
+            raise ValueError("--backend must name a backend (moto, fast, dynalite or a URL)")
 
-    @staticmethod
-    def fault_names() -> tuple[str, ...]:
-        return ("error_before_apply", "error_after_apply", "drop_after_apply", "delay_after_apply")
+    def given(self) -> dict[str, Any]:
+        """The options that differ from a plain server, the backend always included."""
+        default = ServerOptions()
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name == "backend" or value != getattr(default, name)
+        }
 
     @property
     def throttling(self) -> bool:
-        return any(
+        return self.capacity or any(
             getattr(self, name) is not None
-            for name in ("write_capacity", "read_capacity", "table_write_capacity")
+            for name in ("partition_wcu", "partition_rcu", "table_wcu", "table_rcu")
         )
-
-    @property
-    def faults(self) -> bool:
-        return any(getattr(self, name) > 0 for name in self.fault_names())
-
-    @property
-    def default(self) -> bool:
-        """True when nothing but the backend differs from a plain server."""
-        return not self.throttling and not self.faults and self.latency_ms == 0
 
 
 @dataclass(frozen=True, kw_only=True)

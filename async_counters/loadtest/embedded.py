@@ -22,49 +22,43 @@ __all__ = ["EmbeddedServer", "UnsupportedServerOption", "local_arguments"]
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 10.0
 
-# ServerOptions field -> the `async-counters local` flag that sets it.
-LOCAL_FLAGS: Final = {
-    "backend": "--backend",
-    "write_capacity": "--write-capacity",
-    "read_capacity": "--read-capacity",
-    "table_write_capacity": "--table-write-capacity",
-    "burst_seconds": "--burst-seconds",
-    "latency_ms": "--latency-ms",
-    "jitter_ms": "--jitter-ms",
-    "error_before_apply": "--error-before-apply",
-    "error_after_apply": "--error-after-apply",
-    "drop_after_apply": "--drop-after-apply",
-    "delay_after_apply": "--delay-after-apply",
-    "fault_seed": "--fault-seed",
-}
+# ServerOptions fields whose `async-counters local` flag is not --<field-with-dashes>.
+_RENAMED: Final = {"fault_seed": "--seed"}
 
 
 class UnsupportedServerOption(ValueError):
     """The installed embedded server has no flag for an option that was asked for."""
 
 
-def _local_flags() -> set[str]:
-    from async_counters.local import cli
-
-    parser = argparse.ArgumentParser(add_help=False)
-    cli.add_arguments(parser)
-    return {flag for action in parser._actions for flag in action.option_strings}
+def _flag(name: str) -> str:
+    return _RENAMED.get(name, "--" + name.replace("_", "-"))
 
 
 def local_arguments(options: ServerOptions) -> list[str]:
-    """The ``async-counters local`` flags for ``options`` (those differing from the default)."""
-    default = ServerOptions()
-    available = _local_flags()
+    """The ``async-counters local`` flags for ``options``, checked by the server's own parser.
+
+    Raises `UnsupportedServerOption` for an option the installed server does not offer, and
+    `ValueError` for values its `LocalConfig` refuses, before any process starts.
+    """
+    from async_counters.local import cli
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    cli.add_config_arguments(parser)
+    available = {flag for action in parser._actions for flag in action.option_strings}
     arguments: list[str] = []
-    for name, flag in LOCAL_FLAGS.items():
-        value = getattr(options, name)
-        if value == getattr(default, name):
-            continue
+    for name, value in options.given().items():
+        flag = _flag(name)
         if flag not in available:
             raise UnsupportedServerOption(
-                f"the embedded server has no {flag} option yet (see `async-counters local --help`)"
+                f"the embedded server has no {flag} option (see `async-counters local --help`)"
             )
-        arguments += [flag, str(value)]
+        arguments += [flag] if value is True else [flag, str(value)]
+    try:
+        cli.config_from_args(parser.parse_args(arguments))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"embedded server: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"embedded server: {exc}") from None
     return arguments
 
 

@@ -28,6 +28,7 @@ from typing import IO, Any, Final
 
 from .metrics import COUNT_NAMES
 from .runner import RunOutcome, environment
+from .verify import SHOWN_MISMATCHES
 
 __all__ = ["SCHEMA", "print_summary", "results_json", "write_json"]
 
@@ -91,10 +92,6 @@ def write_json(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
 
 def _ms(value: float) -> str:
     return f"{value:,.2f}"
-
-
-#: At most this many differing keys are listed on the terminal (all are in the JSON).
-SHOWN_MISMATCHES: Final = 50
 
 
 def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:

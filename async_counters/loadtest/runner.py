@@ -123,6 +123,7 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
             endpoint_url = server.endpoint_url
             outcome.target["endpoint_url"] = endpoint_url
             outcome.target["backend"] = config.server.backend
+            outcome.target["server"] = config.server.given()
         view.starting(config, describe_target(outcome.target))
         try:
             asyncio.run(_orchestrate(config, endpoint_url, view, outcome))
@@ -137,8 +138,10 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
 
 def describe_target(target: dict[str, Any]) -> str:
     if target["kind"] == "embedded":
+        options = {k: v for k, v in target.get("server", {}).items() if k != "backend"}
+        detail = "".join(f", {k.replace('_', '-')} {v}" for k, v in options.items())
         return (
-            f"embedded DynamoDB ({target.get('backend', 'moto')} backend) at "
+            f"embedded DynamoDB ({target.get('backend')} backend{detail}) at "
             f"{target['endpoint_url']}, table {target['table']}"
         )
     if target["kind"] == "endpoint":

@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_MISMATCH",
     "EXIT_OK",
     "EXIT_USAGE",
+    "SHOWN_MISMATCHES",
     "KeyCheck",
     "Verification",
     "verify",
@@ -35,6 +36,8 @@ EXIT_OK: Final = 0
 EXIT_MISMATCH: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INCONCLUSIVE: Final = 3
+#: At most this many differing keys are listed on the terminal (all are in the JSON).
+SHOWN_MISMATCHES: Final = 50
 
 KeyStatus = Literal["exact", "bounded", "mismatch"]
 Status = Literal["exact", "bounded", "mismatch", "incomplete", "not verified"]
