@@ -9,6 +9,7 @@ Also a process of its own: ``async-counters local --port 8000``.
 """
 
 from async_counters.local.config import Capacity, Faults, Latency, LocalConfig
+from async_counters.local.ledger import LedgerEntry
 from async_counters.local.server import LocalDynamo
 
-__all__ = ["Capacity", "Faults", "Latency", "LocalConfig", "LocalDynamo"]
+__all__ = ["Capacity", "Faults", "Latency", "LedgerEntry", "LocalConfig", "LocalDynamo"]

@@ -91,10 +91,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -
         f"{p}capacity", action="store_true", help="turn throttling on with DynamoDB's limits"
     )
     for flag, default, what in (
-        ("partition-wcu", Capacity.partition_write_units, "write units/s per partition key"),
-        ("partition-rcu", Capacity.partition_read_units, "read units/s per partition key"),
-        ("table-wcu", Capacity.table_write_units, "write units/s per table"),
-        ("table-rcu", Capacity.table_read_units, "read units/s per table"),
+        ("wcu-per-key", Capacity.partition_write_units, "write units/s per partition key"),
+        ("rcu-per-key", Capacity.partition_read_units, "read units/s per partition key"),
+        ("wcu-per-table", Capacity.table_write_units, "write units/s per table"),
+        ("rcu-per-table", Capacity.table_read_units, "read units/s per table"),
         ("burst-seconds", Capacity.burst_seconds, "seconds of its rate a bucket holds"),
     ):
         capacity.add_argument(
@@ -172,10 +172,10 @@ def config_from_args(args: argparse.Namespace, *, prefix: str = "") -> LocalConf
     capacity_fields = {
         field: _get(args, prefix, flag)
         for field, flag in (
-            ("partition_write_units", "partition_wcu"),
-            ("partition_read_units", "partition_rcu"),
-            ("table_write_units", "table_wcu"),
-            ("table_read_units", "table_rcu"),
+            ("partition_write_units", "wcu_per_key"),
+            ("partition_read_units", "rcu_per_key"),
+            ("table_write_units", "wcu_per_table"),
+            ("table_read_units", "rcu_per_table"),
             ("burst_seconds", "burst_seconds"),
         )
         if _get(args, prefix, flag) is not None

@@ -20,13 +20,14 @@ from async_counters.local import values as v
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """Applied updates to one item: how many, and the sum of their counter arithmetic."""
+    """Applied updates to one item: how many, and the sum of their counter arithmetic
+    (an int, unless some amount applied was fractional)."""
 
-    sum: Decimal
+    sum: int | Decimal
     count: int
 
     def to_json(self) -> dict[str, Any]:
-        total: Any = int(self.sum) if self.sum == self.sum.to_integral_value() else str(self.sum)
+        total = self.sum if isinstance(self.sum, int) else str(self.sum)
         return {"sum": total, "count": self.count}
 
 
@@ -95,6 +96,10 @@ def _number(value: ex.Value, scope: ex.Scope) -> Decimal:
     return Decimal(0)
 
 
+def _exact(total: Decimal) -> int | Decimal:
+    return int(total) if total == total.to_integral_value() else total
+
+
 class Ledger:
     """Per table, per key: the applied sum and count. Written on the server's loop, read from
     any thread."""
@@ -116,7 +121,7 @@ class Ledger:
     def table(self, table: str) -> dict[str, LedgerEntry]:
         with self._lock:
             entries = dict(self._tables.get(table, {}))
-            return {key: LedgerEntry(Decimal(e[0]), int(e[1])) for key, e in entries.items()}
+            return {key: LedgerEntry(_exact(e[0]), int(e[1])) for key, e in entries.items()}
 
     def tables(self) -> list[str]:
         with self._lock:
