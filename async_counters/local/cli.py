@@ -1,7 +1,7 @@
 """``async-counters local``: the embedded DynamoDB as a process of its own, and its admin.
 
     async-counters local --port 8000 --backend fast --latency-ms 5 --jitter-ms 2
-    async-counters local ledger --endpoint-url http://127.0.0.1:8000 --table counters
+    async-counters local ledger --endpoint-url http://127.0.0.1:8000 counters
     async-counters local faults --endpoint-url http://127.0.0.1:8000 --error-after-apply 0.01
 
 Serving prints the endpoint URL on one line first (scripts and benchmarks read it from stdout),
@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="local_action", metavar="{ledger,faults}")
     ledger = actions.add_parser("ledger", help="print what a running server really applied")
     _add_endpoint_argument(ledger)
-    ledger.add_argument("--table", help="only this table")
+    # A positional: as an option, --table would be an ambiguous prefix of --table-wcu.
+    ledger.add_argument("table", nargs="?", help="only this table")
     ledger.add_argument("--reset", action="store_true", help="forget the ledger after printing")
     faults = actions.add_parser(
         "faults", help="print a running server's faults, or change them (given any fault flag)"
@@ -91,10 +92,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -
         f"{p}capacity", action="store_true", help="turn throttling on with DynamoDB's limits"
     )
     for flag, default, what in (
-        ("wcu-per-key", Capacity.partition_write_units, "write units/s per partition key"),
-        ("rcu-per-key", Capacity.partition_read_units, "read units/s per partition key"),
-        ("wcu-per-table", Capacity.table_write_units, "write units/s per table"),
-        ("rcu-per-table", Capacity.table_read_units, "read units/s per table"),
+        ("partition-wcu", Capacity.partition_write_units, "write units/s per partition key"),
+        ("partition-rcu", Capacity.partition_read_units, "read units/s per partition key"),
+        ("table-wcu", Capacity.table_write_units, "write units/s per table"),
+        ("table-rcu", Capacity.table_read_units, "read units/s per table"),
         ("burst-seconds", Capacity.burst_seconds, "seconds of its rate a bucket holds"),
     ):
         capacity.add_argument(
@@ -172,10 +173,10 @@ def config_from_args(args: argparse.Namespace, *, prefix: str = "") -> LocalConf
     capacity_fields = {
         field: _get(args, prefix, flag)
         for field, flag in (
-            ("partition_write_units", "wcu_per_key"),
-            ("partition_read_units", "rcu_per_key"),
-            ("table_write_units", "wcu_per_table"),
-            ("table_read_units", "rcu_per_table"),
+            ("partition_write_units", "partition_wcu"),
+            ("partition_read_units", "partition_rcu"),
+            ("table_write_units", "table_wcu"),
+            ("table_read_units", "table_rcu"),
             ("burst_seconds", "burst_seconds"),
         )
         if _get(args, prefix, flag) is not None

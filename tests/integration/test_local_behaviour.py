@@ -348,7 +348,7 @@ async def test_the_ledger_is_readable_everywhere(table: str) -> None:
             assert await r.json() == {"tables": {table: expected}}
         printed = await asyncio.to_thread(
             subprocess.run,
-            [*CLI, "ledger", "--endpoint-url", server.endpoint_url, "--table", table, "--reset"],
+            [*CLI, "ledger", "--endpoint-url", server.endpoint_url, table, "--reset"],
             capture_output=True,
             text=True,
             timeout=60,
