@@ -37,7 +37,7 @@ from .config import (
 )
 from .verify import EXIT_USAGE
 
-__all__ = ["POOL_FLAGS", "SERVER_FLAGS", "add_arguments", "config_from_args", "run"]
+__all__ = ["POOL_FLAGS", "add_arguments", "config_from_args", "run"]
 
 
 class UsageError(ValueError):
@@ -100,25 +100,8 @@ RETRY_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
     ("--retry-base", "base", float, "first backoff ceiling in seconds (0.025)"),
     ("--retry-cap", "cap", float, "largest backoff in seconds (1.0)"),
 ]
-# Flags of the embedded server: (flag, ServerOptions field, type, help); each is passed on to
-# `async-counters local` under the same name (--fault-seed as its --seed).
-SERVER_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
-    ("--backend", "backend", str, "fast (default: measures the client), moto, dynalite, URL"),
-    ("--partition-wcu", "partition_wcu", float, "write units/s per key (1000; throttling on)"),
-    ("--partition-rcu", "partition_rcu", float, "read units/s per key (3000; throttling on)"),
-    ("--table-wcu", "table_wcu", float, "write units/s per table (4000; throttling on)"),
-    ("--table-rcu", "table_rcu", float, "read units/s per table (12000; throttling on)"),
-    ("--burst-seconds", "burst_seconds", float, "seconds of its rate a bucket holds (1)"),
-    ("--latency-ms", "latency_ms", float, "latency added to each request, ms (0)"),
-    ("--jitter-ms", "jitter_ms", float, "latency varies by up to this, ms (0)"),
-    ("--error-before-apply", "error_before_apply", _share, "share of writes 500, not applied"),
-    ("--error-after-apply", "error_after_apply", _share, "share applied, then answered 500"),
-    ("--drop-after-apply", "drop_after_apply", _share, "share applied, then connection dropped"),
-    ("--delay-after-apply", "delay_after_apply", _share, "share applied, answered too late"),
-    ("--fault-delay", "fault_delay", float, "seconds a late answer is held (5)"),
-    ("--fault-operations", "fault_operations", str, "operations faults hit (UpdateItem)"),
-    ("--fault-seed", "fault_seed", int, "seed of the server's faults and latency jitter"),
-]
+#: Prefix of the attributes holding embedded-server flags in the parsed arguments.
+_SERVER_DEST: Final = "server__"
 # Workload flags that --config replaces (output flags may still be given with it).
 _WORKLOAD_DESTS: Final = (
     *("increments", "duration", "time_limit", "keys", "key_prefix", "distribution"),
@@ -143,12 +126,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--region", help="AWS region (implies --aws without --endpoint-url)")
     target.add_argument("--table", help=f"table, created if missing (default {DEFAULT_TABLE})")
 
-    server = parser.add_argument_group("embedded server (only without --endpoint-url / --aws)")
-    server.add_argument(
-        "--capacity", action="store_true", help="throttle like DynamoDB, with its limits"
+    server = parser.add_argument_group(
+        "embedded server (the options of `async-counters local`; only without --endpoint-url/--aws)"
     )
-    for flag, _, kind, text in SERVER_FLAGS:
-        server.add_argument(flag, type=kind, help=text)
+    server.add_argument(
+        "--backend",
+        dest=_SERVER_DEST + "backend",
+        metavar="NAME",
+        help="fast (default: the client is what is measured), moto (fidelity), dynalite, or URL",
+    )
 
     load = parser.add_argument_group("workload")
     load.add_argument(
@@ -246,6 +232,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="run again the configuration of a results JSON (output flags still apply)",
     )
+    _mirror_server_options(parser, server)
+
+
+def _mirror_server_options(parser: argparse.ArgumentParser, group: Any) -> None:
+    """Offer every option of the installed ``async-counters local`` under the same flag, or
+    ``--server-<flag>`` where the bench has a flag of that name (``--seed``, ``--region``)."""
+    from .embedded import local_options
+
+    taken = set(parser._option_string_actions)
+    for action in local_options():
+        flags = [
+            flag if flag not in taken else "--server-" + flag.lstrip("-")
+            for flag in action.option_strings
+            if flag.startswith("--")
+        ]
+        common: dict[str, Any] = {"dest": _SERVER_DEST + action.dest, "default": None}
+        if action.help:
+            common["help"] = action.help
+        if action.nargs == 0:
+            group.add_argument(*flags, action="store_const", const=True, **common)
+        else:
+            metavar = action.metavar or action.dest.upper()
+            group.add_argument(*flags, type=action.type, metavar=metavar, **common)
 
 
 def _given(args: argparse.Namespace, name: str) -> bool:
@@ -261,8 +270,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The `RunConfig` the flags describe; `UsageError` (or `ValueError`) when they do not."""
     if args.config:
         given = [name for name in _WORKLOAD_DESTS if _given(args, name)]
-        given += [dest for _, dest, _, _ in SERVER_FLAGS if _given(args, dest)]
-        given += ["capacity"] if args.capacity else []
+        given += [dest for dest in _server_values(args)]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise UsageError(f"--config replays a run as recorded; drop {flags}")
@@ -275,19 +283,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return RunConfig.from_dict(data)
 
     target = _target(args)
-    server_values = {
-        dest: getattr(args, dest) for _, dest, _, _ in SERVER_FLAGS if _given(args, dest)
-    }
-    if args.capacity:
-        server_values["capacity"] = True
+    server_values = _server_values(args)
     if server_values and target.kind != "embedded":
-        flags = ", ".join(
-            flag
-            for flag, dest, _, _ in [*SERVER_FLAGS, ("--capacity", "capacity", str, "")]
-            if dest in server_values
+        names = ", ".join(server_values)
+        raise UsageError(
+            f"embedded server option(s) {names} given with --endpoint-url/--aws: they only "
+            "configure the server the bench starts itself"
         )
-        raise UsageError(f"{flags}: options of the embedded server, not of --endpoint-url/--aws")
-    server = ServerOptions(**server_values)
+    backend = server_values.pop("backend", None)
+    server = ServerOptions(backend=backend or ServerOptions.backend, flags=server_values)
 
     run_id = args.run_id
     prefix = args.key_prefix
@@ -337,6 +341,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def _server_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Embedded-server options given on the command line, by the server's own names."""
+    return {
+        name[len(_SERVER_DEST) :]: value
+        for name, value in vars(args).items()
+        if name.startswith(_SERVER_DEST) and value is not None
+    }
+
+
 def _target(args: argparse.Namespace) -> Target:
     table = _pick(args.table, DEFAULT_TABLE)
     if args.endpoint_url is not None:
@@ -368,7 +381,7 @@ def _pool_options(args: argparse.Namespace, workload: Workload, processes: int) 
         options[name] = value
     if "max_in_flight" not in options and not workload.open_loop:
         # The in-flight bound each process's pool needs to keep its callers all on the wire.
-        options["max_in_flight"] = -(-workload.concurrency // processes)
+        options["max_in_flight"] = -(-workload.concurrency // max(1, processes))
     return options
 
 

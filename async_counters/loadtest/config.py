@@ -117,47 +117,24 @@ class Target:
 class ServerOptions:
     """How the embedded server is started (only for the embedded target).
 
-    Each field is the ``async-counters local`` flag of the same name (``fault_seed`` is its
-    ``--seed``); None leaves the server's default. Values are checked by the server's own
-    `LocalConfig` before anything starts.
+    ``backend`` and ``flags``: options of ``async-counters local`` by their argparse names
+    (``{"wcu_per_key": 100.0, "latency_ms": 5.0, "seed": 7}``), passed on to it as they are and
+    checked by the server's own parser and `LocalConfig` before anything starts.
     """
 
     backend: str = "fast"
-    capacity: bool = False
-    partition_wcu: float | None = None
-    partition_rcu: float | None = None
-    table_wcu: float | None = None
-    table_rcu: float | None = None
-    burst_seconds: float | None = None
-    latency_ms: float | None = None
-    jitter_ms: float | None = None
-    error_before_apply: float | None = None
-    error_after_apply: float | None = None
-    drop_after_apply: float | None = None
-    delay_after_apply: float | None = None
-    fault_delay: float | None = None
-    fault_operations: str | None = None
-    fault_seed: int | None = None
+    flags: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not self.backend:
-            raise ValueError("--backend must name a backend (moto, fast, dynalite or a URL)")
+            raise ValueError("--backend must name a backend (fast, moto, dynalite or a URL)")
+        for name in ("host", "port", "region", "backend"):
+            if name in self.flags:
+                raise ValueError(f"the bench sets the embedded server's {name} itself")
 
     def given(self) -> dict[str, Any]:
-        """The options that differ from a plain server, the backend always included."""
-        default = ServerOptions()
-        return {
-            name: value
-            for name, value in asdict(self).items()
-            if name == "backend" or value != getattr(default, name)
-        }
-
-    @property
-    def throttling(self) -> bool:
-        return self.capacity or any(
-            getattr(self, name) is not None
-            for name in ("partition_wcu", "partition_rcu", "table_wcu", "table_rcu")
-        )
+        """The backend and every option given."""
+        return {"backend": self.backend, **self.flags}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,6 +249,7 @@ class RunConfig:
         data = asdict(self)
         data["target"]["endpoint_url"] = safe_url(self.target.endpoint_url)
         data["pool_options"] = dict(self.pool_options)
+        data["server"]["flags"] = dict(self.server.flags)
         return data
 
     @classmethod

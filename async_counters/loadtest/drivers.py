@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from async_counters.errors import CounterError
@@ -89,9 +89,9 @@ async def closed_loop(
     concurrency: int,
     stop: Stop,
     floor: int,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """``concurrency`` callers, each starting its next operation as soon as the last ended."""
-    clock = time.monotonic
 
     async def caller() -> None:
         while stop.take(clock()):
@@ -110,14 +110,16 @@ async def open_loop(
     stop: Stop,
     floor: int,
     max_outstanding: int,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Start operation ``j`` at ``start + j / rate`` (`time.monotonic`) whatever came before.
 
     At most ``max_outstanding`` operations are unfinished at once (memory stays bounded); when
     the bound holds the schedule back, latency still counts from the scheduled start.
+    ``clock`` and ``sleep`` are injectable so that tests run in virtual time.
     """
     loop = asyncio.get_running_loop()
-    clock = time.monotonic
     room = asyncio.Semaphore(max_outstanding)
     tasks: set[asyncio.Task[None]] = set()
 
@@ -135,7 +137,7 @@ async def open_loop(
             if stop.requested or scheduled >= stop.deadline:
                 stop.take(scheduled)  # records why it stopped
                 break
-            await asyncio.sleep(scheduled - now)
+            await sleep(scheduled - now)
             continue
         if not stop.take(scheduled):
             break

@@ -22,16 +22,31 @@ __all__ = ["EmbeddedServer", "UnsupportedServerOption", "local_arguments"]
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 10.0
 
-# ServerOptions fields whose `async-counters local` flag is not --<field-with-dashes>.
-_RENAMED: Final = {"fault_seed": "--seed"}
+#: Options of `async-counters local` the bench sets itself: 127.0.0.1, a free port, the default
+#: region (which the pool signs for), and the backend (its own flag).
+FIXED: Final = frozenset({"host", "port", "region", "backend"})
 
 
 class UnsupportedServerOption(ValueError):
     """The installed embedded server has no flag for an option that was asked for."""
 
 
-def _flag(name: str) -> str:
-    return _RENAMED.get(name, "--" + name.replace("_", "-"))
+def local_config_parser() -> argparse.ArgumentParser:
+    """A parser of exactly the installed ``async-counters local`` server's options."""
+    from async_counters.local import cli
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    cli.add_config_arguments(parser)
+    return parser
+
+
+def local_options() -> list[argparse.Action]:
+    """The server's options a bench may set (everything but host, port and backend)."""
+    return [
+        action
+        for action in local_config_parser()._actions
+        if action.option_strings and action.dest not in FIXED
+    ]
 
 
 def local_arguments(options: ServerOptions) -> list[str]:
@@ -42,22 +57,24 @@ def local_arguments(options: ServerOptions) -> list[str]:
     """
     from async_counters.local import cli
 
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    cli.add_config_arguments(parser)
-    available = {flag for action in parser._actions for flag in action.option_strings}
-    arguments: list[str] = []
-    for name, value in options.given().items():
-        flag = _flag(name)
-        if flag not in available:
+    parser = local_config_parser()
+    flags = {action.dest: action for action in parser._actions if action.option_strings}
+    arguments = ["--backend", options.backend]
+    for name, value in options.flags.items():
+        action = flags.get(name)
+        if action is None or name in FIXED:
             raise UnsupportedServerOption(
-                f"the embedded server has no {flag} option (see `async-counters local --help`)"
+                f"the embedded server has no option {name!r} (see `async-counters local --help`)"
             )
-        arguments += [flag] if value is True else [flag, str(value)]
+        flag = action.option_strings[-1]
+        if action.nargs == 0:
+            if value:
+                arguments.append(flag)
+        else:
+            arguments += [flag, str(value)]
     try:
         cli.config_from_args(parser.parse_args(arguments))
-    except argparse.ArgumentError as exc:
-        raise ValueError(f"embedded server: {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except (argparse.ArgumentError, TypeError, ValueError) as exc:
         raise ValueError(f"embedded server: {exc}") from None
     return arguments
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from .metrics import COUNT_NAMES
-from .runner import RunOutcome, environment
+from .runner import RunOutcome, describe_target, environment
 from .verify import SHOWN_MISMATCHES
 
 __all__ = ["SCHEMA", "print_summary", "results_json", "write_json"]
@@ -108,7 +108,12 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     table.add_column("", style="dim")
-    table.add_row("time", f"{outcome.seconds:,.2f} s", f"{outcome.config.processes} process(es)")
+    table.add_row("target", outcome.target["kind"], describe_target(outcome.target))
+    table.add_row(
+        "time",
+        f"{outcome.seconds:,.2f} s",
+        f"{outcome.config.processes} process(es), {outcome.config.loop}",
+    )
     table.add_row(
         "throughput",
         f"{rates['acknowledged_per_s']:,.0f}/s",

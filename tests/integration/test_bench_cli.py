@@ -1,0 +1,175 @@
+"""`async-counters bench` and `verify` as a user runs them: subprocesses on real servers.
+
+Runs without an endpoint start their own embedded server (in its own process, as users get it);
+runs that need a second writer or a table that outlives them point at the suite's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from async_counters import CounterPool
+
+#: Every run here is small; this only stops a hung run from hanging the suite.
+TIMEOUT = 120
+
+
+def bench(*args: str, command: str = "bench") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "async_counters.cli", command, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def assert_exact(data: dict[str, Any], operations: int) -> None:
+    counts = data["results"]["counts"]
+    assert counts["operations"] == operations
+    assert counts["acknowledged"] + counts["floor_refused"] == operations
+    assert counts["ambiguous"] == 0
+    verification = data["verification"]
+    assert verification["status"] == "exact" and verification["exit_status"] == 0
+    assert verification["mismatches"] == []
+    # The server's totals, read back, are what the workers acknowledged, to the unit.
+    assert verification["actual_total"] == verification["expected_total"]
+    before = sum(key["before"] for key in verification["keys"])
+    assert verification["actual_total"] - before == data["results"]["acknowledged_amount"]
+    assert data["exit_status"] == 0
+
+
+def test_closed_loop_run_exits_0_with_a_verified_json(tmp_path: Path) -> None:
+    results, plot = tmp_path / "closed.json", tmp_path / "closed.png"
+    run = bench(
+        "-n", "800", "--keys", "20", "--concurrency", "16", "--amount", "1:5",
+        "--decrements", "0.2", "--seed", "3", "--json", str(results), "--plot", str(plot),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "EXACT" in run.stdout and "latency p99.9" in run.stdout
+    data = load(results)
+    assert_exact(data, 800)
+    assert data["results"]["counts"]["decrements"] > 0
+    config = data["config"]
+    assert config["workload"]["increments"] == 800
+    assert config["workload"]["amount_min"] == 1 and config["workload"]["amount_max"] == 5
+    assert config["server"]["backend"] == "fast"
+    assert data["target"]["kind"] == "embedded"
+    latency = data["results"]["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"]
+    assert latency["p99.9"] <= latency["max"]
+    assert data["timeline"] and sum(row["operations"] for row in data["timeline"]) == 800
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_open_loop_run_exits_0_with_a_verified_json(tmp_path: Path) -> None:
+    results = tmp_path / "open.json"
+    run = bench(
+        "--rate", "300", "--duration", "2", "--keys", "10", "--distribution", "hot",
+        "--json", str(results),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = load(results)
+    assert data["results"]["planned"] == 600
+    assert_exact(data, 600)
+    assert data["config"]["workload"]["rate"] == 300
+    assert "open loop at 300/s" in run.stdout
+
+
+def test_processes_2_aggregates_results_and_verification(tmp_path: Path) -> None:
+    results = tmp_path / "p2.json"
+    run = bench("-n", "1000", "-p", "2", "-c", "16", "--keys", "10", "--json", str(results))
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = load(results)
+    assert_exact(data, 1000)
+    workers = data["workers"]
+    assert len(workers) == 2 and len({w["worker_id"] for w in workers}) == 2
+    assert [w["counts"]["operations"] for w in workers] == [500, 500]
+    for name in ("acknowledged", "requests", "floor_refused"):
+        assert sum(w["counts"][name] for w in workers) == data["results"]["counts"][name]
+    latency_count = data["results"]["latency_ms"]["count"]
+    assert latency_count == sum(w["latency_ms"]["count"] for w in workers) == 1000
+
+
+async def test_another_writer_mid_run_exits_1_naming_the_key(
+    endpoint_url: str, table_name: str, tmp_path: Path
+) -> None:
+    results = tmp_path / "writer.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "async_counters.cli", "bench",
+        "--endpoint-url", endpoint_url, "--table", table_name, "--key-prefix", "victim:",
+        "--keys", "4", "--duration", "4", "--concurrency", "8", "--json", str(results),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    async with asyncio.timeout(TIMEOUT):
+        # The first progress line: the bench has read every counter and is writing.
+        while not (line := (await process.stdout.readline()).decode()).startswith("["):
+            assert line, "".join(output)
+            output.append(line)
+        async with CounterPool(table_name, endpoint_url=endpoint_url) as other_writer:
+            await other_writer.increment("victim:0", 7)
+        rest, _ = await process.communicate()
+    text = "".join(output) + rest.decode()
+    assert process.returncode == 1, text
+    assert "MISMATCH: 1 of 4 keys" in text
+    assert "victim:0: expected " in text and "(difference +7)" in text
+    mismatches = load(results)["verification"]["mismatches"]
+    assert [m["key"] for m in mismatches] == ["victim:0"]
+    assert mismatches[0]["actual"] - mismatches[0]["expected"] == 7
+
+
+async def test_run_id_and_verify_across_two_invocations(
+    endpoint_url: str, table_name: str, tmp_path: Path
+) -> None:
+    target = ["--endpoint-url", endpoint_url, "--table", table_name]
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    runs = [
+        bench(*target, "--run-id", "r1", "-n", "300", "-c", "8", "--keys", "10",
+              "--json", str(first)),
+        bench(*target, "--run-id", "r1", "-n", "200", "-c", "8", "-p", "2", "--keys", "10",
+              "--decrements", "0.3", "--json", str(second)),
+    ]  # fmt: skip
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "verify --run-id r1" in run.stdout
+    acknowledged = sum(load(p)["results"]["acknowledged_amount"] for p in (first, second))
+
+    verdict = tmp_path / "verify.json"
+    check = bench(*target, "--run-id", "r1", "--json", str(verdict), command="verify")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "3 worker(s) recorded" in check.stdout
+    data = load(verdict)
+    assert [w["state"] for w in data["workers"].values()] == ["final"] * 3
+    assert data["verification"]["status"] == "exact"
+    assert data["verification"]["actual_total"] == acknowledged
+
+    # Changed behind the run's back: verify names the key.
+    async with CounterPool(table_name, endpoint_url=endpoint_url) as other_writer:
+        await other_writer.increment("bench:r1:3", 2)
+    check = bench(*target, "--run-id", "r1", command="verify")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "bench:r1:3: expected" in check.stdout and "(difference +2)" in check.stdout
+
+    unknown = bench(*target, "--run-id", "never-ran", command="verify")
+    assert unknown.returncode == 3 and "no worker has recorded" in unknown.stdout
+
+
+def test_bad_flags_exit_2_with_a_clear_message() -> None:
+    run = bench("--processes", "0")
+    assert run.returncode == 2
+    assert "--processes must be >= 1" in run.stderr
+    run = bench("--distribution", "pareto")
+    assert run.returncode == 2
+    assert "invalid choice: 'pareto'" in run.stderr
