@@ -1,6 +1,7 @@
 """The fast backend: the project's own in-memory model of the operations the pool uses.
 
-CreateTable, DescribeTable, DeleteTable, ListTables, UpdateItem, GetItem and BatchGetItem, with
+CreateTable, DescribeTable, DeleteTable, ListTables, UpdateItem, GetItem and BatchGetItem (and
+PutItem and DeleteItem, which tests use to set items up), with
 DynamoDB's validation errors for what DynamoDB refuses. Items stay in wire form and expressions
 are parsed once per text, so a call costs tens of microseconds where moto spends milliseconds.
 Anything else is answered ``UnknownOperationException``: use the moto backend for it.
@@ -114,6 +115,8 @@ class FastBackend(Backend):
             "DeleteTable": self.delete_table,
             "ListTables": self.list_tables,
             "UpdateItem": self.update_item,
+            "PutItem": self.put_item,
+            "DeleteItem": self.delete_item,
             "GetItem": self.get_item,
             "BatchGetItem": self.batch_get_item,
         }
@@ -278,7 +281,9 @@ class FastBackend(Backend):
                 raise _not_supported(f"The legacy parameter {legacy} is not supported")
         update_text = p.get("UpdateExpression")
         condition_text = p.get("ConditionExpression")
-        scope = _scope(p, expressions=(update_text, condition_text))
+        scope = _scope(
+            p, expressions={"UpdateExpression": update_text, "ConditionExpression": condition_text}
+        )
         update: ex.Update | None = None
         targets: list[str] = []
         if update_text is not None:
@@ -339,6 +344,92 @@ class FastBackend(Backend):
         units = write_units(max(size, v.item_size(current)))
         _consumed(result, capacity_mode, table.name, units)
         return result
+
+    def put_item(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p)
+        item = _required(p, "Item", "item")
+        if not isinstance(item, dict):
+            raise _validation("Item must be a map of attribute names to values")
+        for legacy in ("Expected", "ConditionalOperator"):
+            if legacy in p:
+                raise _not_supported(f"The legacy parameter {legacy} is not supported")
+        return_values = p.get("ReturnValues", "NONE")
+        if return_values not in ("ALL_OLD", "NONE"):
+            raise _validation("ReturnValues can only be ALL_OLD or NONE")
+        for name, role_type in zip(
+            table.key_names, (table.hash_type, table.range_type), strict=False
+        ):
+            if name not in item:
+                raise _validation(
+                    f"One or more parameter values were invalid: Missing the key {name} in the item"
+                )
+            actual = next(iter(item[name]), None) if isinstance(item[name], dict) else None
+            if actual != role_type:
+                raise _validation(
+                    f"One or more parameter values were invalid: Type mismatch for key {name} "
+                    f"expected: {role_type} actual: {actual}"
+                )
+        key = _key(table, {name: item[name] for name in table.key_names})
+        try:
+            for value in item.values():
+                v.validate(value)
+            stored = {name: v.canonical(value) for name, value in item.items()}
+        except v.InvalidValue as exc:
+            raise _validation(f"One or more parameter values were invalid: {exc}") from None
+        if v.item_size(stored) > MAX_ITEM_BYTES:
+            raise _validation("Item size has exceeded the maximum allowed size")
+        existing = self._check_condition(table, key, p)
+        table.items[key] = stored
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        result: dict[str, Any] = {}
+        if return_values == "ALL_OLD" and existing:
+            result["Attributes"] = existing
+        size = max(v.item_size(stored), v.item_size(existing) if existing else 0)
+        _consumed(result, capacity_mode, table.name, write_units(size))
+        return result
+
+    def delete_item(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p)
+        key = _key(table, _required(p, "Key", "key"))
+        for legacy in ("Expected", "ConditionalOperator"):
+            if legacy in p:
+                raise _not_supported(f"The legacy parameter {legacy} is not supported")
+        return_values = p.get("ReturnValues", "NONE")
+        if return_values not in ("ALL_OLD", "NONE"):
+            raise _validation("Return values set to invalid value")
+        existing = self._check_condition(table, key, p)
+        table.items.pop(key, None)
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        result: dict[str, Any] = {}
+        if return_values == "ALL_OLD" and existing:
+            result["Attributes"] = existing
+        size = v.item_size(existing) if existing else 0
+        _consumed(result, capacity_mode, table.name, write_units(size))
+        return result
+
+    def _check_condition(self, table: Table, key: KeyTuple, p: Mapping[str, Any]) -> v.Item | None:
+        """The stored item, once the request's ConditionExpression holds for it."""
+        text = p.get("ConditionExpression")
+        scope = _scope(p, expressions={"ConditionExpression": text})
+        condition = _condition(text, scope)
+        _check_unused(scope)
+        on_failure = _enum(
+            p,
+            "ReturnValuesOnConditionCheckFailure",
+            "returnValuesOnConditionCheckFailure",
+            _RETURN_ON_FAILURE,
+        )
+        existing = table.items.get(key)
+        if condition is not None and not ex.matches(condition, existing or {}, scope):
+            extra = {"Item": existing} if on_failure == "ALL_OLD" and existing else {}
+            raise DynamoError(
+                wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra
+            )
+        return existing
 
     def get_item(self, p: dict[str, Any]) -> dict[str, Any]:
         table = self._table(p)
@@ -488,10 +579,10 @@ def key_values(table: Table, key: Mapping[str, Any]) -> list[v.AttributeValue]:
     return [v.canonical(key[name]) for name in table.key_names]
 
 
-def _scope(p: Mapping[str, Any], *, expressions: tuple[str | None, ...]) -> ex.Scope:
+def _scope(p: Mapping[str, Any], *, expressions: Mapping[str, str | None]) -> ex.Scope:
     names = p.get("ExpressionAttributeNames")
     values = p.get("ExpressionAttributeValues")
-    using = any(e is not None for e in expressions)
+    using = any(e is not None for e in expressions.values())
     if names is not None:
         if not names:
             raise _validation("ExpressionAttributeNames must not be empty")
@@ -507,10 +598,12 @@ def _scope(p: Mapping[str, Any], *, expressions: tuple[str | None, ...]) -> ex.S
     if values is not None:
         if not values:
             raise _validation("ExpressionAttributeValues must not be empty")
-        if not using:
+        value_expressions = [n for n in expressions if n != "ProjectionExpression"]
+        if not using and value_expressions:
+            verb = "are" if len(value_expressions) > 1 else "is"
             raise _validation(
                 "ExpressionAttributeValues can only be specified when using expressions: "
-                "UpdateExpression and ConditionExpression are null"
+                f"{' and '.join(value_expressions)} {verb} null"
             )
         for name, value in values.items():
             if not name.startswith(":"):
@@ -563,7 +656,7 @@ def _projection_names(p: Mapping[str, Any]) -> list[str] | None:
         )
     if attributes is not None:
         return list(attributes)
-    scope = _scope(p, expressions=(projection,))
+    scope = _scope(p, expressions={"ProjectionExpression": projection})
     if projection is None:
         return None
     with _invalid("ProjectionExpression"):

@@ -538,6 +538,77 @@ CORPUS: list[Case] = [
         "BatchGetItem",
         {"RequestItems": {"corpus-missing": {"Keys": [_key("a")]}}},
     ),
+    # Items put and deleted whole, as tests set them up.
+    (
+        "put an item with a string count",
+        "PutItem",
+        {"TableName": T, "Item": {"pk": {"S": "p"}, "count": {"S": "not a number"}}},
+    ),
+    ("add to the string count", "UpdateItem", _add("p", "1")),
+    (
+        "put it again, returning ALL_OLD",
+        "PutItem",
+        {
+            "TableName": T,
+            "Item": {"pk": {"S": "p"}, "count": {"N": "15"}, "tags": {"SS": ["a", "b"]}},
+            "ReturnValues": "ALL_OLD",
+        },
+    ),
+    ("get the put item", "GetItem", _get("p")),
+    (
+        "put a number written 1.50",
+        "PutItem",
+        {"TableName": T, "Item": {"pk": {"S": "dec"}, "count": {"N": "001.50"}}},
+    ),
+    ("get the number written 1.50", "GetItem", _get("dec")),
+    (
+        "put only if absent",
+        "PutItem",
+        {
+            "TableName": T,
+            "Item": {"pk": {"S": "p"}},
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        },
+    ),
+    ("put without the key", "PutItem", {"TableName": T, "Item": {"other": {"S": "x"}}}),
+    ("put a key of the wrong type", "PutItem", {"TableName": T, "Item": {"pk": {"N": "1"}}}),
+    (
+        "put returning ALL_NEW",
+        "PutItem",
+        {"TableName": T, "Item": {"pk": {"S": "q"}}, "ReturnValues": "ALL_NEW"},
+    ),
+    (
+        "put with values but no condition",
+        "PutItem",
+        {
+            "TableName": T,
+            "Item": {"pk": {"S": "q"}},
+            "ExpressionAttributeValues": {":x": {"N": "1"}},
+        },
+    ),
+    (
+        "delete on a condition that fails",
+        "DeleteItem",
+        {
+            "TableName": T,
+            "Key": _key("p"),
+            "ConditionExpression": "#v > :big",
+            "ExpressionAttributeNames": {"#v": "count"},
+            "ExpressionAttributeValues": {":big": {"N": "100"}},
+        },
+    ),
+    (
+        "delete returning ALL_OLD",
+        "DeleteItem",
+        {"TableName": T, "Key": _key("p"), "ReturnValues": "ALL_OLD"},
+    ),
+    (
+        "delete what is gone",
+        "DeleteItem",
+        {"TableName": T, "Key": _key("p"), "ReturnValues": "ALL_OLD"},
+    ),
+    ("get the deleted item", "GetItem", _get("p")),
     # Tear down.
     ("delete the composite table", "DeleteTable", {"TableName": C}),
     ("delete it again", "DeleteTable", {"TableName": C}),
