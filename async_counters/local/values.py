@@ -76,6 +76,10 @@ def check_number(number: Decimal) -> Decimal:
     """``number`` if DynamoDB can store it, else DynamoDB's error."""
     if number.is_zero():
         return Decimal(0)
+    digits = len(number.as_tuple().digits)
+    adjusted = number.adjusted()
+    if digits <= MAX_DIGITS and -130 <= adjusted <= 124:
+        return number  # the common case, decided without normalizing
     magnitude = abs(number)
     if magnitude > MAX_MAGNITUDE:
         raise InvalidValue(
@@ -254,7 +258,11 @@ def value_size(value: Mapping[str, Any]) -> int:
 
 
 def _number_size(text: str) -> int:
-    digits = len(parse_number(text).normalize(_CONTEXT).as_tuple().digits)
+    if "e" in text or "E" in text:
+        digits = len(parse_number(text).normalize(_CONTEXT).as_tuple().digits)
+    else:
+        # A plain decimal's significant digits: no sign, point, leading or trailing zeros.
+        digits = max(1, len(text.lstrip("+-").replace(".", "").strip("0")))
     return (digits + 1) // 2 + 1
 
 
