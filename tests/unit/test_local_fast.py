@@ -1,0 +1,115 @@
+"""The fast backend called directly (no HTTP): what the differential corpus cannot see."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from async_counters.local.backends import Call
+from async_counters.local.fast import FastBackend, read_units, write_units
+
+
+async def send(backend: FastBackend, operation: str, **payload: Any) -> tuple[int, Any]:
+    reply = await backend.handle(Call(operation, json.dumps(payload).encode(), {}))
+    return reply.status, json.loads(reply.body)
+
+
+@pytest.fixture
+async def backend() -> FastBackend:
+    backend = FastBackend(region="eu-west-1")
+    status, _ = await send(
+        backend,
+        "CreateTable",
+        TableName="tbl",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    assert status == 200
+    return backend
+
+
+@pytest.mark.parametrize(
+    ("size", "units"), [(0, 1), (1, 1), (1024, 1), (1025, 2), (4096, 4), (400 * 1024, 400)]
+)
+def test_write_units(size: int, units: int) -> None:
+    assert write_units(size) == units
+
+
+@pytest.mark.parametrize(
+    ("size", "consistent", "units"),
+    [(0, True, 1.0), (0, False, 0.5), (4096, True, 1.0), (4097, True, 2.0), (4097, False, 1.0)],
+)
+def test_read_units(size: int, consistent: bool, units: float) -> None:
+    assert read_units(size, consistent=consistent) == units
+
+
+async def test_consumed_capacity_is_reported_when_asked(backend: FastBackend) -> None:
+    big = "x" * 1500  # with its name and key, the item is past 1 KB: 2 write units
+    status, body = await send(
+        backend,
+        "UpdateItem",
+        TableName="tbl",
+        Key={"pk": {"S": "k"}},
+        UpdateExpression="SET #b = :b",
+        ExpressionAttributeNames={"#b": "blob"},
+        ExpressionAttributeValues={":b": {"S": big}},
+        ReturnConsumedCapacity="TOTAL",
+    )
+    assert (status, body) == (200, {"ConsumedCapacity": {"TableName": "tbl", "CapacityUnits": 2.0}})
+    _, body = await send(
+        backend, "GetItem", TableName="tbl", Key={"pk": {"S": "k"}}, ReturnConsumedCapacity="TOTAL"
+    )
+    assert body["ConsumedCapacity"] == {"TableName": "tbl", "CapacityUnits": 0.5}
+    _, body = await send(
+        backend,
+        "BatchGetItem",
+        RequestItems={
+            "tbl": {"Keys": [{"pk": {"S": "k"}}, {"pk": {"S": "none"}}], "ConsistentRead": True}
+        },
+        ReturnConsumedCapacity="TOTAL",
+    )
+    assert body["ConsumedCapacity"] == [{"TableName": "tbl", "CapacityUnits": 2.0}]
+
+
+async def test_numbers_are_canonical_and_bounded(backend: FastBackend) -> None:
+    async def add(amount: str) -> tuple[int, Any]:
+        return await send(
+            backend,
+            "UpdateItem",
+            TableName="tbl",
+            Key={"pk": {"S": "n"}},
+            UpdateExpression="ADD #v :n",
+            ExpressionAttributeNames={"#v": "count"},
+            ExpressionAttributeValues={":n": {"N": amount}},
+            ReturnValues="UPDATED_NEW",
+        )
+
+    assert await add("1.50") == (200, {"Attributes": {"count": {"N": "1.5"}}})
+    assert await add("-1.5") == (200, {"Attributes": {"count": {"N": "0"}}})
+    assert await add("9" * 38) == (200, {"Attributes": {"count": {"N": "9" * 38}}})
+    status, body = await add("0.1")  # 38 nines and a tenth: 39 significant digits
+    assert status == 400
+    assert "38 significant digits" in body["message"]
+
+
+async def test_an_unknown_operation_names_the_alternative(backend: FastBackend) -> None:
+    status, body = await send(backend, "TransactWriteItems", TransactItems=[])
+    assert status == 400
+    assert body["__type"].endswith("#UnknownOperationException")
+    assert "moto backend" in body["message"]
+
+
+async def test_a_body_that_is_not_json(backend: FastBackend) -> None:
+    reply = await backend.handle(Call("GetItem", b"{not json", {}))
+    assert reply.status == 400
+    assert json.loads(reply.body)["__type"].endswith("#SerializationException")
+
+
+async def test_arns_name_the_region(backend: FastBackend) -> None:
+    _, body = await send(backend, "DescribeTable", TableName="tbl")
+    assert body["Table"]["TableArn"] == "arn:aws:dynamodb:eu-west-1:123456789012:table/tbl"
+    assert body["Table"]["BillingModeSummary"] == {"BillingMode": "PAY_PER_REQUEST"}
+    assert backend.item_size("tbl", {"pk": {"S": "none"}}) is None
