@@ -1,11 +1,28 @@
-"""The embedded DynamoDB: atomic, keep-alive, on 127.0.0.1, with throttling, latency and faults.
+"""The embedded DynamoDB: atomic, keep-alive, on 127.0.0.1, and as hard to please as the real one.
 
-    from async_counters.local import LocalDynamo
+    from async_counters.local import Capacity, Faults, Latency, LocalDynamo
 
-    async with LocalDynamo() as server:
-        server.endpoint_url          # "http://127.0.0.1:<port>"
+    async with LocalDynamo() as server:          # or: with LocalDynamo() as server
+        server.endpoint_url                      # "http://127.0.0.1:<port>", any credentials
 
-Also a process of its own: ``async-counters local --port 8000``.
+It applies one request at a time (moto served as is loses increments), keeps connections alive
+and gives each instance its own tables. In front of the backend sit what DynamoDB has and
+emulators lack, each off by default:
+
+    LocalDynamo(
+        backend="fast",                          # "moto" (default), "fast", "dynalite", or a URL
+        capacity=Capacity(partition_write_units=100),    # throttle like a partition
+        latency=Latency(mean=0.005, jitter=0.002),       # 5 ms +- 2 ms per request
+        faults=Faults(error_after_apply=0.01, seed=7),   # ambiguous outcomes, reproducible
+    )
+    server.set_faults(Faults(drop_after_apply=0.1))      # while it runs
+    server.ledger("counters")["views"]                   # LedgerEntry(sum=..., count=...)
+
+The ledger is what was really applied, the ground truth for reliability tests. The same is
+reachable over HTTP under ``/_local/`` (``ledger``, ``faults``, ``stats``, ``config``) and from
+the command line: ``async-counters local --port 8000 [--backend fast --latency-ms 5 ...]``,
+``async-counters local ledger --endpoint-url URL [TABLE]``, ``async-counters local faults
+--endpoint-url URL [--error-after-apply 0.01 ...]``.
 """
 
 from async_counters.local.config import Capacity, Faults, Latency, LocalConfig
