@@ -14,7 +14,7 @@ import enum
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from . import requests
@@ -27,6 +27,7 @@ from .errors import (
     TableNotFoundError,
     ThrottledError,
 )
+from .limiter import KeyLimiter
 from .retry import DEFAULT_RETRY, Backoff, RetryPolicy, is_retryable
 from .stats import PoolHooks, PoolStats, StatsRecorder
 from .transport import Outcome, Transport, TransportError
@@ -96,10 +97,13 @@ class CounterPool:
     with jittered backoff under ``retry``; a write whose outcome is unknown (timeout, dropped
     connection, server error) is never retried blindly: it raises `AmbiguousWriteError`.
 
-    How requests reach DynamoDB, by precedence: ``transport`` (an object implementing
-    `Transport`), ``client`` (an aiobotocore DynamoDB client), ``session`` (an aiobotocore
-    ``AioSession`` or aioboto3 ``Session``), else a new aiobotocore session with the default
-    credential chain. What the pool is given, it does not close. For a loopback ``endpoint_url``
+    How requests reach DynamoDB: ``transport`` is ``"fast"`` (the default: the pool signs and
+    sends DynamoDB's JSON itself over aiohttp, a fraction of botocore's CPU per call),
+    ``"botocore"`` (through an aiobotocore client), or an object implementing `Transport`.
+    Credentials and region come from ``session`` (an aiobotocore ``AioSession`` or aioboto3
+    ``Session``), else a new aiobotocore session with the default credential chain; with
+    ``client`` (an aiobotocore DynamoDB client) the botocore transport uses that client. What
+    the pool is given, it does not close. For a loopback ``endpoint_url``
     without ``session`` or ``client``, the pool signs with placeholder credentials (local servers
     do not check them) and defaults the region to ``us-east-1``: nothing real is sent to them.
     """
@@ -112,7 +116,7 @@ class CounterPool:
         region_name: str | None = None,
         session: Any = None,
         client: Any = None,
-        transport: Transport | None = None,
+        transport: Transport | Literal["fast", "botocore"] | None = None,
         key_attribute: str = "pk",
         value_attribute: str = "count",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -120,6 +124,7 @@ class CounterPool:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         hooks: PoolHooks | Sequence[PoolHooks] = (),
+        adaptive: bool = True,
     ) -> None:
         for name, text in (
             ("table", table),
@@ -145,8 +150,16 @@ class CounterPool:
                 raise ValueError(f"{name} must be > 0 and finite")
         if endpoint_url is not None and urlsplit(endpoint_url).scheme not in ("http", "https"):
             raise ValueError(f"endpoint_url must be an http(s) URL, got {endpoint_url!r}")
-        if sum(x is not None for x in (session, client, transport)) > 1:
+        transport_name = transport if isinstance(transport, str) else None
+        if transport_name not in (None, "fast", "botocore"):
+            raise ValueError(
+                f"transport must be 'fast', 'botocore' or a Transport, not {transport!r}"
+            )
+        given = None if isinstance(transport, str) else transport
+        if sum(x is not None for x in (session, client, given)) > 1:
             raise ValueError("pass at most one of session, client and transport")
+        if client is not None and transport_name == "fast":
+            raise ValueError("client= is an aiobotocore client: it needs transport='botocore'")
 
         self.table = table
         self.key_attribute = key_attribute
@@ -157,13 +170,16 @@ class CounterPool:
         self._region_name = region_name
         self._session = session
         self._client = client
-        self._transport: Transport | None = transport
+        self._transport: Transport | None = given
+        self._transport_name = transport_name or ("botocore" if client is not None else "fast")
         self._connect_timeout = float(connect_timeout)
         self._read_timeout = float(read_timeout)
 
         self._state = _State.UNOPENED
         self._exit_stack = contextlib.AsyncExitStack()
         self._semaphore = asyncio.Semaphore(max_in_flight)
+        self._in_flight = 0
+        self._limiter = KeyLimiter(clock=retry.clock, sleep=retry.sleep) if adaptive else None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stats = StatsRecorder()
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
@@ -192,6 +208,27 @@ class CounterPool:
             raise
 
     async def _build_transport(self) -> Transport:
+        if self._transport_name == "fast":
+            from .transport.fast import open_fast_transport
+
+            local = (
+                self._session is None
+                and self._endpoint_url is not None
+                and _is_loopback(self._endpoint_url)
+            )
+            fast = await open_fast_transport(
+                session=self._session,
+                endpoint_url=self._endpoint_url,
+                region_name=self._region_name,
+                placeholder_credentials=local,
+                fallback_region=LOCAL_REGION if local else None,
+                max_in_flight=self.max_in_flight,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+            )
+            self._exit_stack.push_async_callback(fast.aclose)
+            return fast
+
         from botocore.exceptions import NoRegionError
 
         from .transport.sdk import BotocoreTransport
@@ -261,7 +298,12 @@ class CounterPool:
     @property
     def stats(self) -> PoolStats:
         """A snapshot of what the pool did so far (see `PoolStats`)."""
-        return self._stats.snapshot()
+        key_rates = {} if self._limiter is None else self._limiter.rates()
+        return self._stats.snapshot(
+            key_rates=key_rates,
+            max_in_flight=self.max_in_flight,
+            in_flight=self._in_flight,
+        )
 
     async def increment(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment."""
@@ -467,21 +509,29 @@ class CounterPool:
         loop = asyncio.get_running_loop()
         backoff: Backoff | None = None
         start = policy.clock()
+        limiter = self._limiter if write is not None else None
         while True:
+            if limiter is not None and key is not None:
+                await limiter.acquire(key)
             async with self._semaphore:
                 sent = loop.time()
                 if write is not None:
                     write.on_wire = True
+                self._in_flight += 1
                 try:
                     response = await transport.call(operation, params)
                 except TransportError as exc:
                     error: TransportError | None = exc
                 else:
                     error = None
+                finally:
+                    self._in_flight -= 1
                 if write is not None:
                     write.on_wire = False
             outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
             seconds = loop.time() - sent
+            if limiter is not None and key is not None:
+                limiter.observe(key, outcome)
             for observer in self._observers:
                 self._notify(observer.on_request, operation, outcome, seconds)
             if error is None:

@@ -120,7 +120,9 @@ class PoolStats:
     gone before anything was sent), ``errors`` (other refusals by code), and ``in_progress``.
     ``detached`` counts callers cancelled while their write was on the wire; those writes still
     settle, and are counted, as above. Requests: ``requests`` sent (reads included), ``retries``,
-    and ``throttles`` (throttled responses received, retried or not).
+    and ``throttles`` (throttled responses received, retried or not); ``in_flight`` of the pool's
+    ``max_in_flight`` right now. ``key_rates``: the send rate (requests/s) of each key that the pool
+    currently paces because it was throttled (see `async_counters.limiter`).
     """
 
     calls: int = 0
@@ -138,6 +140,9 @@ class PoolStats:
     requests: int = 0
     retries: int = 0
     throttles: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    key_rates: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     latency: LatencySummary = field(default_factory=LatencySummary)
 
     @property
@@ -205,8 +210,13 @@ class StatsRecorder(PoolHooks):
         if outcome is not Outcome.CANCELLED:
             self.latency.record(seconds)
 
-    def snapshot(self) -> PoolStats:
+    def snapshot(
+        self, *, key_rates: Mapping[str, float], in_flight: int, max_in_flight: int
+    ) -> PoolStats:
         return PoolStats(
+            key_rates=MappingProxyType(dict(key_rates)),
+            in_flight=in_flight,
+            max_in_flight=max_in_flight,
             calls=self.calls,
             acknowledged_amount=self.acknowledged_amount,
             ambiguous_amount=self.ambiguous_amount,

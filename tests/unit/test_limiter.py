@@ -1,0 +1,162 @@
+"""The per-key pacing, driven in virtual time against a simulated partition.
+
+One sender with unlimited demand sends to the simulated server as fast as the limiter lets it; the
+server is a token bucket (a partition's capacity) with an optional random throttle rate. Time only
+moves when the sender sleeps or a request takes its round trip, so these runs are exact and instant.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from async_counters.limiter import KeyLimiter
+from async_counters.transport import Outcome
+
+
+class VirtualTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Partition:
+    """A token bucket of ``rate`` per second holding at most ``burst``, plus random throttles."""
+
+    rate: float
+    burst: float
+    random_throttles: float = 0.0
+    tokens: float = 0.0
+    updated: float = 0.0
+
+    def serve(self, now: float, rng: random.Random) -> Outcome:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if rng.random() < self.random_throttles or self.tokens < 1:
+            return Outcome.THROTTLED
+        self.tokens -= 1
+        return Outcome.ACKNOWLEDGED
+
+
+@dataclass
+class Run:
+    sent: int = 0
+    acked: int = 0
+
+
+async def drive(
+    limiter: KeyLimiter,
+    time: VirtualTime,
+    partition: Partition,
+    seconds: float,
+    *,
+    key: str = "hot",
+    gap: float = 0.0002,
+    seed: int = 1,
+) -> Run:
+    """Send to ``partition`` for ``seconds`` of virtual time, one request every ``gap`` at most."""
+    rng = random.Random(seed)
+    run = Run()
+    end = time.now + seconds
+    while time.now < end:
+        await limiter.acquire(key)
+        outcome = partition.serve(time.now, rng)
+        run.sent += 1
+        run.acked += outcome is Outcome.ACKNOWLEDGED
+        limiter.observe(key, outcome)
+        time.now += gap
+    return run
+
+
+@pytest.fixture
+def time() -> VirtualTime:
+    return VirtualTime()
+
+
+@pytest.fixture
+def limiter(time: VirtualTime) -> KeyLimiter:
+    return KeyLimiter(clock=time, sleep=time.sleep)
+
+
+@pytest.mark.parametrize("cap", [100.0, 1_000.0, 3_000.0])
+async def test_a_capped_key_reaches_the_cap_with_few_throttles(
+    limiter: KeyLimiter, time: VirtualTime, cap: float
+) -> None:
+    partition = Partition(rate=cap, burst=cap * 0.3)
+    await drive(limiter, time, partition, 3.0)  # settle in
+    run = await drive(limiter, time, partition, 20.0)
+    goodput = run.acked / 20.0
+    assert goodput >= 0.95 * cap
+    assert run.sent / run.acked <= 1.15
+    assert 0.8 * cap <= limiter.rates()["hot"] <= 2 * cap
+
+
+async def test_without_pacing_the_same_sender_mostly_hits_the_wall(time: VirtualTime) -> None:
+    """The control above is what makes the difference: unpaced, most requests are throttled."""
+    unpaced = KeyLimiter(clock=time, sleep=time.sleep)
+    unpaced.observe = lambda key, outcome: None  # type: ignore[method-assign]
+    run = await drive(unpaced, time, Partition(rate=1_000.0, burst=300.0), 5.0)
+    assert run.sent / run.acked > 3
+
+
+async def test_the_rate_shrinks_under_a_storm_and_recovers_after_it(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    partition = Partition(rate=1_000.0, burst=300.0)
+    await drive(limiter, time, partition, 3.0)
+    before = limiter.rates()["hot"]
+    partition.rate = 100.0  # the partition is squeezed
+    storm = await drive(limiter, time, partition, 5.0)
+    during = limiter.rates()["hot"]
+    assert during < before / 3
+    # Seeing a tenfold drop takes one window of throttles at the old rate, then a few cuts.
+    assert storm.sent / storm.acked <= 1.5
+    partition.rate = 1_000.0
+    calm = await drive(limiter, time, partition, 10.0)
+    assert limiter.rates()["hot"] >= 0.9 * 1_000.0
+    assert calm.acked / 10.0 >= 0.8 * 1_000.0
+
+
+async def test_random_throttles_do_not_collapse_the_rate(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    """30 % of requests throttled whatever the rate: pacing cannot help, so it must not hurt."""
+    partition = Partition(rate=1e9, burst=1e9, random_throttles=0.3)
+    run = await drive(limiter, time, partition, 10.0, gap=0.001)  # demand: 1,000 requests/s
+    assert run.sent / 10.0 >= 0.8 * 1_000.0
+    assert run.acked / run.sent == pytest.approx(0.7, abs=0.03)
+
+
+async def test_keys_are_paced_apart(limiter: KeyLimiter, time: VirtualTime) -> None:
+    await drive(limiter, time, Partition(rate=200.0, burst=60.0), 3.0, key="hot")
+    assert set(limiter.rates()) == {"hot"}
+    cold = await drive(limiter, time, Partition(rate=1e9, burst=1e9), 1.0, key="cold", gap=0.0002)
+    assert cold.sent >= 4_900  # 5,000 at the sender's own speed: no pacing for the cold key
+    assert set(limiter.rates()) == {"hot"}
+
+
+async def test_a_key_that_calms_down_is_released_and_forgotten(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    await drive(limiter, time, Partition(rate=200.0, burst=60.0), 3.0)
+    assert "hot" in limiter.rates()
+    await drive(limiter, time, Partition(rate=1e9, burst=1e9), 3.0, gap=0.05)  # 20 requests/s
+    assert limiter.rates() == {}
+    time.now += 60
+    limiter.observe("other", Outcome.THROTTLED)  # a new throttled key triggers the sweep
+    assert set(limiter._keys) == {"other"}
+
+
+async def test_a_never_throttled_key_costs_no_state(limiter: KeyLimiter) -> None:
+    for _ in range(1_000):
+        await limiter.acquire("k")
+        limiter.observe("k", Outcome.ACKNOWLEDGED)
+    assert limiter._keys == {}
