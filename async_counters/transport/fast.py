@@ -1,0 +1,340 @@
+"""The fast transport: DynamoDB's JSON protocol spoken directly over one aiohttp session.
+
+botocore spends most of an ``UpdateItem``'s CPU on things a counter pool does not need (parameter
+validation against the service model, endpoint rules, a dozen event dispatches, building the
+User-Agent twice). The pool's request builders already produce DynamoDB's wire JSON, so this
+transport only serializes it (orjson), signs it (`sigv4`, signing key cached), POSTs it, checks
+``x-amz-crc32`` and parses the answer into the same outcomes as the botocore transport.
+
+What a failure means for the request, the part the pool's retry decisions rest on:
+
+- the connection could not be established, or connecting timed out: nothing was sent,
+  ``UNREACHABLE`` (safe to retry);
+- anything after the connection was handed to the request (a read timeout, a reset or a dropped
+  connection, a reused keep-alive connection closed under us, a truncated body, a body whose CRC32
+  does not match, a 200 whose body is not JSON): the request may have been applied, ``AMBIGUOUS``;
+- an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`).
+
+aiohttp never re-sends a POST by itself (it retries only idempotent methods on a dropped
+keep-alive connection), so every request reaches the server at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from . import Outcome, TransportError, outcome_for_code
+from .sigv4 import Credentials, Signer, Stamp, host_header
+
+__all__ = ["CredentialProvider", "FastTransport", "open_fast_transport", "resolve_endpoint"]
+
+_API_PREFIX = "DynamoDB_20120810."
+_TARGETS = {
+    operation: _API_PREFIX + operation
+    for operation in (
+        "UpdateItem",
+        "GetItem",
+        "BatchGetItem",
+        "CreateTable",
+        "DescribeTable",
+        "DeleteTable",
+        "PutItem",
+        "TransactWriteItems",
+    )
+}
+_OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")
+_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
+_NO_CREDENTIALS = "Unable to locate credentials"
+
+
+class CredentialProvider(Protocol):
+    """What botocore's and aiobotocore's credentials objects offer: a consistent snapshot of
+    access key, secret key and token, refreshed first when they are about to expire."""
+
+    def get_frozen_credentials(self) -> Awaitable[Any]: ...
+
+
+class FastTransport:
+    """A `Transport` that signs and sends DynamoDB's JSON itself over one aiohttp session.
+
+    ``credentials`` is either fixed `Credentials` or a provider (aiobotocore's credentials from
+    ``AioSession.get_credentials()``), asked at most once per second for a fresh snapshot (which
+    is how refreshable credentials refresh before they expire; the question is awaited, so a
+    refresh from a metadata service or SSO never blocks the event loop). ``None`` means none
+    were found: every call is then refused with ``NoCredentialsError``, as botocore does.
+
+    The connector holds at most ``max_in_flight`` connections. ``connect_timeout`` bounds
+    establishing a connection, ``read_timeout`` each wait for data of the answer.
+
+    Create it inside a running event loop; `open_fast_transport` also resolves credentials,
+    region and endpoint the way botocore does.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        region_name: str,
+        credentials: Credentials | CredentialProvider | None,
+        max_in_flight: int = 64,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint_url must be an http(s) URL, got {endpoint_url!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("endpoint_url must not carry a query, a fragment or user info")
+        self._url = URL(endpoint_url)
+        self._signer = Signer(host=host_header(endpoint_url), region=region_name, path=parts.path)
+        if isinstance(credentials, Credentials):
+            self._credentials: Credentials | None = credentials
+            self._provider: CredentialProvider | None = None
+        else:
+            self._credentials = None
+            self._provider = credentials
+        self._clock = clock
+        self._second = -1  # the whole second ``_stamp`` was made for
+        self._stamp: Stamp | None = None
+        self._refreshed = -1  # the second of the last successful credentials refresh
+        self._refresh_lock = asyncio.Lock()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
+            ),
+            headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"},
+            # The body's CRC32 is over the bytes as sent; DynamoDB is asked not to compress.
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+
+    @property
+    def endpoint_url(self) -> str:
+        return str(self._url)
+
+    @property
+    def region_name(self) -> str:
+        return self._signer.region
+
+    def __repr__(self) -> str:
+        return f"<FastTransport {self._url} {self._signer.region}>"
+
+    async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        target = _TARGETS.get(operation)
+        if target is None:
+            if not _OPERATION.fullmatch(operation):
+                raise ValueError(f"not a DynamoDB operation name: {operation!r}")
+            target = _API_PREFIX + operation
+        second = int(self._clock())
+        stamp = self._stamp
+        if second != self._second or stamp is None:
+            stamp = await self._restamp(second)
+        body = orjson.dumps(params)
+        headers = stamp.headers(target, body)
+        try:
+            async with self._session.post(self._url, data=body, headers=headers) as response:
+                raw = await response.read()
+                status = response.status
+                crc = response.headers.get("x-amz-crc32")
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise TransportError(Outcome.UNREACHABLE, "ConnectTimeoutError", str(exc)) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(Outcome.UNREACHABLE, "EndpointConnectionError", str(exc)) from None
+        except TimeoutError as exc:  # aiohttp's SocketTimeoutError: no answer in read_timeout
+            message = str(exc) or "no answer within read_timeout"
+            raise TransportError(Outcome.AMBIGUOUS, "ReadTimeoutError", message) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                Outcome.AMBIGUOUS, "ConnectionClosedError", str(exc) or type(exc).__name__
+            ) from None
+        if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
+            # Applied or not, the answer cannot be trusted: never retried as if not sent.
+            raise TransportError(
+                Outcome.AMBIGUOUS,
+                "CRC32Mismatch",
+                f"x-amz-crc32 {crc!r} does not match the body",
+                status=status,
+            )
+        if status == 200:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise TransportError(
+                    Outcome.AMBIGUOUS,
+                    "InvalidResponse",
+                    "200 without a JSON object body",
+                    status=200,
+                )
+            return parsed
+        raise _service_error(status, raw)
+
+    async def _restamp(self, second: int) -> Stamp:
+        """The signing stamp for this second, asking the credentials provider once a second."""
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        self._second = second
+        if self._credentials is not None:
+            self._stamp = self._signer.stamp(self._credentials, amz_date)
+        if self._provider is None:
+            if self._stamp is None:
+                raise TransportError(Outcome.REJECTED, "NoCredentialsError", _NO_CREDENTIALS)
+            return self._stamp
+        if self._refresh_lock.locked() and self._stamp is not None:
+            return self._stamp  # another call is refreshing; the current ones stay valid meanwhile
+        async with self._refresh_lock:
+            if self._refreshed < second or self._stamp is None:
+                await self._refresh(second)
+            assert self._stamp is not None
+            return self._stamp
+
+    async def _refresh(self, second: int) -> None:
+        assert self._provider is not None
+        try:
+            frozen = await self._provider.get_frozen_credentials()
+        except Exception as exc:
+            # Not sent. The exception's text is not passed on: it may quote a credentials file.
+            raise TransportError(
+                Outcome.REJECTED,
+                "CredentialRetrievalError",
+                f"could not get AWS credentials ({type(exc).__name__})",
+            ) from None
+        access_key = getattr(frozen, "access_key", None)
+        secret_key = getattr(frozen, "secret_key", None)
+        if not access_key or not secret_key:
+            raise TransportError(Outcome.REJECTED, "NoCredentialsError", _NO_CREDENTIALS)
+        current = self._credentials
+        token = getattr(frozen, "token", None) or None
+        if current is None or (current.access_key, current.secret_key, current.token) != (
+            access_key,
+            secret_key,
+            token,
+        ):
+            current = self._credentials = Credentials(access_key, secret_key, token)
+        self._refreshed = second
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._second))
+        self._stamp = self._signer.stamp(current, amz_date)
+
+    async def aclose(self) -> None:
+        """Close the session and its connections. Idempotent."""
+        await self._session.close()
+
+
+def _service_error(status: int, raw: bytes) -> TransportError:
+    """A DynamoDB error answer: the code is the part of ``__type`` after ``#`` (as botocore)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    code = body.get("__type")
+    if not isinstance(code, str) or not code:
+        code = str(status)
+    code = code.split(":", 1)[0].rsplit("#", 1)[-1]
+    message = body.get("message", body.get("Message", ""))
+    item = body.get("Item")
+    return TransportError(
+        outcome_for_code(code, status),
+        code,
+        message if isinstance(message, str) else str(message),
+        status=status,
+        item=item if isinstance(item, dict) else None,
+    )
+
+
+def _session_region(session: Any) -> str | None:
+    if hasattr(session, "get_config_variable"):  # aiobotocore AioSession
+        region = session.get_config_variable("region")
+    else:  # aioboto3 Session
+        region = getattr(session, "region_name", None)
+    return region if isinstance(region, str) and region else None
+
+
+async def _session_credentials(session: Any) -> CredentialProvider | None:
+    """The session's credentials through botocore's provider chain, resolved without blocking."""
+    found = session.get_credentials()
+    if asyncio.iscoroutine(found) or isinstance(found, asyncio.Future):
+        found = await found
+    return found  # type: ignore[no-any-return]
+
+
+async def resolve_endpoint(region: str) -> str:
+    """DynamoDB's regional HTTPS endpoint (``https://dynamodb.{region}.amazonaws.com`` and the
+    like in other partitions), from botocore's endpoint data, read once in a thread."""
+
+    def resolve() -> str | None:
+        from botocore.loaders import create_loader
+        from botocore.regions import EndpointResolver
+
+        resolver = EndpointResolver(create_loader().load_data("endpoints"))
+        found = resolver.construct_endpoint("dynamodb", region)
+        hostname = found.get("hostname") if found else None
+        return hostname if isinstance(hostname, str) else None
+
+    try:
+        hostname = await asyncio.to_thread(resolve)
+    except Exception:
+        hostname = None
+    return f"https://{hostname or f'dynamodb.{region}.amazonaws.com'}"
+
+
+async def open_fast_transport(
+    *,
+    session: Any = None,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    placeholder_credentials: bool = False,
+    fallback_region: str | None = None,
+    max_in_flight: int = 64,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 10.0,
+) -> FastTransport:
+    """A `FastTransport` configured as an aiobotocore client would be.
+
+    Region: ``region_name``, else the session's (``AWS_DEFAULT_REGION``, the profile), else
+    ``fallback_region``, else `ValueError`. Credentials: the session's provider chain
+    (environment, profiles, SSO, container and instance roles), or, with
+    ``placeholder_credentials``, the fixed pair ``local``/``local`` that local servers accept.
+    Endpoint: ``endpoint_url``, else the region's.
+    """
+    if session is None:
+        from aiobotocore.session import get_session
+
+        session = get_session()
+    region = region_name or _session_region(session) or fallback_region
+    if not region:
+        raise ValueError(
+            "no AWS region: pass region_name= or set AWS_DEFAULT_REGION (or a profile's)"
+        )
+    if not _REGION.fullmatch(region) or len(region) > 63:
+        raise ValueError(f"not an AWS region name: {region!r}")
+    credentials: Credentials | CredentialProvider | None
+    if placeholder_credentials:
+        credentials = Credentials("local", "local")
+    else:
+        credentials = await _session_credentials(session)
+    if endpoint_url is None:
+        endpoint_url = await resolve_endpoint(region)
+    return FastTransport(
+        endpoint_url=endpoint_url,
+        region_name=region,
+        credentials=credentials,
+        max_in_flight=max_in_flight,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
