@@ -75,6 +75,10 @@ class Backend(abc.ABC):
         """The stored item's size in bytes as DynamoDB counts it, if this backend can tell."""
         return None
 
+    def hash_key(self, table: str) -> str | None:
+        """The name of a table's partition key, if this backend can tell."""
+        return None
+
 
 class MotoBackend(Backend):
     """moto's DynamoDB model with a table store of its own.
@@ -127,6 +131,12 @@ class MotoBackend(Backend):
         except Exception:  # a missing table or a malformed key: the request will say so
             return None
         return None if item is None else int(item.size())
+
+    def hash_key(self, table: str) -> str | None:
+        try:
+            return str(self._backend.get_table(table).hash_key_attr)
+        except Exception:  # a missing table: the request will say so
+            return None
 
 
 def _hash_and_range(table: Any, key: Mapping[str, Any]) -> tuple[Any, Any]:

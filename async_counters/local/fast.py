@@ -151,6 +151,10 @@ class FastBackend(Backend):
             return None
         return None if item is None else v.item_size(item)
 
+    def hash_key(self, table: str) -> str | None:
+        found = self.tables.get(table)
+        return None if found is None else found.hash_key
+
     # Tables.
 
     def create_table(self, p: dict[str, Any]) -> dict[str, Any]:

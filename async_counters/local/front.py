@@ -195,7 +195,9 @@ class Front:
             return None, None
         kind: Kind = READ if operation == "GetItem" else WRITE
         units = self.units(table, key, kind, payload)
-        reasons = self.capacity.take(table, key_string(_partition(key, payload)), kind, units)
+        if operation == "PutItem":
+            key = self.partition_of(table, key)
+        reasons = self.capacity.take(table, key_string(key), kind, units)
         if reasons:
             return throttle(self.config.region, table, reasons), None
         return None, None
@@ -237,6 +239,14 @@ class Front:
         call.payload = {**payload, "RequestItems": admitted}
         call.body = wire.dumps(call.payload)
         return None, unprocessed
+
+    def partition_of(self, table: str, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A PutItem's partition key: named by the backend's schema if it knows it, else the
+        item's first attribute (clients list the key first in practice)."""
+        name = self.backend.hash_key(table)
+        if name is None or name not in item:
+            name = next(iter(item), None)
+        return {} if name is None else {name: item[name]}
 
     def units(
         self, table: str, key: Mapping[str, Any], kind: Kind, request: Mapping[str, Any]
@@ -282,15 +292,6 @@ class Front:
         if name == "config" and method == "GET":
             return json_response(config_to_json(self.config, self.faults))
         return web.Response(status=404, text=f"no admin endpoint {method} {name!r}\n")
-
-
-def _partition(key: Mapping[str, Any], payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The partition key of a PutItem's item is unknown without the schema: use the item's
-    first attribute, which is how clients order keys in practice."""
-    if payload.get("Item") is key and key:
-        first = next(iter(key))
-        return {first: key[first]}
-    return key
 
 
 def respond(reply: Reply) -> web.Response:

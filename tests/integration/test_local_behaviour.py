@@ -160,6 +160,28 @@ async def test_the_table_limit_throttles_across_keys(table: str) -> None:
         assert reasons == ["TableWriteProvisionedThroughputExceeded"]
 
 
+@pytest.mark.parametrize("backend", ["moto", "fast"])
+async def test_puts_are_throttled_by_their_partition_key(backend: str, table: str) -> None:
+    capacity = Capacity(partition_write_units=0.5, burst_seconds=4)  # two writes per key
+    async with (
+        LocalDynamo(backend=backend, capacity=capacity) as server,
+        client(server.endpoint_url) as c,
+    ):
+        await create_table(c, table)
+
+        async def put(key: str) -> None:
+            # The key is not the item's first attribute: the schema says which one it is.
+            item = {"note": {"S": "x"}, "pk": {"S": key}}
+            await c.put_item(TableName=table, Item=item)
+
+        await put("a")
+        await put("a")
+        with pytest.raises(ClientError) as raised:
+            await put("a")
+        assert code(raised.value) == "ProvisionedThroughputExceededException"
+        await put("b")
+
+
 async def test_batch_get_returns_throttled_keys_as_unprocessed(table: str) -> None:
     capacity = Capacity(partition_read_units=0.5, burst_seconds=4)  # two reads per key
     async with LocalDynamo(backend="fast", capacity=capacity) as server:
