@@ -29,8 +29,17 @@ def table_name(request: pytest.FixtureRequest) -> str:
     return f"t-{name}-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(params=["botocore", "fast"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Every test that builds a pool runs once per transport: they must be interchangeable."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-async def pool(endpoint_url: str, table_name: str) -> AsyncIterator[CounterPool]:
-    async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+async def pool(
+    endpoint_url: str, table_name: str, transport_name: str
+) -> AsyncIterator[CounterPool]:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
         await pool.ensure_table()
         yield pool

@@ -51,6 +51,7 @@ class ScriptedServer:
     max_in_flight: int = 0
     delay: float = 0.0
     port: int = 0
+    transport: str = "fast"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -91,7 +92,7 @@ class ScriptedServer:
 
 
 @pytest.fixture
-async def scripted() -> AsyncIterator[ScriptedServer]:
+async def scripted_server() -> AsyncIterator[ScriptedServer]:
     state = ScriptedServer()
     server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
     state.port = server.sockets[0].getsockname()[1]
@@ -100,8 +101,16 @@ async def scripted() -> AsyncIterator[ScriptedServer]:
         server.close()
 
 
+@pytest.fixture
+def scripted(scripted_server: ScriptedServer, transport_name: str) -> ScriptedServer:
+    """The scripted server, with pools built by `_pool` on the transport under test."""
+    scripted_server.transport = transport_name
+    return scripted_server
+
+
 def _pool(server: ScriptedServer, **kwargs: Any) -> CounterPool:
     kwargs.setdefault("retry", RetryPolicy(base=0.001, cap=0.005, deadline=5.0))
+    kwargs.setdefault("transport", server.transport)
     return CounterPool("t", endpoint_url=f"http://127.0.0.1:{server.port}", **kwargs)
 
 

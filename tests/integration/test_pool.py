@@ -84,17 +84,19 @@ async def test_ensure_table_is_idempotent(pool: CounterPool) -> None:
 
 
 async def test_ensure_table_refuses_an_incompatible_key_schema(
-    endpoint_url: str, table_name: str
+    endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
-    async with CounterPool(table_name, endpoint_url=endpoint_url, key_attribute="id") as other:
+    async with CounterPool(
+        table_name, endpoint_url=endpoint_url, key_attribute="id", transport=transport_name
+    ) as other:
         await other.ensure_table()
-    async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
         with pytest.raises(ValueError, match="key schema"):
             await pool.ensure_table()
 
 
-async def test_missing_table(endpoint_url: str, table_name: str) -> None:
-    async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+async def test_missing_table(endpoint_url: str, table_name: str, transport_name: str) -> None:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
         with pytest.raises(TableNotFoundError):
             await pool.increment("a")
         with pytest.raises(TableNotFoundError):
@@ -119,10 +121,14 @@ async def test_other_service_errors_carry_code_and_message(
 
 
 async def test_custom_attribute_names_and_reserved_words(
-    endpoint_url: str, table_name: str
+    endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
     async with CounterPool(
-        table_name, endpoint_url=endpoint_url, key_attribute="name", value_attribute="COUNT"
+        table_name,
+        endpoint_url=endpoint_url,
+        key_attribute="name",
+        value_attribute="COUNT",
+        transport=transport_name,
     ) as pool:
         await pool.ensure_table()
         assert await pool.increment("x") == 1
@@ -141,6 +147,7 @@ def _client(endpoint_url: str):  # type: ignore[no-untyped-def]
 
 
 async def test_an_injected_client_is_left_open(endpoint_url: str, table_name: str) -> None:
+    # With a client, the pool sends through it: the botocore transport, whatever the default.
     async with _client(endpoint_url) as client:
         async with CounterPool(table_name, client=client) as pool:
             await pool.ensure_table()
@@ -150,39 +157,49 @@ async def test_an_injected_client_is_left_open(endpoint_url: str, table_name: st
         assert item["Item"]["count"] == {"N": "1"}
 
 
-async def test_an_injected_session_is_used(endpoint_url: str, table_name: str) -> None:
+async def test_an_injected_session_is_used(
+    endpoint_url: str, table_name: str, transport_name: str
+) -> None:
     session = get_session()
     session.set_credentials("local", "local")
     async with CounterPool(
-        table_name, session=session, endpoint_url=endpoint_url, region_name="us-east-1"
+        table_name,
+        session=session,
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        transport=transport_name,
     ) as pool:
         await pool.ensure_table()
         assert await pool.increment("a", 2) == 2
 
 
 async def test_no_credentials_needed_for_a_local_endpoint(
-    endpoint_url: str, table_name: str
+    endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
     # conftest scrubbed every AWS_* variable and points the config files at nothing.
-    async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
         await pool.ensure_table()
         assert await pool.increment("a") == 1
 
 
-async def test_a_remote_endpoint_without_a_region_is_a_clear_error() -> None:
-    pool = CounterPool("t", endpoint_url="https://dynamodb.example.invalid")
+async def test_a_remote_endpoint_without_a_region_is_a_clear_error(transport_name: str) -> None:
+    pool = CounterPool(
+        "t", endpoint_url="https://dynamodb.example.invalid", transport=transport_name
+    )
     with pytest.raises(ValueError, match="region"):
         await pool.open()
     assert pool.closed
 
 
-async def test_nothing_listening_is_a_connect_error_after_the_deadline(table_name: str) -> None:
+async def test_nothing_listening_is_a_connect_error_after_the_deadline(
+    table_name: str, transport_name: str
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     policy = RetryPolicy(deadline=0.3, base=0.01, cap=0.05)
     async with CounterPool(
-        table_name, endpoint_url=f"http://127.0.0.1:{port}", retry=policy
+        table_name, endpoint_url=f"http://127.0.0.1:{port}", retry=policy, transport=transport_name
     ) as pool:
         from async_counters import ConnectError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,14 @@ from async_counters.examples.webapp import create_app
 
 
 @pytest.fixture
-async def app_url(endpoint_url: str, table_name: str) -> AsyncIterator[str]:
+async def app_url(
+    endpoint_url: str, table_name: str, transport_name: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    # The example builds its pool with the default transport; here it runs on each in turn.
+    monkeypatch.setattr(
+        "async_counters.examples.webapp.CounterPool",
+        functools.partial(CounterPool, transport=transport_name),
+    )
     config = uvicorn.Config(
         create_app(table_name, endpoint_url=endpoint_url),
         host="127.0.0.1",
@@ -35,7 +43,7 @@ async def app_url(endpoint_url: str, table_name: str) -> AsyncIterator[str]:
 
 
 async def test_concurrent_page_views_are_counted_exactly(
-    app_url: str, endpoint_url: str, table_name: str
+    app_url: str, endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
     views, stock, buyers = 1_000, 30, 100
     limits = httpx.Limits(max_connections=100)
@@ -46,14 +54,16 @@ async def test_concurrent_page_views_are_counted_exactly(
         numbers = sorted(r.json()["views"] for r in answers)
         assert numbers == list(range(1, views + 1))  # every view got its own number
 
-        async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+        async with CounterPool(
+            table_name, endpoint_url=endpoint_url, transport=transport_name
+        ) as pool:
             await pool.increment("stock:sku-1", stock)
         sales = await asyncio.gather(*(http.post("/buy/sku-1") for _ in range(buyers)))
         assert sorted(r.status_code for r in sales) == [200] * stock + [409] * (buyers - stock)
         read_back = (await http.get("/views/home")).json()["views"]
     elapsed = time.perf_counter() - started
 
-    async with CounterPool(table_name, endpoint_url=endpoint_url) as pool:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
         assert await pool.get("views:/home") == views == read_back
         assert await pool.get("stock:sku-1") == 0
     print(f"\nweb app: {views} views + {buyers} purchases over HTTP, {elapsed:.1f}s")
