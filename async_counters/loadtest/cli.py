@@ -78,20 +78,17 @@ def _pool_option(text: str) -> tuple[str, Any]:
     return name.replace("-", "_"), value
 
 
-# Flags that set a CounterPool option: (flag, pool option, type, help). Adding a pool option to
-# the bench is one line here; the value lands in RunConfig.pool_options and reaches every
-# worker's pool unchanged.
-POOL_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
-    (
-        "--max-in-flight",
-        "max_in_flight",
-        int,
-        "the pool's in-flight bound (default: --concurrency)",
-    ),
-    ("--connect-timeout", "connect_timeout", float, "seconds to connect (pool default 3)"),
-    ("--read-timeout", "read_timeout", float, "seconds to wait for an answer (pool default 10)"),
-    ("--key-attribute", "key_attribute", str, "the table's partition key (default pk)"),
-    ("--value-attribute", "value_attribute", str, "the counter attribute (default count)"),
+# Flags that set a CounterPool option: (flag, pool option, add_argument keywords). Adding a pool
+# option to the bench is one line here; the value lands in RunConfig.pool_options and reaches
+# every worker's pool unchanged (--pool-option NAME=VALUE reaches any other option).
+POOL_FLAGS: Final[list[tuple[str, str, dict[str, Any]]]] = [
+    ("--max-in-flight", "max_in_flight", {"type": int, "help": "requests on the wire per process"}),
+    ("--transport", "transport", {"choices": ("fast", "botocore"), "help": "how requests go"}),
+    ("--adaptive", "adaptive", {"action": argparse.BooleanOptionalAction, "help": "key pacing"}),
+    ("--connect-timeout", "connect_timeout", {"type": float, "help": "seconds (3)"}),
+    ("--read-timeout", "read_timeout", {"type": float, "help": "seconds (10)"}),
+    ("--key-attribute", "key_attribute", {"help": "the table's partition key (pk)"}),
+    ("--value-attribute", "value_attribute", {"help": "the counter attribute (count)"}),
 ]
 # Flags that set a field of the pool's RetryPolicy.
 RETRY_FLAGS: Final[list[tuple[str, str, Callable[[str], Any], str]]] = [
@@ -210,8 +207,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     pool = parser.add_argument_group("pool options")
-    for flag, _, kind, text in POOL_FLAGS:
-        pool.add_argument(flag, type=kind, help=text)
+    for flag, name, keywords in POOL_FLAGS:
+        pool.add_argument(flag, dest=name, **keywords)
     for flag, _, kind, text in RETRY_FLAGS:
         pool.add_argument(flag, type=kind, help=text)
     pool.add_argument("--jitter", choices=("full", "decorrelated"), help="backoff jitter (full)")
@@ -363,9 +360,9 @@ def _target(args: argparse.Namespace) -> Target:
 
 def _pool_options(args: argparse.Namespace, workload: Workload, processes: int) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for _, name, value in [(f, n, getattr(args, n)) for f, n, _, _ in POOL_FLAGS]:
-        if value is not None:
-            options[name] = value
+    for _, name, _ in POOL_FLAGS:
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     retry = {
         field: getattr(args, "retry_" + field)
         for _, field, _, _ in RETRY_FLAGS

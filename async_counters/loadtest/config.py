@@ -276,28 +276,29 @@ def _build(cls: type[_T], data: Mapping[str, Any]) -> _T:
     return cls(**data)
 
 
-# CounterPool options the bench can set, each with how a JSON value becomes the keyword argument.
-# Options that are plain JSON values (ints, bools, strings) need no entry beyond their name here.
-_POOL_OPTIONS: Final = frozenset(
-    {
-        "max_in_flight",
-        "key_attribute",
-        "value_attribute",
-        "connect_timeout",
-        "read_timeout",
-        "retry",
-        "coalesce",
-        "exactly_once",
-        "shards",
-        "transport",
-    }
+#: CounterPool arguments the bench sets itself, per worker: never pool options.
+_NOT_POOL_OPTIONS: Final = frozenset(
+    {"self", "table", "endpoint_url", "region_name", "session", "client", "hooks"}
 )
 
 
+def pool_option_names() -> frozenset[str]:
+    """The keyword options of the installed `CounterPool` (new options need no change here)."""
+    import inspect
+
+    from async_counters import CounterPool
+
+    names = inspect.signature(CounterPool.__init__).parameters
+    return frozenset(names) - _NOT_POOL_OPTIONS
+
+
 def check_pool_options(options: Mapping[str, Any]) -> None:
-    unknown = set(options) - _POOL_OPTIONS
+    unknown = set(options) - pool_option_names()
     if unknown:
-        raise ValueError(f"unknown pool option(s): {', '.join(sorted(unknown))}")
+        raise ValueError(
+            f"unknown pool option(s): {', '.join(sorted(unknown))} (CounterPool takes "
+            f"{', '.join(sorted(pool_option_names()))})"
+        )
     retry = options.get("retry")
     if retry is not None and not isinstance(retry, Mapping):
         raise ValueError("pool option retry must be a mapping of RetryPolicy fields")

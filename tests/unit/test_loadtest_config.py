@@ -55,7 +55,7 @@ def test_round_trip_through_json() -> None:
         "--retry-deadline",
         "5",
         "--pool-option",
-        "coalesce=true",
+        "adaptive=false",
         "--run-id",
         "r-1",
     )
@@ -63,9 +63,14 @@ def test_round_trip_through_json() -> None:
     assert RunConfig.from_dict({"config": data}) == config
     assert config.workload.key_prefix == "bench:r-1:"
     assert config.workload.operations(config.workload.rate) == 1500
-    assert config.pool_options == {"retry": {"deadline": 5.0}, "coalesce": True}
+    assert config.pool_options == {"retry": {"deadline": 5.0}, "adaptive": False}
     kwargs = pool_kwargs(config.pool_options)
-    assert kwargs["retry"].deadline == 5.0 and kwargs["coalesce"] is True
+    assert kwargs["retry"].deadline == 5.0 and kwargs["adaptive"] is False
+
+
+def test_pool_flags_pass_through_to_the_pool() -> None:
+    config = parse("--transport", "fast", "--no-adaptive", "--max-in-flight", "9")
+    assert config.pool_options == {"max_in_flight": 9, "transport": "fast", "adaptive": False}
 
 
 def test_closed_loop_sizes_each_process_pool_to_its_callers() -> None:
