@@ -14,6 +14,7 @@ Admin endpoints live under ``/_local/``, a path no DynamoDB client uses:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -85,6 +86,13 @@ class Front:
         self.capacity = None if config.capacity is None else CapacityModel(config.capacity)
         self.latency = LatencyModel(config.latency)
         self.injector = FaultInjector(config.faults)
+        self._closing: asyncio.Event | None = None
+
+    def closing(self) -> asyncio.Event:
+        """Set when the server stops: held answers are let go at once."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        return self._closing
 
     @property
     def faults(self) -> Faults:
@@ -156,7 +164,9 @@ class Front:
                 return respond(internal_error())
             if fault == "drop_after_apply":
                 raise DropConnection
-            await asyncio.sleep(self.faults.delay)
+            # Held past the client's timeout, but never past the server's own stop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing().wait(), self.faults.delay)
         return respond(reply)
 
     def ledger_delta(self, call: Call) -> tuple[str, str, Any] | None:

@@ -260,6 +260,8 @@ class LocalDynamo:
         finally:
             if server is not None:
                 server.close()
+            if self._front is not None:
+                self._front.closing().set()
             if http is not None:
                 await http.shutdown(SHUTDOWN_TIMEOUT)
             if server is not None:

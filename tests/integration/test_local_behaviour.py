@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import time
@@ -86,8 +87,8 @@ async def table() -> str:
 
 
 async def test_throttles_a_hot_key_like_dynamodb(table: str) -> None:
-    # 10 units of burst, refilling at 0.5/s: the 11th write within a second is refused.
-    capacity = Capacity(partition_write_units=0.5, burst_seconds=20)
+    # 10 units of burst, refilling one unit per 100 s: the 11th write is refused.
+    capacity = Capacity(partition_write_units=0.01, burst_seconds=1000)
     async with LocalDynamo(backend="fast", capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
@@ -112,7 +113,7 @@ async def test_throttles_a_hot_key_like_dynamodb(table: str) -> None:
 
 
 async def test_the_throttling_answer_is_exact_on_the_wire(table: str) -> None:
-    capacity = Capacity(partition_write_units=0.5, burst_seconds=4)
+    capacity = Capacity(partition_write_units=0.01, burst_seconds=200)  # two writes
     async with LocalDynamo(backend="fast", capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
@@ -146,7 +147,7 @@ async def test_the_throttling_answer_is_exact_on_the_wire(table: str) -> None:
 
 
 async def test_the_table_limit_throttles_across_keys(table: str) -> None:
-    capacity = Capacity(table_write_units=0.5, burst_seconds=10)
+    capacity = Capacity(table_write_units=0.01, burst_seconds=500)  # five writes
     async with (
         LocalDynamo(backend="fast", capacity=capacity) as server,
         client(server.endpoint_url) as c,
@@ -162,7 +163,7 @@ async def test_the_table_limit_throttles_across_keys(table: str) -> None:
 
 @pytest.mark.parametrize("backend", ["moto", "fast"])
 async def test_puts_are_throttled_by_their_partition_key(backend: str, table: str) -> None:
-    capacity = Capacity(partition_write_units=0.5, burst_seconds=4)  # two writes per key
+    capacity = Capacity(partition_write_units=0.01, burst_seconds=200)  # two writes per key
     async with (
         LocalDynamo(backend=backend, capacity=capacity) as server,
         client(server.endpoint_url) as c,
@@ -183,7 +184,7 @@ async def test_puts_are_throttled_by_their_partition_key(backend: str, table: st
 
 
 async def test_batch_get_returns_throttled_keys_as_unprocessed(table: str) -> None:
-    capacity = Capacity(partition_read_units=0.5, burst_seconds=4)  # two reads per key
+    capacity = Capacity(partition_read_units=0.01, burst_seconds=200)  # two reads per key
     async with LocalDynamo(backend="fast", capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
@@ -208,7 +209,7 @@ async def test_batch_get_returns_throttled_keys_as_unprocessed(table: str) -> No
 @pytest.mark.parametrize("backend", ["moto", "fast"])
 async def test_throttled_writes_never_reach_the_ledger(backend: str, table: str) -> None:
     """Many writers retrying through throttling: the value, the ledger and the successes agree."""
-    capacity = Capacity(partition_write_units=200, burst_seconds=0.1)
+    capacity = Capacity(partition_write_units=400, burst_seconds=0.05)
     async with LocalDynamo(backend=backend, capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
@@ -217,12 +218,12 @@ async def test_throttled_writes_never_reach_the_ledger(backend: str, table: str)
             async def writer() -> None:
                 nonlocal acknowledged
                 for _ in range(5):
-                    for _attempt in range(200):
+                    for _attempt in range(2000):
                         try:
                             await add(c, table, "hot")
                         except ClientError as exc:
                             assert code(exc) == "ProvisionedThroughputExceededException"
-                            await asyncio.sleep(0.01)
+                            await asyncio.sleep(random.uniform(0.005, 0.02))
                         else:
                             acknowledged += 1
                             break
@@ -238,7 +239,7 @@ async def test_throttled_writes_never_reach_the_ledger(backend: str, table: str)
 
 
 async def one_update(server: LocalDynamo, table: str, faults: Faults, key: str = "k") -> str:
-    async with client(server.endpoint_url, read_timeout=0.5) as c:
+    async with client(server.endpoint_url, read_timeout=1.5) as c:
         server.set_faults(faults)
         try:
             await add(c, table, key, 3)
@@ -265,7 +266,7 @@ async def test_each_fault_does_what_it_says_to_the_ledger(
     async with LocalDynamo(backend="fast") as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
-        faults = Faults(delay=1.0, **{kind: 1.0})  # type: ignore[arg-type]
+        faults = Faults(delay=3.0, **{kind: 1.0})  # type: ignore[arg-type]
         assert await one_update(server, table, faults) == outcome
         async with client(server.endpoint_url) as c:
             assert await read(c, table, "k") == (3 if applied else 0)
@@ -384,7 +385,7 @@ async def test_the_ledger_is_readable_everywhere(table: str) -> None:
 
 
 async def test_upstream_mode_puts_the_same_front_before_another_endpoint(table: str) -> None:
-    capacity = Capacity(partition_write_units=0.5, burst_seconds=10)
+    capacity = Capacity(partition_write_units=0.01, burst_seconds=500)  # five writes per key
     async with LocalDynamo(backend="fast") as inner:
         async with LocalDynamo(backend=inner.endpoint_url, capacity=capacity) as outer:
             async with client(outer.endpoint_url) as c:
