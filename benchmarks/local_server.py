@@ -33,6 +33,8 @@ from typing import Any
 import aiohttp
 
 BACKENDS = {"moto": "moto", "fast": "fast", "dynalite upstream": "dynalite"}
+#: For reference, not a backend: dynalite alone, without the front (so, without the ledger).
+DIRECT = "dynalite direct"
 HEADERS = {
     "Content-Type": "application/x-amz-json-1.0",
     "X-Amz-Date": "20250101T000000Z",
@@ -69,6 +71,8 @@ class Result:
 class Server:
     """`async-counters local` in a process of its own; stopped by SIGTERM to its pid."""
 
+    has_ledger = True
+
     def __init__(self, backend: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "async_counters.local", "--port", "0", "--backend", backend],
@@ -76,6 +80,9 @@ class Server:
             stdin=subprocess.DEVNULL,
             text=True,
         )
+        self._await_url(backend)
+
+    def _await_url(self, backend: str) -> None:
         stdout = self.process.stdout
         assert stdout is not None
         line: list[str] = []
@@ -108,6 +115,8 @@ class Server:
             return []
 
     def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -117,6 +126,26 @@ class Server:
                 self.process.wait(20)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+class DirectDynalite(Server):
+    """dynalite alone, started as the dynalite backend starts it (on 127.0.0.1)."""
+
+    has_ledger = False
+
+    def __init__(self) -> None:
+        from async_counters.local import dynalite
+
+        node, package = dynalite.find_node(), dynalite.find_dynalite()
+        if node is None or package is None:
+            raise RuntimeError("dynalite direct needs node and dynalite (see .ci/run)")
+        self.process = subprocess.Popen(
+            [node, "-e", dynalite._LAUNCHER, str(package), str(dynalite.TABLE_STATE_MS)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        self._await_url(DIRECT)
 
 
 def update_body(table: str, key: str) -> bytes:
@@ -221,7 +250,8 @@ async def drive(url: str, args: argparse.Namespace, server: Server, name: str) -
         )
         acknowledged = sender.acknowledged
         stored = await read_back(session, url, table, keys)
-    verified = stored == acknowledged == ledger_total(url, table)
+    applied = ledger_total(url, table) if server.has_ledger else stored
+    verified = stored == acknowledged == applied
     return Result(name, calls, elapsed, latencies, server_cpu, client_cpu, errors, verified)
 
 
@@ -279,8 +309,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--backends",
-        default=",".join(BACKENDS),
-        help="comma-separated, from: " + ", ".join(BACKENDS) + " (default: all)",
+        default=",".join([*BACKENDS, DIRECT]),
+        help="comma-separated, from: " + ", ".join([*BACKENDS, DIRECT]) + " (default: all)",
     )
     parser.add_argument("--in-flight", type=int, default=64, help="requests in flight (64)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds (5)")
@@ -289,7 +319,7 @@ def main() -> int:
     parser.add_argument("--client", choices=("aiohttp", "aiobotocore"), default="aiohttp")
     args = parser.parse_args()
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BACKENDS]
+    unknown = [name for name in names if name not in BACKENDS and name != DIRECT]
     if unknown:
         parser.error(f"unknown backends: {unknown}")
     load = os.getloadavg()[0]
@@ -307,7 +337,7 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     ok = True
     for name in names:
-        server = Server(BACKENDS[name])
+        server = DirectDynalite() if name == DIRECT else Server(BACKENDS[name])
         try:
             result = asyncio.run(drive(server.url, args, server, name))
         finally:
