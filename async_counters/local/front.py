@@ -55,7 +55,7 @@ class FrontStats:
 
     connections: int = 0
     requests: int = 0
-    applied: int = 0
+    succeeded: int = 0
     throttled: int = 0
     unprocessed_keys: int = 0
     upstream_errors: int = 0
@@ -152,7 +152,7 @@ class Front:
             logger.warning("upstream failed: %s", exc)
             return respond(internal_error())
         if reply.status == 200:
-            self.stats.applied += 1
+            self.stats.succeeded += 1
             if delta is not None:
                 self.ledger.record(*delta)
             if unprocessed:

@@ -187,7 +187,7 @@ class LocalDynamo:
     # What the server did, and faults while it runs.
 
     def stats(self) -> dict[str, int]:
-        """Counters so far: requests, connections accepted, applied, throttled, each fault."""
+        """Counters so far: requests, connections accepted, succeeded, throttled, each fault."""
         front = self._front
         return {} if front is None else front.stats.snapshot()
 
