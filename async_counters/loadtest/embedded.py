@@ -102,7 +102,14 @@ class EmbeddedServer:
             *self._arguments,
         ]
         self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            # Out of the terminal's process group: Ctrl-C reaches the bench, which stops the
+            # workers, verifies, and only then stops the server.
+            start_new_session=True,
         )
         try:
             self.endpoint_url = self._read_endpoint(self._process)

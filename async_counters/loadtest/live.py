@@ -64,54 +64,80 @@ class QuietView(PlainView):
 
 
 class RichView:
-    """A live progress display on a terminal."""
+    """A live display on a terminal: a progress bar, and the rates and trouble of the run."""
 
     def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.console import Group
+        from rich.live import Live
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.text import Text
 
         self._console = console
         self._progress = Progress(
             TextColumn("[bold]bench[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[done]}"),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[stats]}"),
             console=console,
+            expand=True,
+        )
+        self._stats = Text("starting", overflow="fold")
+        self._live = Live(
+            Group(self._progress, self._stats),
+            console=console,
+            refresh_per_second=4,
             transient=False,
         )
         self._task: Any = None
+        self._by_time = False
+        self._first = True
 
     def starting(self, config: RunConfig, target: str) -> None:
-        self._console.print(f"[bold]bench[/]: {describe_workload(config)}")
-        self._console.print(f"[bold]bench[/]: target {target}")
-        self._progress.start()
+        self._console.print(f"[bold]bench[/]: {describe_workload(config)}", highlight=False)
+        self._console.print(f"[bold]bench[/]: target {target}", highlight=False)
+        workload = config.workload
+        planned = workload.operations(workload.rate)
+        # A run bounded by time shows its progress in time; one bounded by count, in operations.
+        self._by_time = planned is None
         self._task = self._progress.add_task(
-            "bench", total=config.workload.operations(config.workload.rate), stats="starting"
+            "bench", total=workload.stop_after if planned is None else planned, done=""
         )
+        self._live.start()
 
     def progress(self, row: dict[str, Any], totals: Counter[str], planned: int | None) -> None:
+        from rich.text import Text
+
         if self._task is None:
             return
-        errors = _errors(totals)
-        stats = (
-            f"rate [cyan]{row['rate']:,.0f}/s[/]  p99 [cyan]{row['p99_ms']:.1f} ms[/]  "
-            f"throttles {totals['throttles']:,}  retries {totals['retries']:,}  "
-            f"errors {'[red]' if errors else ''}{errors:,}{'[/]' if errors else ''}  "
-            f"ambiguous {totals['ambiguous']:,}"
+        if self._first:
+            self._first = False
+            self._progress.reset(self._task)  # elapsed counts from the start of the load
+        done = totals["operations"]
+        self._progress.update(
+            self._task,
+            completed=row["t"] if self._by_time else done,
+            done=f"{done:,} ops" if planned is None else f"{done:,}/{planned:,} ops",
         )
-        self._progress.update(self._task, completed=totals["operations"], stats=stats)
+        errors = _errors(totals)
+        stats = Text.assemble(
+            "rate now ",
+            (f"{row['rate']:,.0f}/s", "cyan"),
+            "  p99 now ",
+            (f"{row['p99_ms']:.1f} ms", "cyan"),
+            f"  throttles {totals['throttles']:,}  retries {totals['retries']:,}  errors ",
+            (f"{errors:,}", "red" if errors else ""),
+            "  ambiguous ",
+            (f"{totals['ambiguous']:,}", "yellow" if totals["ambiguous"] else ""),
+        )
+        self._stats.truncate(0)
+        self._stats.append_text(stats)
 
     def note(self, text: str) -> None:
         self._console.print(f"[yellow]bench[/]: {text}")
 
     def finished(self) -> None:
-        self._progress.stop()
+        if self._live.is_started:
+            self._live.stop()
 
 
 def describe_workload(config: RunConfig) -> str:

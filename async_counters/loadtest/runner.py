@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import multiprocessing
+import json
+import os
 import platform
-import queue as queue_module
 import signal
-import time
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ from .metrics import (
     merge_key_tallies,
 )
 from .verify import EXIT_INCONCLUSIVE, Verification, verify
-from .worker import TICK_SECONDS, child_main, open_pool
+from .worker import TICK_SECONDS, open_pool
 
 __all__ = ["RunOutcome", "View", "run_bench"]
 
@@ -45,6 +45,10 @@ READY_TIMEOUT: Final = 120.0
 START_DELAY: Final = 0.25
 #: How long past the configured time limit the parent waits for workers before giving up.
 SETTLE_GRACE: Final = 120.0
+#: How long a worker may take to exit once its input is closed.
+STOP_TIMEOUT: Final = 30.0
+#: The longest message line a worker may send (its result holds every key's tally).
+MESSAGE_LIMIT: Final = 1 << 30
 
 
 class View(Protocol):
@@ -98,7 +102,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
-        "cpus": multiprocessing.cpu_count(),
+        "cpus": os.cpu_count(),
     }
 
 
@@ -197,131 +201,119 @@ async def _run_workers(
     config: RunConfig, endpoint_url: str | None, view: View, outcome: RunOutcome
 ) -> list[WorkerResult]:
     """Start the worker processes, relay their ticks, and collect their results."""
-    context = multiprocessing.get_context("spawn")
-    messages: Any = context.Queue()
-    go = context.Event()
-    stop = context.Event()
-    start_at = context.Value("d", 0.0)
+    loop = asyncio.get_running_loop()
     workers = config.processes
-    processes = [
-        context.Process(
-            target=child_main,
-            args=(config.to_dict(), index, endpoint_url, messages, go, start_at, stop),
-            name=f"bench-worker-{index}",
-            daemon=True,
-        )
-        for index in range(workers)
-    ]
     timeline = Timeline(workers, TICK_SECONDS)
     results: dict[int, WorkerResult] = {}
-    ready: dict[int, str] = {}
-    finished: set[int] = set()
-    dead: set[int] = set()
-    loop = asyncio.get_running_loop()
+    ready: set[int] = set()
+    all_ready = asyncio.Event()
+    processes: list[asyncio.subprocess.Process] = []
+    interrupted = False
+    stopping: list[asyncio.Task[None]] = []
 
-    def receive(timeout: float) -> tuple[Any, ...] | None:
-        try:
-            message: tuple[Any, ...] = messages.get(timeout=timeout)
-        except queue_module.Empty:
-            return None
-        return message
+    def show_new_rows(shown: int) -> None:
+        for row in timeline.rows[shown:]:
+            view.progress(row, timeline.totals, outcome.planned)
 
-    def handle(message: tuple[Any, ...]) -> None:
-        kind, index, payload = message
+    def handle(index: int, kind: str, payload: Any) -> None:
         if kind == "ready":
-            ready[index] = payload
+            ready.add(index)
+            if len(ready) == workers:
+                all_ready.set()
         elif kind == "tick":
             shown = len(timeline.rows)
             timeline.add(index, payload)
-            for row in timeline.rows[shown:]:
-                view.progress(row, timeline.totals, outcome.planned)
-        elif kind in ("done", "failed"):
-            if kind == "done":
-                results[index] = payload
-            else:
-                outcome.failures.append(f"worker {index} failed: {payload}")
-            finished.add(index)
-            shown = len(timeline.rows)
-            timeline.finish(index)
-            for row in timeline.rows[shown:]:
-                view.progress(row, timeline.totals, outcome.planned)
+            show_new_rows(shown)
+        elif kind == "done":
+            results[index] = payload
+        elif kind == "failed":
+            outcome.failures.append(f"worker {index} failed: {payload}")
 
-    interrupted = False
+    async def listen(index: int, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            message = json.loads(line)
+            handle(index, message["kind"], message["payload"])
+        status = await process.wait()
+        if index not in results and not any(f"worker {index} " in f for f in outcome.failures):
+            outcome.failures.append(f"worker {index} exited with status {status} before reporting")
+        shown = len(timeline.rows)
+        timeline.finish(index)
+        show_new_rows(shown)
+        all_ready.set()  # a lost worker must not leave the parent waiting for it
+
+    async def tell(message: dict[str, Any]) -> None:
+        line = (json.dumps(message) + "\n").encode()
+        for process in processes:
+            if process.stdin is not None and not process.stdin.is_closing():
+                with contextlib.suppress(ConnectionError):
+                    process.stdin.write(line)
+                    await process.stdin.drain()
 
     def on_interrupt() -> None:
         nonlocal interrupted
         if interrupted:
             for process in processes:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
             return
         interrupted = True
-        stop.set()
+        stopping.append(loop.create_task(tell({"stop": True})))
         view.note("interrupted: stopping after what is in flight (Ctrl-C again to abort)")
 
+    setup = {"config": config.to_dict(), "endpoint_url": endpoint_url}
+    listeners: list[asyncio.Task[None]] = []
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
     try:
-        for process in processes:
-            process.start()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while len(ready) < workers and not outcome.failures:
-            if time.monotonic() > deadline:
-                outcome.failures.append("workers did not become ready in time")
-                return []
-            message = await loop.run_in_executor(None, receive, 0.5)
-            if message is not None:
-                handle(message)
-            _check_alive(processes, finished, dead, outcome)
-        if outcome.failures:
-            stop.set()
+        for index in range(workers):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "async_counters.loadtest.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=MESSAGE_LIMIT,
+                start_new_session=True,  # Ctrl-C reaches the parent, which stops workers cleanly
+            )
+            processes.append(process)
+            assert process.stdin is not None
+            process.stdin.write((json.dumps({**setup, "index": index}) + "\n").encode())
+            await process.stdin.drain()
+            listeners.append(loop.create_task(listen(index, process)))
+        try:
+            await asyncio.wait_for(all_ready.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            outcome.failures.append("workers did not become ready in time")
+        if outcome.failures or interrupted:
             return []
-        start_at.value = time.monotonic() + START_DELAY
-        go.set()
-        limit = time.monotonic() + config.workload.time_limit + SETTLE_GRACE
-        while len(finished) < workers:
-            message = await loop.run_in_executor(None, receive, 0.5)
-            while message is not None:
-                handle(message)
-                message = receive(0)
-            _check_alive(processes, finished, dead, outcome)
-            if time.monotonic() > limit:
-                outcome.failures.append("workers did not finish within the time limit")
-                break
+        await tell({"start_in": START_DELAY})
+        limit = config.workload.time_limit + SETTLE_GRACE
+        _, pending = await asyncio.wait(listeners, timeout=limit)
+        if pending:
+            outcome.failures.append("workers did not finish within the time limit")
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
-        stop.set()
-        go.set()
         for process in processes:
-            await loop.run_in_executor(None, process.join, 10.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        messages.close()
-        messages.join_thread()
+            if process.stdin is not None:
+                process.stdin.close()  # end of input: a worker still running stops
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        for listener in listeners:
+            listener.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
 
     if interrupted:
         outcome.stopped_early.append("interrupted")
     ordered = [results[index] for index in sorted(results)]
     _aggregate(ordered, timeline, outcome)
     return ordered
-
-
-def _check_alive(
-    processes: Sequence[Any], finished: set[int], dead: set[int], outcome: RunOutcome
-) -> None:
-    """Declare lost a worker that exited without a result (seen dead twice: a result may still
-    have been in the pipe the first time)."""
-    for index, process in enumerate(processes):
-        if index in finished or process.is_alive() or process.exitcode is None:
-            continue
-        if index in dead:
-            outcome.failures.append(
-                f"worker {index} exited with status {process.exitcode} before reporting"
-            )
-            finished.add(index)
-        else:
-            dead.add(index)
 
 
 def _aggregate(results: Sequence[WorkerResult], timeline: Timeline, outcome: RunOutcome) -> None:

@@ -1,6 +1,7 @@
 """One worker: an event loop in a process of its own, driving its share of the workload.
 
-The parent starts `child_main` in each worker process. A worker opens its `CounterPool`, says it
+The parent runs ``python -m async_counters.loadtest.worker`` once per ``--processes`` and talks to
+it over its standard streams (`PipeChannel`). A worker opens its `CounterPool`, says it
 is ready, waits for the common start instant, runs its share of the load, sends a `Tick` every
 interval, and hands back a `WorkerResult`. With a run id it also records what it acknowledged in
 the table itself (see `ledger`), every ``record_every`` seconds and at the end.
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import IO, Any, Final, Protocol
 
 from async_counters import CounterPool
 
@@ -26,7 +29,7 @@ from .drivers import Stop, closed_loop, open_loop
 from .keys import OperationSource
 from .metrics import Tick, WorkerRecorder, WorkerResult
 
-__all__ = ["TICK_SECONDS", "Channel", "child_main", "open_pool", "run_worker", "share"]
+__all__ = ["TICK_SECONDS", "Channel", "PipeChannel", "main", "open_pool", "run_worker", "share"]
 
 #: One row of the timeline, one live-view refresh.
 TICK_SECONDS: Final = 1.0
@@ -185,60 +188,85 @@ async def run_worker(
     )
 
 
-class QueueChannel:
-    """A `Channel` over multiprocessing primitives shared with the parent."""
+class PipeChannel:
+    """A `Channel` over the worker process's standard streams, one JSON object per line.
 
-    def __init__(self, index: int, queue: Any, go: Any, start_at: Any, stop: Any) -> None:
-        self._index = index
-        self._queue = queue
-        self._go = go
-        self._start_at = start_at
-        self._stop = stop
+    Parent to worker (stdin): the setup line, then ``{"start_in": seconds}`` and maybe
+    ``{"stop": true}``; end of input (the parent is gone) also means stop. Worker to parent (the
+    original stdout, which nothing else may write to): ``ready``, ``tick``, ``done``, ``failed``.
+    """
+
+    def __init__(self, inbox: IO[str], outbox: IO[str]) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+        self._lock = threading.Lock()
+        self._started = threading.Event()
+        self._start_at = 0.0
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="bench-parent", daemon=True)
+
+    def listen(self) -> None:
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._inbox:
+            message = json.loads(line)
+            if "start_in" in message:
+                self._start_at = time.monotonic() + float(message["start_in"])
+                self._started.set()
+            if message.get("stop"):
+                self._stop.set()
+        self._stop.set()  # the parent closed our input or went away
+        self._started.set()
+
+    def send(self, kind: str, payload: Any) -> None:
+        line = json.dumps({"kind": kind, "payload": payload}, separators=(",", ":"))
+        with self._lock:
+            self._outbox.write(line + "\n")
+            self._outbox.flush()
 
     def ready(self, worker_id: str) -> None:
-        self._queue.put(("ready", self._index, worker_id))
+        self.send("ready", worker_id)
 
     def wait_start(self) -> float:
-        if not self._go.wait(START_TIMEOUT):
+        if not self._started.wait(START_TIMEOUT):
             raise TimeoutError("the parent never gave the start signal")
-        return float(self._start_at.value)
+        if self._stop.is_set():
+            raise RuntimeError("stopped before the start")
+        return self._start_at
 
     def stop_requested(self) -> bool:
-        return bool(self._stop.is_set())
+        return self._stop.is_set()
 
     def tick(self, tick: Tick) -> None:
-        self._queue.put(("tick", self._index, tick))
-
-    def done(self, result: WorkerResult) -> None:
-        self._queue.put(("done", self._index, result))
-
-    def failed(self, text: str) -> None:
-        self._queue.put(("failed", self._index, text))
+        self.send("tick", tick)
 
 
-def child_main(
-    config_data: dict[str, Any],
-    index: int,
-    endpoint_url: str | None,
-    queue: Any,
-    go: Any,
-    start_at: Any,
-    stop: Any,
-) -> None:
-    """Entry point of a worker process."""
+def main() -> int:
+    """``python -m async_counters.loadtest.worker``: one worker, driven over its stdin/stdout."""
     import signal
 
-    # The parent handles Ctrl-C and tells workers to stop through ``stop``.
+    # The parent handles Ctrl-C and tells its workers to stop; a worker finishes what is in
+    # flight and reports. Messages go to the original stdout; anything else printed goes to
+    # stderr, so that no library's output can corrupt them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    config = RunConfig.from_dict(config_data)
-    channel = QueueChannel(index, queue, go, start_at, stop)
+    outbox = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    channel = PipeChannel(sys.stdin, outbox)
     try:
-        result = run_in_loop(config.loop, run_worker(config, index, endpoint_url, channel))
+        setup = json.loads(sys.stdin.readline())
+        config = RunConfig.from_dict(setup["config"])
+        channel.listen()
+        result = run_in_loop(
+            config.loop,
+            run_worker(config, int(setup["index"]), setup["endpoint_url"], channel),
+        )
     except BaseException as exc:
         traceback.print_exc()
-        channel.failed("".join(traceback.format_exception_only(type(exc), exc)).strip())
-        sys.exit(1)
-    channel.done(result)
+        channel.send("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
+        return 1
+    channel.send("done", result)
+    return 0
 
 
 def run_in_loop(loop_name: str, coroutine: Any) -> Any:
@@ -248,3 +276,7 @@ def run_in_loop(loop_name: str, coroutine: Any) -> Any:
 
         return uvloop.run(coroutine)
     return asyncio.run(coroutine)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

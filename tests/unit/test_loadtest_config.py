@@ -23,7 +23,7 @@ def test_defaults_make_a_short_verified_run_on_the_embedded_server() -> None:
     config = parse()
     assert config.target.kind == "embedded"
     assert config.server.backend == "fast"
-    assert config.workload.increments == 40_000 and config.workload.duration is None
+    assert config.workload.increments is None and config.workload.duration == 10.0
     assert config.workload.key_prefix.startswith("bench:")
     assert config.loop == "uvloop"
     assert config.pool_options == {"max_in_flight": 64}
