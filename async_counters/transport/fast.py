@@ -22,6 +22,7 @@ keep-alive connection), so every request reaches the server at most once.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
 import time
 import zlib
@@ -235,16 +236,26 @@ class FastTransport:
 
 
 def _service_error(status: int, raw: bytes) -> TransportError:
-    """A DynamoDB error answer: the code is the part of ``__type`` after ``#`` (as botocore)."""
+    """A DynamoDB error answer, read as botocore reads it: the code is the part of ``__type``
+    after ``#`` (and before any ``:``), the message is ``message`` or ``Message``; a 5xx with an
+    empty or HTML body (a proxy's) is known only by its status."""
+    stripped = raw.strip()
+    if status >= 500 and (not stripped or stripped.startswith(b"<html>")):
+        code = str(status)
+        return TransportError(
+            outcome_for_code(code, status),
+            code,
+            http.client.responses.get(status, ""),
+            status=status,
+        )
     try:
-        body = orjson.loads(raw)
+        body = orjson.loads(raw) if stripped else {}
     except orjson.JSONDecodeError:
-        body = None
+        body = {"message": raw.decode("utf-8", "replace")}
     if not isinstance(body, dict):
         body = {}
-    code = body.get("__type")
-    if not isinstance(code, str) or not code:
-        code = str(status)
+    kind = body.get("__type")
+    code = kind if isinstance(kind, str) and kind else str(status)
     code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     message = body.get("message", body.get("Message", ""))
     item = body.get("Item")

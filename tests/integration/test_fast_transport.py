@@ -1,0 +1,497 @@
+"""The fast transport over real HTTP on 127.0.0.1: what it sends, and what each answer means.
+
+A recording server keeps every request (headers and body) and answers from a script, so tests can
+check the bytes on the wire (the signature is recomputed with botocore's ``SigV4Auth``) and feed
+the transport answers a real DynamoDB or a broken network could give. Where both transports can
+see the same answer, they must classify it alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import socket
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiobotocore.credentials import AioRefreshableCredentials
+from aiobotocore.session import get_session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotocoreCredentials
+
+from async_counters import AmbiguousWriteError, CounterPool, DynamoError, RetryPolicy
+from async_counters.transport import Outcome, TransportError
+from async_counters.transport.fast import FastTransport, open_fast_transport
+from async_counters.transport.sdk import BotocoreTransport, client_config
+from async_counters.transport.sigv4 import Credentials
+
+UPDATE = {
+    "TableName": "t",
+    "Key": {"pk": {"S": "a"}},
+    "UpdateExpression": "ADD #v :n",
+    "ExpressionAttributeNames": {"#v": "count"},
+    "ExpressionAttributeValues": {":n": {"N": "1"}},
+    "ReturnValues": "UPDATED_NEW",
+}
+OK_BODY = b'{"Attributes":{"count":{"N":"1"}}}'
+TOKEN = "FwoGZXIvYXdzEJr//////////session+token/=="
+
+
+@dataclass
+class Recorded:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Recorder:
+    """Answers each request with the next scripted action: ``(status, body)``, ``(status, body,
+    crc)`` with a given ``x-amz-crc32`` (None: no header), ``"drop"``, or ``("late", seconds)``."""
+
+    script: deque[Any] = field(default_factory=deque)
+    seen: list[Recorded] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")[1:]
+                headers = {}
+                for line in lines:
+                    if ":" in line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.seen.append(Recorded(headers, body))
+                action: Any = self.script.popleft() if self.script else (200, OK_BODY)
+                if action == "drop":
+                    return
+                if action[0] == "late":
+                    await asyncio.sleep(action[1])
+                    action = (200, OK_BODY)
+                status, payload = action[0], action[1]
+                crc = action[2] if len(action) > 2 else str(zlib.crc32(payload))
+                crc_line = "" if crc is None else f"x-amz-crc32: {crc}\r\n"
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                    f"{crc_line}Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    state = Recorder()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield state
+        server.close()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+FROZEN = datetime.datetime(2024, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(FROZEN.timestamp())
+
+
+def _fast(url: str, credentials: Any, clock: Clock | None = None, **kwargs: Any) -> FastTransport:
+    if clock is not None:
+        kwargs["clock"] = clock
+    return FastTransport(
+        endpoint_url=url, region_name="eu-west-1", credentials=credentials, **kwargs
+    )
+
+
+def _botocore_authorization(
+    url: str, seen: Recorded, creds: BotocoreCredentials, when: datetime.datetime
+) -> str:
+    signed = {
+        k: v for k, v in seen.headers.items() if k in ("content-type", "x-amz-target", "host")
+    }
+    request = AWSRequest(method="POST", url=url, data=seen.body, headers=signed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("botocore.auth.get_current_datetime", lambda *_: when.replace(tzinfo=None))
+        SigV4Auth(creds, "dynamodb", "eu-west-1").add_auth(request)
+    return str(request.headers["Authorization"])
+
+
+# -- what is sent ------------------------------------------------------------------------------
+
+
+async def test_the_request_on_the_wire_is_signed_as_botocore_signs_it(
+    recorder: Recorder, clock: Clock
+) -> None:
+    transport = _fast(recorder.url, Credentials("ASIAKEY", "secret/key+1", TOKEN), clock)
+    try:
+        assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
+    finally:
+        await transport.aclose()
+    (seen,) = recorder.seen
+    assert json.loads(seen.body) == UPDATE
+    assert seen.headers["x-amz-target"] == "DynamoDB_20120810.UpdateItem"
+    assert seen.headers["content-type"] == "application/x-amz-json-1.0"
+    assert seen.headers["x-amz-date"] == "20240301T120000Z"
+    assert seen.headers["x-amz-security-token"] == TOKEN
+    assert seen.headers["host"] == f"127.0.0.1:{recorder.port}"
+    expected = _botocore_authorization(
+        recorder.url, seen, BotocoreCredentials("ASIAKEY", "secret/key+1", TOKEN), FROZEN
+    )
+    assert seen.headers["authorization"] == expected
+
+
+async def test_max_in_flight_sizes_the_connection_pool(recorder: Recorder) -> None:
+    recorder.script.extend([("late", 0.05)] * 30)
+    transport = _fast(recorder.url, Credentials("a", "b"), max_in_flight=7)
+    try:
+        await asyncio.gather(*(transport.call("UpdateItem", UPDATE) for _ in range(30)))
+    finally:
+        await transport.aclose()
+    assert recorder.connections == 7  # kept alive and reused, never more than the bound
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+class Provider:
+    """A credentials provider like aiobotocore's: an awaited snapshot per question."""
+
+    def __init__(self, *snapshots: BotocoreCredentials | Exception) -> None:
+        self.snapshots = list(snapshots)
+        self.asked = 0
+
+    async def get_frozen_credentials(self) -> Any:
+        self.asked += 1
+        await asyncio.sleep(0)
+        snapshot = self.snapshots[min(self.asked, len(self.snapshots)) - 1]
+        if isinstance(snapshot, Exception):
+            raise snapshot
+        return snapshot.get_frozen_credentials()
+
+
+async def test_credentials_are_asked_at_most_once_a_second_and_changes_are_used(
+    recorder: Recorder, clock: Clock
+) -> None:
+    provider = Provider(
+        BotocoreCredentials("AKID1", "secret1"), BotocoreCredentials("ASIA2", "secret2", TOKEN)
+    )
+    transport = _fast(recorder.url, provider, clock)
+    try:
+        await asyncio.gather(*(transport.call("UpdateItem", UPDATE) for _ in range(20)))
+        assert provider.asked == 1
+        clock.now += 1.0
+        await transport.call("UpdateItem", UPDATE)
+        assert provider.asked == 2
+    finally:
+        await transport.aclose()
+    first, last = recorder.seen[0], recorder.seen[-1]
+    assert (
+        "Credential=AKID1/20240301/eu-west-1/dynamodb/aws4_request"
+        in (first.headers["authorization"])
+    )
+    assert "x-amz-security-token" not in first.headers
+    assert last.headers["x-amz-security-token"] == TOKEN
+    later = FROZEN + datetime.timedelta(seconds=1)
+    assert last.headers["authorization"] == _botocore_authorization(
+        recorder.url, last, BotocoreCredentials("ASIA2", "secret2", TOKEN), later
+    )
+
+
+async def test_refreshable_credentials_refresh_before_they_expire(
+    recorder: Recorder, clock: Clock
+) -> None:
+    """aiobotocore's own refreshable credentials, about to expire: each look refreshes them."""
+    issued: list[str] = []
+
+    async def refresh() -> dict[str, str]:
+        issued.append(f"ASIA{len(issued)}")
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        return {
+            "access_key": issued[-1],
+            "secret_key": "s",
+            "token": TOKEN,
+            "expiry_time": expiry.isoformat(),
+        }
+
+    credentials = AioRefreshableCredentials.create_from_metadata(
+        await refresh(), refresh_using=refresh, method="test"
+    )
+    transport = _fast(recorder.url, credentials, clock)
+    try:
+        await transport.call("UpdateItem", UPDATE)
+        clock.now += 1.0
+        await transport.call("UpdateItem", UPDATE)
+    finally:
+        await transport.aclose()
+    keys = [seen.headers["authorization"].split("Credential=")[1][:5] for seen in recorder.seen]
+    assert keys == ["ASIA1", "ASIA2"]
+
+
+async def test_a_credentials_failure_is_refused_unsent_and_says_no_secret(
+    recorder: Recorder, clock: Clock
+) -> None:
+    provider = Provider(RuntimeError("aws_secret_access_key = hunter2 in ~/.aws/credentials"))
+    transport = _fast(recorder.url, provider, clock)
+    try:
+        with pytest.raises(TransportError) as info:
+            await transport.call("UpdateItem", UPDATE)
+    finally:
+        await transport.aclose()
+    assert info.value.outcome is Outcome.REJECTED
+    assert info.value.code == "CredentialRetrievalError"
+    assert "hunter2" not in str(info.value)
+    assert recorder.seen == []
+
+
+async def test_environment_credentials_through_the_provider_chain(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    # A session given: its credential chain is used even for a loopback endpoint.
+    async with CounterPool("t", session=get_session(), endpoint_url=recorder.url) as pool:
+        assert await pool.increment("a") == 1
+    (seen,) = recorder.seen
+    assert "Credential=AKIDFROMENV/" in seen.headers["authorization"]
+    assert "/eu-west-1/dynamodb/aws4_request" in seen.headers["authorization"]
+    assert seen.headers["x-amz-security-token"] == TOKEN
+
+
+async def test_a_local_endpoint_gets_placeholder_credentials(recorder: Recorder) -> None:
+    async with CounterPool("t", endpoint_url=recorder.url) as pool:
+        assert await pool.increment("a") == 1
+    (seen,) = recorder.seen
+    assert "Credential=local/" in seen.headers["authorization"]
+    assert "/us-east-1/dynamodb/aws4_request" in seen.headers["authorization"]
+
+
+@pytest.mark.parametrize("transport_name", ["botocore", "fast"])
+async def test_no_credentials_anywhere_is_the_same_refusal_on_both_transports(
+    recorder: Recorder, transport_name: str
+) -> None:
+    # conftest scrubbed the environment; a session given disables the loopback placeholders.
+    async with CounterPool(
+        "t",
+        session=get_session(),
+        endpoint_url=recorder.url,
+        region_name="eu-west-1",
+        transport=transport_name,  # type: ignore[arg-type]
+    ) as pool:
+        with pytest.raises(DynamoError) as info:
+            await pool.increment("a")
+    assert info.value.code == "NoCredentialsError"
+    assert recorder.seen == []
+
+
+# -- what answers mean -------------------------------------------------------------------------
+
+
+def _error_body(code: str, message_key: str = "message", **extra: Any) -> bytes:
+    body = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", message_key: f"said {code}"}
+    return json.dumps({**body, **extra}).encode()
+
+
+ITEM = {"pk": {"S": "a"}, "count": {"N": "3"}}
+ANSWERS = [
+    pytest.param((400, _error_body("ConditionalCheckFailedException", Item=ITEM)), id="cond-item"),
+    pytest.param((400, _error_body("ConditionalCheckFailedException")), id="cond-no-item"),
+    pytest.param((400, _error_body("ValidationException", "Message")), id="capital-message"),
+    pytest.param((400, _error_body("ResourceNotFoundException")), id="no-table"),
+    pytest.param(
+        (400, b'{"__type":"com.amazon.coral.availability#ThrottlingException","message":"m"}'),
+        id="coral-throttle",
+    ),
+    pytest.param(
+        (400, b'{"__type":"SomethingException:http://internal/","message":"m"}'), id="colon"
+    ),
+    pytest.param((500, _error_body("InternalServerError")), id="500"),
+    pytest.param((503, b"<html>busy</html>"), id="503-html"),
+    pytest.param((413, b"too large"), id="413-text"),
+]
+
+
+async def _outcome(transport: Any) -> tuple[Any, ...]:
+    try:
+        response = await transport.call("UpdateItem", UPDATE)
+    except TransportError as exc:
+        return (exc.outcome, exc.code, exc.message, exc.status, exc.item)
+    return ("answered", response)
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+async def test_both_transports_read_an_answer_alike(recorder: Recorder, answer: Any) -> None:
+    recorder.script.extend([answer, answer])
+    fast = _fast(recorder.url, Credentials("local", "local"))
+    try:
+        ours = await _outcome(fast)
+    finally:
+        await fast.aclose()
+    config = client_config(max_in_flight=4, connect_timeout=1, read_timeout=1)
+    async with get_session().create_client(
+        "dynamodb",
+        endpoint_url=recorder.url,
+        region_name="eu-west-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=config,
+    ) as client:
+        theirs = await _outcome(BotocoreTransport(client))
+    assert ours == theirs
+    assert len(recorder.seen) == 2
+
+
+async def test_a_failed_condition_carries_the_current_item(recorder: Recorder) -> None:
+    recorder.script.append((400, _error_body("ConditionalCheckFailedException", Item=ITEM)))
+    transport = _fast(recorder.url, Credentials("local", "local"))
+    try:
+        with pytest.raises(TransportError) as info:
+            await transport.call("UpdateItem", UPDATE)
+    finally:
+        await transport.aclose()
+    assert info.value.outcome is Outcome.CONDITION_FAILED
+    assert info.value.item == ITEM
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, OK_BODY, "12345"),
+        (200, OK_BODY, "not-a-number"),
+        (400, _error_body("ProvisionedThroughputExceededException"), "1"),
+        (200, b"<html>proxy</html>", None),
+        (200, b'["not", "an", "object"]'),
+        (200, OK_BODY[:10], None),
+    ],
+    ids=["crc-200", "crc-garbage", "crc-on-a-throttle", "html-200", "json-list-200", "cut-200"],
+)
+async def test_a_corrupt_answer_is_ambiguous_and_never_resent(
+    recorder: Recorder, answer: Any
+) -> None:
+    recorder.script.append(answer)
+    policy = RetryPolicy(base=0.001, cap=0.005, deadline=2.0)
+    async with CounterPool("t", endpoint_url=recorder.url, retry=policy) as pool:
+        with pytest.raises(AmbiguousWriteError):
+            await pool.increment("a")
+        assert await pool.increment("a") == 1  # the next write goes through
+    assert len(recorder.seen) == 2
+    assert pool.stats.ambiguous == 1
+
+
+async def test_no_crc_header_is_accepted(recorder: Recorder) -> None:
+    recorder.script.append((200, OK_BODY, None))
+    async with CounterPool("t", endpoint_url=recorder.url) as pool:
+        assert await pool.increment("a") == 1
+
+
+async def test_a_reset_on_a_reused_connection_is_ambiguous(recorder: Recorder) -> None:
+    recorder.script.extend([(200, OK_BODY), "drop"])
+    transport = _fast(recorder.url, Credentials("local", "local"), max_in_flight=1)
+    try:
+        await transport.call("UpdateItem", UPDATE)
+        with pytest.raises(TransportError) as info:
+            await transport.call("UpdateItem", UPDATE)  # same keep-alive connection
+        assert info.value.outcome is Outcome.AMBIGUOUS
+        assert recorder.connections == 1
+        await transport.call("UpdateItem", UPDATE)  # a new connection
+    finally:
+        await transport.aclose()
+    assert len(recorder.seen) == 3  # aiohttp did not re-send the POST on its own
+
+
+async def test_a_read_timeout_is_ambiguous(recorder: Recorder) -> None:
+    recorder.script.append(("late", 1.0))
+    transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=0.2)
+    try:
+        with pytest.raises(TransportError) as info:
+            await transport.call("UpdateItem", UPDATE)
+    finally:
+        await transport.aclose()
+    assert (info.value.outcome, info.value.code) == (Outcome.AMBIGUOUS, "ReadTimeoutError")
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose accept queue is full: connecting to it hangs until the connect timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_connect_timeout_is_unreachable(unanswered_port: int) -> None:
+    transport = _fast(
+        f"http://127.0.0.1:{unanswered_port}", Credentials("local", "local"), connect_timeout=0.2
+    )
+    try:
+        with pytest.raises(TransportError) as info:
+            await asyncio.wait_for(transport.call("UpdateItem", UPDATE), 5)
+    finally:
+        await transport.aclose()
+    assert (info.value.outcome, info.value.code) == (Outcome.UNREACHABLE, "ConnectTimeoutError")
+
+
+async def test_a_refused_connection_is_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = _fast(f"http://127.0.0.1:{port}", Credentials("local", "local"))
+    try:
+        with pytest.raises(TransportError) as info:
+            await transport.call("UpdateItem", UPDATE)
+    finally:
+        await transport.aclose()
+    assert (info.value.outcome, info.value.code) == (Outcome.UNREACHABLE, "EndpointConnectionError")
+
+
+async def test_open_resolves_region_and_endpoint_like_botocore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-north-1")
+    transport = await open_fast_transport()
+    try:
+        assert transport.region_name == "cn-north-1"
+        assert transport.endpoint_url == "https://dynamodb.cn-north-1.amazonaws.com.cn"
+    finally:
+        await transport.aclose()
