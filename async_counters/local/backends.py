@@ -90,6 +90,7 @@ class MotoBackend(Backend):
 
     def __init__(self, *, region: str, endpoint: str) -> None:
         # moto is an extra and slow to import: only a server that uses it pays for it.
+        from botocore.model import OperationNotFoundError
         from moto.core.request import Request
         from moto.dynamodb.models import DynamoDBBackend
         from moto.dynamodb.responses import DynamoHandler
@@ -104,17 +105,16 @@ class MotoBackend(Backend):
         self._backend = backend
         self._handler_class = Handler
         self._request_class = Request
+        self._unknown_operation = (OperationNotFoundError, NotImplementedError)
         self._url = endpoint.rstrip("/") + "/"
 
     async def handle(self, call: Call) -> Reply:
-        from botocore.model import OperationNotFoundError
-
         # DynamoDB speaks JSON 1.0 only; moto picks its parser by content type.
         headers = {**call.headers, "Content-Type": wire.CONTENT_TYPE}
         request = self._request_class.from_primitives("POST", self._url, headers, call.body)
         try:
             status, _, body = self._handler_class()._dispatch(request)
-        except (OperationNotFoundError, NotImplementedError):
+        except self._unknown_operation:
             return Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {call.operation}")
         except Exception as exc:
             # moto crashes on some requests DynamoDB refuses (an undefined placeholder, a

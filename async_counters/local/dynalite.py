@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
@@ -124,8 +125,6 @@ class Dynalite:
 
 def _read_line(stream: IO[str], timeout: float) -> str:
     """One line from a child's stdout, giving up after ``timeout`` seconds."""
-    import threading
-
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
     reader.start()
