@@ -7,11 +7,15 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
 - **Measure, then pace.** Responses are counted per key in short windows. When a window's share of
   throttled responses exceeds `THROTTLE_SHARE`, the key is paced at the rate the server *accepted*
   in that window: under capacity throttling that is the partition's capacity, whatever was sent.
-- **Check that it helped.** Under capacity throttling, sending less leaves the accepted rate where
-  it was and the throttled share falls. If instead the next window throttles the same share and
-  accepts less in proportion, the throttling did not come from our rate (random throttles, faults):
-  the cut is undone and the key left unpaced for `HOLD` seconds, so that pacing cannot collapse it;
-  each request's jittered backoff still applies.
+  A window that is overwhelmingly throttled before it holds enough acknowledgements to measure
+  cuts the rate at once (deeper the more was throttled), so that a crowd of callers on a cold key
+  is reined in within milliseconds.
+- **Notice when pacing does not help.** Under capacity throttling, each cut brings the throttled
+  share down while the accepted rate holds. If over a run of throttled windows the share stays
+  where it was while the accepted rate falls with the cuts, the throttling does not come from our
+  rate (random throttles, faults, a neighbour on the partition): the rate from before the run is
+  restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; each
+  request's jittered backoff still applies.
 - **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``:
   it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
   probes faster, so that more capacity (an on-demand table splitting a partition) is found.
@@ -33,20 +37,30 @@ from .transport import Outcome
 
 __all__ = ["KeyLimiter"]
 
-#: A window ends after this long and at least `WINDOW_RESPONSES` responses (or after `WINDOW_MAX`).
-WINDOW = 0.1
+#: A window ends after `WINDOW_RESPONSES` responses, `WINDOW_MIN` seconds and `MIN_ACKED`
+#: acknowledgements (enough to measure the accepted rate), or at once when more than
+#: `BLIND_SHARE` of it was throttled; and after `WINDOW_MAX` seconds in any case.
+WINDOW_MIN = 0.01
 WINDOW_RESPONSES = 20
+MIN_ACKED = 10
 WINDOW_MAX = 1.0
 #: Share of throttled responses in a window above which a key is paced down.
 THROTTLE_SHARE = 0.02
-#: A cut is undone when the next window throttles the same share (within these bounds) and
-#: accepts less than this fraction of the window before.
-SAME_SHARE = 0.05
-SAME_SHARE_RELATIVE = 0.25
-KEEP_IF = 0.85
-#: One cut goes at most down to this share of the current rate.
-MAX_CUT = 0.5
-#: How long a key whose throttling did not respond to pacing is left unpaced.
+#: A window too throttled to measure (more than `BLIND_SHARE` throttled) cuts the rate to twice
+#: the share that got through, within these bounds.
+BLIND_SHARE = 0.5
+BLIND_CUT_MIN = 1 / 16
+BLIND_CUT_MAX = 0.5
+#: Pacing is judged not to help after `STREAK` throttled windows in a row whose throttled share
+#: stayed above `SHARE_KEPT` of the run's first windows while the accepted rate fell below
+#: `ACCEPTED_FELL` of theirs. The run's first `STREAK_START` windows are its reference.
+STREAK = 6
+STREAK_START = 3
+SHARE_KEPT = 0.7
+ACCEPTED_FELL = 0.6
+#: Weight of the newest window in the run's running averages.
+RECENT_WEIGHT = 0.3
+#: After pacing was judged not to help: no cut for this long.
 HOLD = 2.0
 #: Cubic probing: the rate is ``base * (1 + GROWTH * (t / PROBE_SECONDS) ** 3)``.
 GROWTH = 0.1
@@ -62,15 +76,34 @@ SLACK = 0.005
 _EPSILON = 1e-6
 
 
-def _cut_did_not_help(before: tuple[float, float], accepted: float, share: float) -> bool:
-    """After a cut: the throttled share stayed about the same and the accepted rate fell with it.
+class _Streak:
+    """A run of throttled windows: where it started, and running averages since."""
 
-    That is what random throttling looks like. Capacity throttling looks otherwise: the share
-    falls (we were over the cap), or rises (the partition's burst ran out; cut more).
-    """
-    accepted_before, share_before = before
-    same_share = abs(share - share_before) <= max(SAME_SHARE, SAME_SHARE_RELATIVE * share_before)
-    return same_share and accepted < KEEP_IF * accepted_before
+    __slots__ = ("accepted", "n", "rate", "share", "start_accepted", "start_share")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate  # the pace before the run's first cut
+        self.n = 0
+        self.start_share = self.start_accepted = 0.0
+        self.share = self.accepted = 0.0
+
+    def add(self, share: float, accepted: float) -> None:
+        self.n += 1
+        if self.n <= STREAK_START:
+            self.start_share += (share - self.start_share) / self.n
+            self.start_accepted += (accepted - self.start_accepted) / self.n
+            self.share, self.accepted = self.start_share, self.start_accepted
+        else:
+            self.share += RECENT_WEIGHT * (share - self.share)
+            self.accepted += RECENT_WEIGHT * (accepted - self.accepted)
+
+    @property
+    def pacing_does_not_help(self) -> bool:
+        return (
+            self.n >= STREAK
+            and self.share >= SHARE_KEPT * self.start_share
+            and self.accepted < ACCEPTED_FELL * self.start_accepted
+        )
 
 
 class _Key:
@@ -80,13 +113,13 @@ class _Key:
         "acked",
         "base",
         "cut_at",
+        "epoch",
         "hold_until",
-        "judging",
         "last_seen",
         "lock",
         "next_send",
-        "previous_base",
         "responses",
+        "streak",
         "throttled",
         "window_start",
     )
@@ -94,10 +127,10 @@ class _Key:
     def __init__(self, now: float) -> None:
         self.lock = asyncio.Lock()
         self.base: float | None = None  # None: not paced
+        self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
         self.cut_at = now
-        self.judging: tuple[float, float] | None = None  # (accepted, share) before the last cut
-        self.previous_base: float | None = None
         self.hold_until = 0.0
+        self.streak: _Streak | None = None
         self.next_send = now
         self.window_start = now
         self.responses = 0
@@ -108,7 +141,7 @@ class _Key:
     def rate(self, now: float) -> float | None:
         if self.base is None:
             return None
-        t = (now - self.cut_at) / PROBE_SECONDS
+        t = max(0.0, now - self.cut_at) / PROBE_SECONDS
         return self.base * (1.0 + GROWTH * t * t * t)
 
 
@@ -116,8 +149,14 @@ class KeyLimiter:
     """Per-key adaptive pacing (see the module docstring); `clock` and `sleep` are injectable.
 
     >>> limiter = KeyLimiter()
-    >>> await limiter.acquire("views:/home")            # returns at once unless the key is paced
-    >>> limiter.observe("views:/home", Outcome.THROTTLED)
+    >>> epoch = await limiter.acquire("views:/home")   # at once unless the key is paced
+    >>> limiter.stale("views:/home", epoch)            # cut since? then acquire again
+    False
+    >>> limiter.observe("views:/home", Outcome.THROTTLED, epoch)
+
+    The epoch is what makes a cut take hold at once: requests admitted before it (queued for a
+    pool slot, or on the wire) are sent again through the pace, or not counted in the windows
+    that judge the new rate.
     """
 
     def __init__(
@@ -131,25 +170,32 @@ class KeyLimiter:
         self._keys: dict[str, _Key] = {}
         self._next_sweep = clock() + IDLE
 
-    async def acquire(self, key: str) -> None:
-        """Wait until ``key`` may send its next request (at once for keys that are not paced)."""
+    async def acquire(self, key: str) -> int:
+        """Wait until ``key`` may send its next request; return the epoch it is admitted in."""
         state = self._keys.get(key)
-        if state is None or state.base is None:
-            return
+        if state is None:
+            return 0
+        if state.base is None:
+            return state.epoch
         async with state.lock:  # FIFO: paced requests of one key leave in arrival order
             while True:
                 now = self._clock()
                 rate = state.rate(now)
                 if rate is None:
-                    return
+                    return state.epoch
                 wait = state.next_send - now - SLACK
                 if wait <= _EPSILON:  # not 0: a clock may not move for a sub-microsecond sleep
                     state.next_send = max(state.next_send, now - SLACK) + 1.0 / rate
-                    return
+                    return state.epoch
                 await self._sleep(wait)
 
-    def observe(self, key: str, outcome: Outcome) -> None:
-        """Account one response of a write to ``key``."""
+    def stale(self, key: str, epoch: int) -> bool:
+        """Whether ``key`` was cut since a request was admitted in ``epoch``."""
+        state = self._keys.get(key)
+        return state is not None and state.epoch != epoch
+
+    def observe(self, key: str, outcome: Outcome, epoch: int) -> None:
+        """Account one response of a write to ``key`` admitted in ``epoch``."""
         state = self._keys.get(key)
         if state is None:
             if outcome is not Outcome.THROTTLED:
@@ -160,49 +206,64 @@ class KeyLimiter:
         else:
             now = self._clock()
         state.last_seen = now
+        if epoch != state.epoch:
+            return  # sent at a rate that is no longer ours: it says nothing of the current one
         state.responses += 1
         if outcome is Outcome.THROTTLED:
             state.throttled += 1
         elif outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.CONDITION_FAILED:
             state.acked += 1  # a refused condition was served too: it used the partition
         elapsed = now - state.window_start
-        if (elapsed >= WINDOW and state.responses >= WINDOW_RESPONSES) or elapsed >= WINDOW_MAX:
+        if elapsed >= WINDOW_MAX or (
+            elapsed >= WINDOW_MIN
+            and state.responses >= WINDOW_RESPONSES
+            and (state.acked >= MIN_ACKED or state.throttled > BLIND_SHARE * state.responses)
+        ):
             self._close_window(state, now, elapsed)
 
     def _close_window(self, state: _Key, now: float, elapsed: float) -> None:
         share = state.throttled / state.responses
         accepted = state.acked / elapsed
         sent = state.responses / elapsed
+        measured = state.acked >= MIN_ACKED
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
 
-        judging, state.judging = state.judging, None
-        if judging is not None and _cut_did_not_help(judging, accepted, share):
-            # Throttled as before and accepting less: our rate was not the cause. Undo, hold off.
-            state.base = state.previous_base
-            state.cut_at = now
+        if share <= THROTTLE_SHARE:
+            state.streak = None
+            rate = state.rate(now)
+            if rate is not None and share == 0 and rate > RELEASE_FACTOR * max(sent, MIN_RATE):
+                state.base = None  # the pace no longer binds; the key sends freely again
+            return
+        if now < state.hold_until:
+            return
+        current = state.rate(now) or sent
+        if state.streak is None:
+            state.streak = _Streak(current)
+        streak = state.streak
+        streak.add(share, accepted)
+        if streak.pacing_does_not_help:
+            state.base = max(streak.rate, current)
             state.hold_until = now + HOLD
+            state.cut_at = state.hold_until  # no probing while holding
+            state.streak = None
             return
-        if share > THROTTLE_SHARE:
-            if now < state.hold_until:
-                return
-            current = state.rate(now) or sent
-            state.previous_base = state.base
-            state.base = max(MIN_RATE, accepted, current * MAX_CUT)
-            state.cut_at = now
-            state.judging = (accepted, share)
-            state.next_send = min(state.next_send, now + 1.0 / state.base)
+        if measured:
+            state.base = max(MIN_RATE, accepted)
+        elif share > BLIND_SHARE:
+            # Sending k times what is accepted throttles about 1 - 1/k: cut by about that much.
+            factor = min(BLIND_CUT_MAX, max(BLIND_CUT_MIN, 2.0 * (1.0 - share)))
+            state.base = max(MIN_RATE, current * factor)
+        else:
             return
-        rate = state.rate(now)
-        if rate is not None and share == 0 and rate > RELEASE_FACTOR * max(sent, MIN_RATE):
-            state.base = None  # the pace no longer binds; the key sends freely again
+        state.cut_at = now
+        state.epoch += 1
 
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:
             return
         self._next_sweep = now + IDLE
-        for key in [
-            k for k, s in self._keys.items() if s.base is None and now - s.last_seen > IDLE
-        ]:
+        idle = [k for k, s in self._keys.items() if s.base is None and now - s.last_seen > IDLE]
+        for key in idle:
             del self._keys[key]
 
     def rates(self) -> dict[str, float]:

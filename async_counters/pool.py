@@ -509,11 +509,14 @@ class CounterPool:
         loop = asyncio.get_running_loop()
         backoff: Backoff | None = None
         start = policy.clock()
-        limiter = self._limiter if write is not None else None
+        limiter = self._limiter if write is not None and key is not None else None
+        epoch = 0
         while True:
             if limiter is not None and key is not None:
-                await limiter.acquire(key)
-            async with self._semaphore:
+                epoch = await self._admit(limiter, key)
+            else:
+                await self._semaphore.acquire()
+            try:
                 sent = loop.time()
                 if write is not None:
                     write.on_wire = True
@@ -528,10 +531,12 @@ class CounterPool:
                     self._in_flight -= 1
                 if write is not None:
                     write.on_wire = False
+            finally:
+                self._semaphore.release()
             outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
             seconds = loop.time() - sent
             if limiter is not None and key is not None:
-                limiter.observe(key, outcome)
+                limiter.observe(key, outcome, epoch)
             for observer in self._observers:
                 self._notify(observer.on_request, operation, outcome, seconds)
             if error is None:
@@ -548,6 +553,16 @@ class CounterPool:
                     observer.on_retry, operation, key, outcome, backoff.attempts - 1, delay
                 )
             await policy.sleep(delay)
+
+    async def _admit(self, limiter: KeyLimiter, key: str) -> int:
+        """Pass the key's pace, then take a pool slot; go round again if the key was cut while
+        waiting for the slot, so that a cut holds back what already queued. Returns the epoch."""
+        while True:
+            epoch = await limiter.acquire(key)
+            await self._semaphore.acquire()
+            if not limiter.stale(key, epoch):
+                return epoch
+            self._semaphore.release()
 
     async def _batch_get(self, keys: list[str], values: dict[str, int]) -> None:
         """One BatchGetItem of up to 100 keys, retrying ``UnprocessedKeys`` with backoff."""
