@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
-from . import requests
+from . import batching, requests
 from .errors import (
     AmbiguousWriteError,
     ConnectError,
@@ -62,6 +62,29 @@ class _Write:
         self.delta = delta
         self.floor = floor
         self.on_wire = False
+
+
+class _Entry:
+    """One increment or decrement waiting in, or riding, a key's merged write."""
+
+    __slots__ = ("delta", "floor", "future", "start")
+
+    def __init__(
+        self, delta: int, floor: int | None, future: asyncio.Future[int] | None, start: float
+    ) -> None:
+        self.delta = delta
+        self.floor = floor
+        self.future = future  # None for add_nowait: nobody awaits it
+        self.start = start
+
+
+class _KeyQueue:
+    """A key's entries waiting for its next merged write (one write in flight per key)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
 
 
 class _Failed(Exception):
@@ -125,6 +148,8 @@ class CounterPool:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         hooks: PoolHooks | Sequence[PoolHooks] = (),
         adaptive: bool = True,
+        coalesce: bool = False,
+        linger: float = 0.0,
     ) -> None:
         for name, text in (
             ("table", table),
@@ -148,6 +173,10 @@ class CounterPool:
                 raise TypeError(f"{name} must be a number of seconds")
             if not 0 < seconds < float("inf"):
                 raise ValueError(f"{name} must be > 0 and finite")
+        if isinstance(linger, bool) or not isinstance(linger, int | float):
+            raise TypeError("linger must be a number of seconds")
+        if not 0 <= linger < float("inf"):
+            raise ValueError(f"linger must be >= 0 and finite, got {linger}")
         if endpoint_url is not None and urlsplit(endpoint_url).scheme not in ("http", "https"):
             raise ValueError(f"endpoint_url must be an http(s) URL, got {endpoint_url!r}")
         transport_name = transport if isinstance(transport, str) else None
@@ -181,6 +210,9 @@ class CounterPool:
         self._in_flight = 0
         self._limiter = KeyLimiter(clock=retry.clock, sleep=retry.sleep) if adaptive else None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.coalesce = coalesce
+        self.linger = float(linger)
+        self._queues: dict[str, _KeyQueue] = {}
         self._stats = StatsRecorder()
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
         self._observers: tuple[PoolHooks, ...] = (self._stats, *extra)
@@ -277,8 +309,13 @@ class CounterPool:
         previous, self._state = self._state, _State.CLOSING
         try:
             if previous is _State.OPEN:
-                while self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                stats = await self.flush()
+                if stats.unwritten:
+                    logger.warning(
+                        "%d background addition(s), %d in all, could not be written",
+                        stats.unwritten,
+                        stats.unwritten_amount,
+                    )
         finally:
             self._state = _State.CLOSED
             await self._exit_stack.aclose()
@@ -309,7 +346,28 @@ class CounterPool:
         """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment."""
         requests.check_key(key)
         requests.check_amount(amount)
+        if self.coalesce:
+            return await self._enqueue(key, amount, None)
         return await self._submit(_Write(key, amount, None))
+
+    def add_nowait(self, key: str, amount: int = 1) -> None:
+        """Add ``amount`` to ``key`` in the background, merged with other additions to it.
+
+        For counting that needs no answer (page views): it returns at once. The write goes out as
+        soon as the key's previous write returns; failures are counted in `stats` (``unwritten``)
+        and reported to the hooks. ``flush()`` and ``aclose()`` wait until everything added is
+        written, and ``aclose()`` logs how much could not be.
+        """
+        requests.check_key(key)
+        requests.check_amount(amount)
+        self._check_open()
+        self._queue_entry(key, _Entry(amount, None, None, asyncio.get_running_loop().time()))
+
+    async def flush(self) -> PoolStats:
+        """Wait until every write queued or in flight has settled; return the stats then."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        return self.stats
 
     async def decrement(self, key: str, amount: int = 1, *, floor: int | None = None) -> int:
         """Subtract ``amount`` (>= 1); return the value right after.
@@ -321,6 +379,8 @@ class CounterPool:
         requests.check_key(key)
         requests.check_amount(amount)
         requests.check_floor(floor, amount)
+        if self.coalesce:
+            return await self._enqueue(key, -amount, floor)
         return await self._submit(_Write(key, -amount, floor))
 
     async def get(self, key: str) -> int:
@@ -407,6 +467,7 @@ class CounterPool:
             if not task.done():
                 if write.on_wire:
                     self._stats.detached += 1
+                    self._stats.detached_amount += write.delta
                 else:
                     task.cancel()
             raise
@@ -449,24 +510,194 @@ class CounterPool:
             self._notify(observer.on_settled, write.key, write.delta, outcome, seconds)
 
     def _raise_for_write(self, write: _Write, failure: _Failed) -> NoReturn:
-        error, key = failure.error, write.key
+        raise self._write_error(failure, write.key, write.delta, write.floor) from None
+
+    def _write_error(
+        self, failure: _Failed, key: str, delta: int, floor: int | None, current: int | None = None
+    ) -> CounterError:
+        """The error a caller of a write of ``delta`` to ``key`` sees for ``failure``."""
+        error = failure.error
         outcome = error.outcome
-        if outcome is Outcome.CONDITION_FAILED and write.floor is not None:
-            current = None
-            if error.item:
+        if outcome is Outcome.CONDITION_FAILED and floor is not None:
+            if current is None and error.item:
                 with contextlib.suppress(ValueError):
                     current = requests.parse_number(error.item, self.value_attribute)
-            raise CounterFloorError(
-                key=key, amount=-write.delta, floor=write.floor, current=current
-            ) from None
+            return CounterFloorError(key=key, amount=-delta, floor=floor, current=current)
         if outcome is Outcome.AMBIGUOUS:
-            raise AmbiguousWriteError(
-                key=key,
-                amount=write.delta,
-                attempts=failure.attempts,
-                reason=str(error),
-            ) from None
-        raise self._error(failure, key) from None
+            return AmbiguousWriteError(
+                key=key, amount=delta, attempts=failure.attempts, reason=str(error)
+            )
+        return self._error(failure, key)
+
+    # -- coalesced writes --------------------------------------------------------------------
+
+    async def _enqueue(self, key: str, delta: int, floor: int | None) -> int:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._queue_entry(key, _Entry(delta, floor, future, loop.time()))
+        return await future  # a cancelled caller cancels only this future, never the write
+
+    def _queue_entry(self, key: str, entry: _Entry) -> None:
+        stats = self._stats
+        stats.calls += 1
+        stats.in_progress += 1
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _KeyQueue()
+            task = asyncio.get_running_loop().create_task(self._flush_key(key, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        queue.entries.append(entry)
+
+    async def _flush_key(self, key: str, queue: _KeyQueue) -> None:
+        """Write a key's queued amounts, one merged write at a time, until none are left."""
+        try:
+            while queue.entries:
+                if self.linger:
+                    await asyncio.sleep(self.linger)
+                batch = self._take_batch(key, queue)
+                if batch:
+                    await self._write_batch(key, batch)
+        finally:
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+            loop_time = asyncio.get_running_loop().time()
+            for entry in queue.entries:  # only when cancelled (the loop is shutting down)
+                self._settle_entry(key, entry, Outcome.CANCELLED, loop_time)
+                if entry.future is not None:
+                    entry.future.cancel()
+
+    def _take_batch(self, key: str, queue: _KeyQueue) -> list[_Entry]:
+        """The queued entries that go next: callers still waiting, a sum DynamoDB can hold."""
+        now = asyncio.get_running_loop().time()
+        batch: list[_Entry] = []
+        total = 0
+        entries, queue.entries = queue.entries, []
+        for index, entry in enumerate(entries):
+            if entry.future is not None and entry.future.cancelled():
+                self._settle_entry(key, entry, Outcome.CANCELLED, now)
+                continue
+            if abs(total + entry.delta) > requests.MAX_NUMBER:
+                queue.entries = entries[index:]  # the rest goes in the next write
+                break
+            total += entry.delta
+            batch.append(entry)
+        return batch
+
+    async def _write_batch(self, key: str, batch: list[_Entry]) -> None:
+        """One merged write for ``batch``; floors granted in arrival order (`batching`)."""
+        loop = asyncio.get_running_loop()
+        marker = _Write(key, 0, None)
+        current: int | None = None
+        try:
+            while True:
+                plan = batching.plan([e.delta for e in batch], [e.floor for e in batch], current)
+                if plan.refused:
+                    now = loop.time()
+                    for index, value in plan.refused:
+                        entry = batch[index]
+                        assert entry.floor is not None
+                        self._fail_entry(
+                            key,
+                            entry,
+                            Outcome.CONDITION_FAILED,
+                            now,
+                            CounterFloorError(
+                                key=key, amount=-entry.delta, floor=entry.floor, current=value
+                            ),
+                        )
+                    batch = [batch[i] for i in plan.granted]
+                if not batch:
+                    return
+                floor = None if plan.minimum is None else plan.minimum + plan.total
+                params = requests.update(
+                    self.table,
+                    self.key_attribute,
+                    self.value_attribute,
+                    key,
+                    plan.total,
+                    floor=floor,
+                )
+                marker.delta = plan.total
+                try:
+                    response = await self._request("UpdateItem", params, key, write=marker)
+                except _Failed as failure:
+                    if failure.error.outcome is Outcome.CONDITION_FAILED and floor is not None:
+                        current = await self._current_value(key, failure.error.item)
+                        continue
+                    self._fail_batch(key, batch, failure)
+                    return
+                values = batching.caller_values(
+                    self._number(response.get("Attributes"), key), [e.delta for e in batch]
+                )
+                now = loop.time()
+                for entry, value in zip(batch, values, strict=True):
+                    self._settle_entry(key, entry, Outcome.ACKNOWLEDGED, now)
+                    future = entry.future
+                    if future is not None and not future.cancelled():
+                        future.set_result(value)
+                return
+        except _Failed as failure:  # the read of the current value failed: nothing was applied
+            self._fail_batch(key, batch, failure)
+        except asyncio.CancelledError:
+            outcome = Outcome.AMBIGUOUS if marker.on_wire else Outcome.CANCELLED
+            now = loop.time()
+            for entry in batch:
+                self._settle_entry(key, entry, outcome, now)
+                if entry.future is not None:
+                    entry.future.cancel()
+            raise
+        except DynamoError as exc:  # the value read back is not a whole number; it did apply
+            exc.applied = True
+            now = loop.time()
+            for entry in batch:
+                self._fail_entry(key, entry, Outcome.ACKNOWLEDGED, now, exc)
+
+    async def _current_value(self, key: str, item: Mapping[str, Any] | None) -> int:
+        """The value a refused conditional write met: from ``ALL_OLD``, else a consistent read."""
+        if item:
+            return self._number(item, key)
+        params = requests.get_item(self.table, self.key_attribute, self.value_attribute, key)
+        response = await self._request("GetItem", params, key)
+        return self._number(response.get("Item"), key)
+
+    def _fail_batch(self, key: str, batch: list[_Entry], failure: _Failed) -> None:
+        now = asyncio.get_running_loop().time()
+        outcome = failure.error.outcome
+        for entry in batch:
+            error = self._write_error(failure, key, entry.delta, entry.floor)
+            self._fail_entry(key, entry, outcome, now, error, failure.error.code)
+
+    def _fail_entry(
+        self,
+        key: str,
+        entry: _Entry,
+        outcome: Outcome,
+        now: float,
+        error: BaseException,
+        code: str = "",
+    ) -> None:
+        self._settle_entry(key, entry, outcome, now, code)
+        future = entry.future
+        if future is not None and not future.cancelled():
+            future.set_exception(error)
+
+    def _settle_entry(
+        self, key: str, entry: _Entry, outcome: Outcome, now: float, code: str = ""
+    ) -> None:
+        seconds = now - entry.start
+        stats = self._stats
+        stats.settle(entry.delta, outcome, seconds, code)
+        if entry.future is None:
+            if outcome is not Outcome.ACKNOWLEDGED:
+                stats.unwritten += 1
+                stats.unwritten_amount += entry.delta
+        elif entry.future.cancelled() and outcome is not Outcome.CANCELLED:
+            stats.detached += 1
+            stats.detached_amount += entry.delta
+        for observer in self._observers[1:]:  # [0] is the stats recorder, settled above
+            self._notify(observer.on_settled, key, entry.delta, outcome, seconds)
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -118,8 +118,10 @@ class PoolStats:
     (net ``acknowledged_amount``), ``floor_refused``, ``throttled`` and ``unreachable`` (retries
     ran out), ``ambiguous`` (sum of their deltas in ``ambiguous_amount``), ``cancelled`` (caller
     gone before anything was sent), ``errors`` (other refusals by code), and ``in_progress``.
-    ``detached`` counts callers cancelled while their write was on the wire; those writes still
-    settle, and are counted, as above. Requests: ``requests`` sent (reads included), ``retries``,
+    ``detached`` counts callers cancelled while their write was on the wire (``detached_amount``
+    the sum of their deltas); those writes still settle, and are counted, as above.
+    ``unwritten``: background additions (``add_nowait``) that were not acknowledged, and their sum
+    ``unwritten_amount``. Requests: ``requests`` sent (reads included), ``retries``,
     and ``throttles`` (throttled responses received, retried or not); ``in_flight`` of the pool's
     ``max_in_flight`` right now. ``key_rates``: the send rate (requests/s) of each key that the pool
     currently paces because it was throttled (see `async_counters.limiter`).
@@ -137,6 +139,9 @@ class PoolStats:
     errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     in_progress: int = 0
     detached: int = 0
+    detached_amount: int = 0
+    unwritten: int = 0
+    unwritten_amount: int = 0
     requests: int = 0
     retries: int = 0
     throttles: int = 0
@@ -176,6 +181,9 @@ class StatsRecorder(PoolHooks):
         self.calls = 0
         self.in_progress = 0
         self.detached = 0
+        self.detached_amount = 0
+        self.unwritten = 0
+        self.unwritten_amount = 0
         self.acknowledged_amount = 0
         self.ambiguous_amount = 0
         self.requests = 0
@@ -223,6 +231,9 @@ class StatsRecorder(PoolHooks):
             errors=MappingProxyType(dict(self.errors)),
             in_progress=self.in_progress,
             detached=self.detached,
+            detached_amount=self.detached_amount,
+            unwritten=self.unwritten,
+            unwritten_amount=self.unwritten_amount,
             requests=self.requests,
             retries=self.retries,
             throttles=self.throttles,

@@ -25,6 +25,7 @@ class FakeTransport:
         self.max_in_flight = 0
         self.closed = False
         self.gate: asyncio.Event | None = None  # when set, calls wait for it
+        self.return_all_old = True  # False: like dynalite, no item in a failed condition
 
     def fail(self, outcome: Outcome, code: str, *, times: int = 1, applied: bool = False) -> None:
         for _ in range(times):
@@ -69,6 +70,8 @@ class FakeTransport:
                 )
                 if not allowed:
                     item = None if current is None else {"count": {"N": str(current)}}
+                    if not self.return_all_old:
+                        item = None
                     raise TransportError(
                         Outcome.CONDITION_FAILED,
                         "ConditionalCheckFailedException",
