@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 from botocore.utils import normalize_url_path
@@ -67,6 +68,24 @@ def host_header(url: str) -> str:
     return host
 
 
+class _HashState(Protocol):
+    def copy(self) -> _HashState: ...
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+
+
+def _hmac_pads(key: bytes) -> tuple[_HashState, _HashState]:
+    """SHA-256 states after absorbing ``key ^ ipad`` and ``key ^ opad`` (RFC 2104): copying them
+    makes each HMAC with a fixed key two short hashes, without redoing the key schedule."""
+    block = (
+        key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\0")
+    )
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
+
+
 def _trim(value: str) -> str:
     """SigV4's Trimall: strip, and collapse runs of whitespace to one space."""
     return " ".join(value.split())
@@ -84,14 +103,21 @@ class Stamp:
         "_base",
         "_canonical_head",
         "_canonical_tail",
-        "_key",
+        "_inner",
+        "_outer",
         "_sts_head",
         "amz_date",
     )
 
-    def __init__(self, signer: Signer, credentials: Credentials, amz_date: str, key: bytes) -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        credentials: Credentials,
+        amz_date: str,
+        pads: tuple[_HashState, _HashState],
+    ) -> None:
         self.amz_date = amz_date
-        self._key = key
+        self._inner, self._outer = pads
         token = credentials.token
         scope = f"{amz_date[:8]}/{signer.region}/{signer.service}/aws4_request"
         names = "content-type;host;x-amz-date;x-amz-target"
@@ -120,7 +146,11 @@ class Stamp:
         sha256 = hashlib.sha256
         canonical = self._canonical_head + target + self._canonical_tail + sha256(body).hexdigest()
         to_sign = self._sts_head + sha256(canonical.encode()).hexdigest()
-        return hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        inner = self._inner.copy()
+        inner.update(to_sign.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()  # HMAC-SHA256(signing key, string to sign)
 
     def headers(self, target: str, body: bytes) -> dict[str, str]:
         """The signed headers of one request (a new dict, the caller's to keep)."""
@@ -140,7 +170,7 @@ class Signer:
     the credentials change.
     """
 
-    __slots__ = ("_key", "_key_for", "canonical_path", "host", "region", "service")
+    __slots__ = ("_key_for", "_pads", "canonical_path", "host", "region", "service")
 
     def __init__(
         self, *, host: str, region: str, service: str = "dynamodb", path: str = "/"
@@ -152,15 +182,16 @@ class Signer:
         self.service = service
         self.canonical_path = quote(normalize_url_path(path), safe="/~")
         self._key_for: tuple[str, str] | None = None
-        self._key = b""
+        self._pads = _hmac_pads(b"")
 
     def stamp(self, credentials: Credentials, amz_date: str) -> Stamp:
         """The fixed parts of every signature made at ``amz_date`` (``YYYYMMDDTHHMMSSZ``)."""
         wanted = (credentials.secret_key, amz_date[:8])
         if wanted != self._key_for:
-            self._key = signing_key(credentials.secret_key, amz_date[:8], self.region, self.service)
+            key = signing_key(credentials.secret_key, amz_date[:8], self.region, self.service)
+            self._pads = _hmac_pads(key)
             self._key_for = wanted
-        return Stamp(self, credentials, amz_date, self._key)
+        return Stamp(self, credentials, amz_date, self._pads)
 
     def __repr__(self) -> str:
         return f"<Signer {self.service} {self.region} {self.host}>"
