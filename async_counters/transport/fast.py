@@ -22,6 +22,7 @@ keep-alive connection), so every request reaches the server at most once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
 import re
 import time
@@ -284,21 +285,23 @@ async def _session_credentials(session: Any) -> CredentialProvider | None:
     return found  # type: ignore[no-any-return]
 
 
+@functools.cache
+def _endpoint_hostname(region: str) -> str | None:
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+
+    resolver = EndpointResolver(create_loader().load_data("endpoints"))
+    found = resolver.construct_endpoint("dynamodb", region)
+    hostname = found.get("hostname") if found else None
+    return hostname if isinstance(hostname, str) else None
+
+
 async def resolve_endpoint(region: str) -> str:
     """DynamoDB's regional HTTPS endpoint (``https://dynamodb.{region}.amazonaws.com`` and the
     like in other partitions), from botocore's endpoint data, read once in a thread."""
 
-    def resolve() -> str | None:
-        from botocore.loaders import create_loader
-        from botocore.regions import EndpointResolver
-
-        resolver = EndpointResolver(create_loader().load_data("endpoints"))
-        found = resolver.construct_endpoint("dynamodb", region)
-        hostname = found.get("hostname") if found else None
-        return hostname if isinstance(hostname, str) else None
-
     try:
-        hostname = await asyncio.to_thread(resolve)
+        hostname = await asyncio.to_thread(_endpoint_hostname, region)
     except Exception:
         hostname = None
     return f"https://{hostname or f'dynamodb.{region}.amazonaws.com'}"

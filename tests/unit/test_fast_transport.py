@@ -1,0 +1,194 @@
+"""The fast transport without a server: choosing it, configuring it, reading error answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from async_counters import CounterPool
+from async_counters.transport import Outcome, TransportError
+from async_counters.transport.fast import (
+    FastTransport,
+    _service_error,
+    open_fast_transport,
+    resolve_endpoint,
+)
+from async_counters.transport.sigv4 import Credentials
+from tests.unit.fake import FakeTransport
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"transport": "grpc"}, "transport must be"),
+        ({"transport": "fast", "client": object()}, "client="),
+        ({"transport": FakeTransport(), "session": object()}, "at most one"),
+    ],
+)
+def test_transport_option_is_checked(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CounterPool("t", **kwargs)
+
+
+async def test_fast_is_the_default_and_botocore_is_selectable() -> None:
+    url = "http://127.0.0.1:9"  # nothing is sent: opening a pool connects nowhere
+    async with CounterPool("t", endpoint_url=url) as pool:
+        assert type(pool._transport).__name__ == "FastTransport"
+    async with CounterPool("t", endpoint_url=url, transport="botocore") as pool:
+        assert type(pool._transport).__name__ == "BotocoreTransport"
+    async with CounterPool("t", endpoint_url=url, transport="fast") as pool:
+        transport = pool._transport
+        assert isinstance(transport, FastTransport)
+        assert transport.region_name == "us-east-1"  # the loopback default
+    assert transport._session.closed  # the pool closed what it built
+
+
+async def test_the_pool_sizes_the_connector_and_the_timeouts() -> None:
+    async with CounterPool(
+        "t",
+        endpoint_url="http://127.0.0.1:9",
+        max_in_flight=17,
+        connect_timeout=1.5,
+        read_timeout=2.5,
+    ) as pool:
+        transport = pool._transport
+        assert isinstance(transport, FastTransport)
+        session = transport._session
+        assert session.connector is not None
+        assert session.connector.limit == 17
+        assert (session.timeout.sock_connect, session.timeout.sock_read) == (1.5, 2.5)
+        assert session.timeout.total is None
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [
+        ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com"),
+        ("eu-west-3", "https://dynamodb.eu-west-3.amazonaws.com"),
+        ("cn-northwest-1", "https://dynamodb.cn-northwest-1.amazonaws.com.cn"),
+        ("us-gov-west-1", "https://dynamodb.us-gov-west-1.amazonaws.com"),
+    ],
+)
+async def test_regional_endpoints(region: str, endpoint: str) -> None:
+    assert await resolve_endpoint(region) == endpoint
+
+
+@pytest.mark.parametrize("region", ["us-east-1.evil.example/", "US-EAST-1", "a b", "-x"])
+async def test_a_region_is_never_spliced_into_a_url_unchecked(region: str) -> None:
+    with pytest.raises(ValueError, match="region"):
+        await open_fast_transport(region_name=region)
+
+
+async def test_no_region_anywhere_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no AWS region"):
+        await open_fast_transport(endpoint_url="https://dynamodb.example.invalid")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://h", "http://", "http://h/?q=1", "http://user:secret@h", "http://h/#frag"],
+)
+async def test_odd_endpoints_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="endpoint_url"):
+        FastTransport(endpoint_url=url, region_name="us-east-1", credentials=None)
+
+
+async def test_no_credentials_are_refused_before_anything_is_sent() -> None:
+    transport = FastTransport(
+        endpoint_url="http://127.0.0.1:9", region_name="us-east-1", credentials=None
+    )
+    try:
+        with pytest.raises(TransportError) as info:
+            await transport.call("GetItem", {})
+    finally:
+        await transport.aclose()
+    assert (info.value.outcome, info.value.code) == (Outcome.REJECTED, "NoCredentialsError")
+
+
+async def test_an_operation_name_is_never_spliced_unchecked() -> None:
+    transport = FastTransport(
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        credentials=Credentials("a", "b"),
+    )
+    try:
+        with pytest.raises(ValueError, match="operation"):
+            await transport.call("UpdateItem\r\nX-Injected: 1", {})
+    finally:
+        await transport.aclose()
+
+
+async def test_reprs_hold_no_secret() -> None:
+    transport = FastTransport(
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        credentials=Credentials("AKID", "top-secret", "secret-token"),
+    )
+    try:
+        assert "secret" not in repr(transport)
+        assert "secret" not in repr(transport.__dict__)
+    finally:
+        await transport.aclose()
+
+
+def _body(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "raw", "expected"),
+    [
+        (
+            400,
+            _body(__type="com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"),
+            (Outcome.THROTTLED, "ProvisionedThroughputExceededException", ""),
+        ),
+        (
+            400,
+            _body(__type="com.amazon.coral.availability#ThrottlingException", message="slow"),
+            (Outcome.THROTTLED, "ThrottlingException", "slow"),
+        ),
+        (
+            400,
+            _body(__type="x#RequestLimitExceeded", Message="capital"),
+            (Outcome.THROTTLED, "RequestLimitExceeded", "capital"),
+        ),
+        (
+            400,
+            _body(__type="x#ConditionalCheckFailedException", message="no"),
+            (Outcome.CONDITION_FAILED, "ConditionalCheckFailedException", "no"),
+        ),
+        (
+            400,
+            _body(__type="x#ResourceNotFoundException"),
+            (Outcome.TABLE_NOT_FOUND, "ResourceNotFoundException", ""),
+        ),
+        (
+            400,
+            _body(__type="ValidationException:http://internal.example/"),
+            (Outcome.REJECTED, "ValidationException", ""),
+        ),
+        (400, b"not json", (Outcome.REJECTED, "400", "not json")),
+        (
+            500,
+            _body(__type="x#InternalServerError"),
+            (Outcome.AMBIGUOUS, "InternalServerError", ""),
+        ),
+        (500, b"", (Outcome.AMBIGUOUS, "500", "Internal Server Error")),
+        (502, b"<html>bad gateway</html>", (Outcome.AMBIGUOUS, "502", "Bad Gateway")),
+        (503, _body(__type="x#SomethingNew"), (Outcome.AMBIGUOUS, "SomethingNew", "")),
+    ],
+)
+def test_error_answers(status: int, raw: bytes, expected: tuple[Outcome, str, str]) -> None:
+    error = _service_error(status, raw)
+    assert (error.outcome, error.code, error.message) == expected
+    assert error.status == status
+
+
+def test_the_current_item_of_a_failed_condition_is_kept() -> None:
+    item = {"pk": {"S": "a"}, "count": {"N": "0"}}
+    error = _service_error(400, _body(__type="x#ConditionalCheckFailedException", Item=item))
+    assert error.item == item
+    assert _service_error(400, _body(__type="x#ConditionalCheckFailedException")).item is None
