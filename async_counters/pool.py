@@ -205,6 +205,7 @@ class CounterPool:
         self._read_timeout = float(read_timeout)
 
         self._state = _State.UNOPENED
+        self._loop: asyncio.AbstractEventLoop  # set by open()
         self._exit_stack = contextlib.AsyncExitStack()
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
@@ -231,6 +232,7 @@ class CounterPool:
         if self._state is not _State.UNOPENED:
             raise RuntimeError(f"a CounterPool opens once; this one is {self._state.value}")
         self._state = _State.OPEN
+        self._loop = asyncio.get_running_loop()  # the pool lives on the loop it was opened on
         try:
             if self._transport is None:
                 self._transport = await self._build_transport()
@@ -344,11 +346,19 @@ class CounterPool:
 
     async def increment(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment."""
-        requests.check_key(key)
-        requests.check_amount(amount)
-        if self.coalesce:
-            return await self._enqueue(key, amount, None)
-        return await self._submit(_Write(key, amount, None))
+        # The common case in a few cheap checks (this is the hot path of coalescing); anything
+        # else goes through the full ones, which raise.
+        if not (type(amount) is int and 0 < amount <= requests.MAX_NUMBER):
+            requests.check_amount(amount)
+        if not (type(key) is str and 0 < len(key) <= requests.MAX_KEY_BYTES // 4):
+            requests.check_key(key)
+        if not self.coalesce:
+            return await self._submit(_Write(key, amount, None))
+        if self._state is not _State.OPEN:
+            self._check_open()
+        future: asyncio.Future[int] = self._loop.create_future()
+        self._queue_entry(key, _Entry(amount, None, future, self._loop.time()))
+        return await future  # a cancelled caller cancels only this future, never the write
 
     def add_nowait(self, key: str, amount: int = 1) -> None:
         """Add ``amount`` to ``key`` in the background, merged with other additions to it.
@@ -361,7 +371,7 @@ class CounterPool:
         requests.check_key(key)
         requests.check_amount(amount)
         self._check_open()
-        self._queue_entry(key, _Entry(amount, None, None, asyncio.get_running_loop().time()))
+        self._queue_entry(key, _Entry(amount, None, None, self._loop.time()))
 
     async def flush(self) -> PoolStats:
         """Wait until every write queued or in flight has settled; return the stats then."""
@@ -380,7 +390,10 @@ class CounterPool:
         requests.check_amount(amount)
         requests.check_floor(floor, amount)
         if self.coalesce:
-            return await self._enqueue(key, -amount, floor)
+            self._check_open()
+            future: asyncio.Future[int] = self._loop.create_future()
+            self._queue_entry(key, _Entry(-amount, floor, future, self._loop.time()))
+            return await future
         return await self._submit(_Write(key, -amount, floor))
 
     async def get(self, key: str) -> int:
@@ -531,13 +544,6 @@ class CounterPool:
 
     # -- coalesced writes --------------------------------------------------------------------
 
-    async def _enqueue(self, key: str, delta: int, floor: int | None) -> int:
-        self._check_open()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        self._queue_entry(key, _Entry(delta, floor, future, loop.time()))
-        return await future  # a cancelled caller cancels only this future, never the write
-
     def _queue_entry(self, key: str, entry: _Entry) -> None:
         stats = self._stats
         stats.calls += 1
@@ -545,7 +551,7 @@ class CounterPool:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _KeyQueue()
-            task = asyncio.get_running_loop().create_task(self._flush_key(key, queue))
+            task = self._loop.create_task(self._flush_key(key, queue))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
         queue.entries.append(entry)
@@ -628,15 +634,9 @@ class CounterPool:
                         continue
                     self._fail_batch(key, batch, failure)
                     return
-                values = batching.caller_values(
-                    self._number(response.get("Attributes"), key), [e.delta for e in batch]
+                self._acknowledge_batch(
+                    key, batch, self._number(response.get("Attributes"), key), plan.total
                 )
-                now = loop.time()
-                for entry, value in zip(batch, values, strict=True):
-                    self._settle_entry(key, entry, Outcome.ACKNOWLEDGED, now)
-                    future = entry.future
-                    if future is not None and not future.cancelled():
-                        future.set_result(value)
                 return
         except _Failed as failure:  # the read of the current value failed: nothing was applied
             self._fail_batch(key, batch, failure)
@@ -653,6 +653,34 @@ class CounterPool:
             now = loop.time()
             for entry in batch:
                 self._fail_entry(key, entry, Outcome.ACKNOWLEDGED, now, exc)
+
+    def _acknowledge_batch(self, key: str, batch: list[_Entry], value: int, total: int) -> None:
+        """Answer every caller of an applied batch with its value in the batch's serial order.
+
+        The hot path of coalescing (one call per entry would double its cost): the values are
+        `batching.caller_values`, computed inline.
+        """
+        now = asyncio.get_running_loop().time()
+        stats = self._stats
+        record = stats.latency.record
+        observers = self._observers[1:]  # [0] is the stats recorder, updated in bulk here
+        running = value - total
+        for entry in batch:
+            running += entry.delta
+            record(now - entry.start)
+            future = entry.future
+            if future is None:
+                pass
+            elif future.cancelled():
+                stats.detached += 1
+                stats.detached_amount += entry.delta
+            else:
+                future.set_result(running)
+            for observer in observers:
+                self._notify(
+                    observer.on_settled, key, entry.delta, Outcome.ACKNOWLEDGED, now - entry.start
+                )
+        stats.acknowledge(len(batch), total)
 
     async def _current_value(self, key: str, item: Mapping[str, Any] | None) -> int:
         """The value a refused conditional write met: from ``ALL_OLD``, else a consistent read."""

@@ -49,6 +49,8 @@ class LatencyHistogram:
     _LOWEST = 1e-6
     _GROWTH = 1.01
     _LOG_GROWTH = math.log(_GROWTH)
+    _INV_LOG_GROWTH = 1 / _LOG_GROWTH
+    _SCALE = 1 / _LOWEST
     _BUCKETS = 2500
 
     __slots__ = ("_buckets", "count", "max", "total")
@@ -67,9 +69,9 @@ class LatencyHistogram:
         if seconds <= self._LOWEST:
             index = 0
         else:
-            index = min(
-                self._BUCKETS - 1, 1 + int(math.log(seconds / self._LOWEST) / self._LOG_GROWTH)
-            )
+            index = 1 + int(math.log(seconds * self._SCALE) * self._INV_LOG_GROWTH)
+            if index >= self._BUCKETS:
+                index = self._BUCKETS - 1
         self._buckets[index] += 1
 
     def percentile(self, fraction: float) -> float:
@@ -217,6 +219,12 @@ class StatsRecorder(PoolHooks):
             self.ambiguous_amount += delta
         if outcome is not Outcome.CANCELLED:
             self.latency.record(seconds)
+
+    def acknowledge(self, count: int, amount: int) -> None:
+        """Record ``count`` acknowledged writes adding ``amount`` (latencies recorded apart)."""
+        self.in_progress -= count
+        self.settled["acknowledged"] += count
+        self.acknowledged_amount += amount
 
     def snapshot(
         self, *, key_rates: Mapping[str, float], in_flight: int, max_in_flight: int
