@@ -18,7 +18,9 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   request's jittered backoff still applies.
 - **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``:
   it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
-  probes faster, so that more capacity (an on-demand table splitting a partition) is found.
+  probes faster, so that more capacity (an on-demand table splitting a partition) is found. When a
+  run of cuts that started from a pace that held ends (a storm passed, a neighbour left), that
+  pace is regained within `REGAIN_SECONDS`, concavely, as CUBIC regains its last window.
 - A key whose pace is far above what it sends is released, and a released key idle for `IDLE`
   seconds is forgotten: memory follows the keys being throttled, not the operations.
 
@@ -62,8 +64,10 @@ ACCEPTED_FELL = 0.6
 RECENT_WEIGHT = 0.3
 #: After pacing was judged not to help: no cut for this long.
 HOLD = 2.0
+#: After a run of cuts from a pace that held, that pace is regained within this many seconds.
+REGAIN_SECONDS = 1.0
 #: Cubic probing: the rate is ``base * (1 + GROWTH * (t / PROBE_SECONDS) ** 3)``.
-GROWTH = 0.1
+GROWTH = 0.2
 PROBE_SECONDS = 1.0
 #: A pace more than this many times the rate a key really sends is released.
 RELEASE_FACTOR = 4.0
@@ -79,10 +83,11 @@ _EPSILON = 1e-6
 class _Streak:
     """A run of throttled windows: where it started, and running averages since."""
 
-    __slots__ = ("accepted", "n", "rate", "share", "start_accepted", "start_share")
+    __slots__ = ("accepted", "n", "paced", "rate", "share", "start_accepted", "start_share")
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate  # the pace before the run's first cut
+    def __init__(self, rate: float, paced: bool) -> None:
+        self.rate = rate  # the rate before the run's first cut
+        self.paced = paced  # whether that rate was a pace that held (not a crowd let loose)
         self.n = 0
         self.start_share = self.start_accepted = 0.0
         self.share = self.accepted = 0.0
@@ -120,6 +125,7 @@ class _Key:
         "next_send",
         "responses",
         "streak",
+        "target",
         "throttled",
         "window_start",
     )
@@ -131,6 +137,7 @@ class _Key:
         self.cut_at = now
         self.hold_until = 0.0
         self.streak: _Streak | None = None
+        self.target: float | None = None  # a pace that held before a run of cuts: regained first
         self.next_send = now
         self.window_start = now
         self.responses = 0
@@ -139,10 +146,18 @@ class _Key:
         self.last_seen = now
 
     def rate(self, now: float) -> float | None:
-        if self.base is None:
+        base = self.base
+        if base is None:
             return None
-        t = max(0.0, now - self.cut_at) / PROBE_SECONDS
-        return self.base * (1.0 + GROWTH * t * t * t)
+        t = max(0.0, now - self.cut_at)
+        target = self.target
+        if target is not None:
+            if t < REGAIN_SECONDS:  # concave: most of the way back quickly, then carefully
+                left = 1.0 - t / REGAIN_SECONDS
+                return target - (target - base) * left * left * left
+            base, t = target, t - REGAIN_SECONDS
+        t /= PROBE_SECONDS
+        return base * (1.0 + GROWTH * t * t * t)
 
 
 class KeyLimiter:
@@ -229,20 +244,32 @@ class KeyLimiter:
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
 
         if share <= THROTTLE_SHARE:
-            state.streak = None
+            streak, state.streak = state.streak, None
+            if (
+                streak is not None
+                and streak.paced
+                and streak.n >= STREAK_START  # a storm, not one probe too far
+                and state.base is not None
+            ):
+                # A run of cuts from a pace that held is over (a storm, a neighbour): regain
+                # that pace quickly, rather than probing up from the bottom of the run.
+                current = state.rate(now) or 0.0
+                if streak.rate > current:
+                    state.base, state.target, state.cut_at = current, streak.rate, now
             rate = state.rate(now)
             if rate is not None and share == 0 and rate > RELEASE_FACTOR * max(sent, MIN_RATE):
                 state.base = None  # the pace no longer binds; the key sends freely again
             return
         if now < state.hold_until:
             return
-        current = state.rate(now) or sent
+        paced = state.rate(now)
+        current = paced or sent
         if state.streak is None:
-            state.streak = _Streak(current)
+            state.streak = _Streak(current, paced is not None)
         streak = state.streak
         streak.add(share, accepted)
         if streak.pacing_does_not_help:
-            state.base = max(streak.rate, current)
+            state.base, state.target = max(streak.rate, current), None
             state.hold_until = now + HOLD
             state.cut_at = state.hold_until  # no probing while holding
             state.streak = None
@@ -255,6 +282,7 @@ class KeyLimiter:
             state.base = max(MIN_RATE, current * factor)
         else:
             return
+        state.target = None
         state.cut_at = now
         state.epoch += 1
 

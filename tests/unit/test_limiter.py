@@ -122,7 +122,7 @@ async def test_the_rate_shrinks_under_a_storm_and_recovers_after_it(
     partition.rate = 1_000.0
     calm = await drive(limiter, time, partition, 10.0)
     assert limiter.rates()["hot"] >= 0.9 * 1_000.0
-    assert calm.acked / 10.0 >= 0.75 * 1_000.0  # the cubic probe takes ~4 s to grow tenfold
+    assert calm.acked / 10.0 >= 0.7 * 1_000.0  # the cubic probe takes ~3.5 s to grow tenfold
 
 
 async def test_random_throttles_do_not_collapse_the_rate(
