@@ -301,5 +301,7 @@ async def verify_run(ledger: Ledger, read_counters: Any) -> tuple[Verification, 
     incomplete = records.incomplete_reasons()
     if not records.workers and not records.missing:
         incomplete.append(f"no worker has recorded anything for run {ledger.run_id!r}")
-    verification = verify(keys, {}, records.tallies, after, incomplete=incomplete)
+    workers = len(records.workers)
+    basis = f"the sum of what the run's {workers} worker(s) acknowledged"
+    verification = verify(keys, {}, records.tallies, after, incomplete=incomplete, basis=basis)
     return verification, records

@@ -249,9 +249,9 @@ def merge_key_tallies(tallies: Iterable[Mapping[str, KeyTally]]) -> dict[str, Ke
 class _Partial:
     __slots__ = ("counts", "histogram", "reported", "seconds")
 
-    def __init__(self) -> None:
+    def __init__(self, histogram: LatencyHistogram) -> None:
         self.counts: Counter[str] = Counter()
-        self.histogram = LatencyHistogram()
+        self.histogram = histogram
         self.reported: set[int] = set()
         self.seconds = 0.0
 
@@ -269,11 +269,17 @@ class Timeline:
         self._last: dict[int, int] = {}
         self._done: set[int] = set()
         self._partial: dict[int, _Partial] = {}
+        # Histograms of finished rows, reset for reuse: an HdrHistogram is ~200 KB of counts
+        # that would otherwise be allocated and collected every interval.
+        self._spare: list[LatencyHistogram] = []
         self.rows: list[dict[str, Any]] = []
         self.totals: Counter[str] = Counter()
 
     def add(self, worker: int, tick: Tick) -> None:
-        partial = self._partial.setdefault(tick["index"], _Partial())
+        partial = self._partial.get(tick["index"])
+        if partial is None:
+            histogram = self._spare.pop() if self._spare else LatencyHistogram()
+            partial = self._partial[tick["index"]] = _Partial(histogram)
         partial.counts.update(tick["counts"])
         partial.histogram.add_encoded(tick["histogram"])
         partial.reported.add(worker)
@@ -301,6 +307,8 @@ class Timeline:
                 return
             del self._partial[index]
             self.rows.append(self._row(index, partial))
+            partial.histogram.reset()
+            self._spare.append(partial.histogram)
 
     def _row(self, index: int, partial: _Partial) -> dict[str, Any]:
         seconds = partial.seconds or self._interval

@@ -89,7 +89,7 @@ class RunOutcome:
         if self.verification is None:
             return EXIT_INCONCLUSIVE
         status = self.verification.exit_status
-        if status == 0 and (self.failures or self.stopped_early):
+        if status == 0 and self.failures:
             return EXIT_INCONCLUSIVE
         return status
 
@@ -129,6 +129,12 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
             outcome.target["backend"] = config.server.backend
             outcome.target["server"] = config.server.given()
         view.starting(config, describe_target(outcome.target))
+        if config.run_id is not None and target.kind == "embedded":
+            view.note(
+                "--run-id on the embedded server: the run is verified at its end, but the "
+                "server and its table go away with it; use --endpoint-url or --aws to verify "
+                "across invocations"
+            )
         try:
             asyncio.run(_orchestrate(config, endpoint_url, view, outcome))
         except KeyboardInterrupt:
@@ -324,7 +330,7 @@ def _aggregate(results: Sequence[WorkerResult], timeline: Timeline, outcome: Run
         errors.update(result["errors"])
         outcome.histogram.add_encoded(result["histogram"])
         outcome.acknowledged_amount += result["acknowledged_amount"]
-        if result["stopped_early"]:
+        if result["stopped_early"] and result["stopped_early"] != "interrupted":
             outcome.stopped_early.append(f"worker {result['worker']}: {result['stopped_early']}")
         outcome.workers.append(
             {

@@ -7,10 +7,11 @@ so they widen the expectation into a bound ``[low, high]`` instead of being hidd
 - ``exact``: no ambiguity on the key, and the value is what was acknowledged;
 - ``bounded``: the key had ambiguous operations and its value lies within the bound;
 - ``mismatch``: the value is outside what the run can explain (lost or doubled writes, or another
-  writer).
+  writer);
+- ``incomplete``: some worker of the run has not finished, so no verdict is possible yet.
 
-Exit status: 0 when every key is exact, 1 on any mismatch, 3 when nothing mismatches but the
-result is not exact (ambiguous operations, or a run whose workers have not all finished).
+Exit status: 0 when every key is exact, 1 on any mismatch, 3 when the result is not exact yet
+nothing proves a mismatch (ambiguous operations, or a run whose workers have not all finished).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class Verification:
     checks: tuple[KeyCheck, ...]
     #: Why the verdict is incomplete (e.g. workers of a run still running), if it is.
     incomplete: tuple[str, ...] = field(default=())
+    #: What each key is expected to equal, in words.
+    basis: str = "their value before plus what was acknowledged"
 
     @property
     def mismatches(self) -> list[KeyCheck]:
@@ -117,10 +120,11 @@ class Verification:
 
     @property
     def status(self) -> Status:
-        if self.mismatches:
-            return "mismatch"
+        # While a worker may still be writing, a counter ahead of the records proves nothing.
         if self.incomplete:
             return "incomplete"
+        if self.mismatches:
+            return "mismatch"
         if self.bounded:
             return "bounded"
         return "exact"
@@ -146,12 +150,14 @@ class Verification:
         keys = len(self.checks)
         status = self.status
         if status == "exact":
-            return f"EXACT: all {keys} keys equal their value before plus what was acknowledged"
+            return f"EXACT: all {keys} keys equal {self.basis}"
         if status == "mismatch":
             differing = len(self.mismatches)
-            return f"MISMATCH: {differing} of {keys} keys differ from what was acknowledged"
+            return f"MISMATCH: {differing} of {keys} keys differ from {self.basis}"
         if status == "incomplete":
-            return "INCOMPLETE: " + "; ".join(self.incomplete)
+            ahead = len(self.mismatches)
+            moving = f"; {ahead} of {keys} keys are not (yet) what the records say" if ahead else ""
+            return "INCOMPLETE: " + "; ".join(self.incomplete) + moving
         down, up = self.ambiguous_bound
         return (
             f"BOUNDED: {len(self.bounded)} of {keys} keys had ambiguous operations; every value "
@@ -188,6 +194,7 @@ def verify(
     after: Mapping[str, int],
     *,
     incomplete: Iterable[str] = (),
+    basis: str | None = None,
 ) -> Verification:
     """Check every key in ``keys`` and every key with a tally (0 where nothing is known)."""
     names = list(dict.fromkeys([*keys, *tallies]))
@@ -204,4 +211,6 @@ def verify(
                 after=after.get(key, 0),
             )
         )
-    return Verification(tuple(checks), tuple(incomplete))
+    if basis is None:
+        return Verification(tuple(checks), tuple(incomplete))
+    return Verification(tuple(checks), tuple(incomplete), basis)

@@ -128,7 +128,6 @@ async def run_worker(
         last_tick = [start]
 
         async def ticker() -> None:
-            next_record = start + config.record_every
             while True:
                 due = last_tick[0] + TICK_SECONDS
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -137,11 +136,17 @@ async def run_worker(
                 last_tick[0] = now
                 if channel.stop_requested():
                     stop.requested = True
-                if record is not None and now >= next_record:
-                    next_record = now + config.record_every
-                    await record(recorder, False)
 
-        ticking = loop.create_task(ticker())
+        async def recording(record: RecordSink) -> None:
+            # Its own task, so that a slow ledger write delays no tick. A write cut short by
+            # the end of the run is harmless: the final record has a higher sequence number.
+            while True:
+                await asyncio.sleep(config.record_every)
+                await record(recorder, False)
+
+        background = [loop.create_task(ticker())]
+        if record is not None:
+            background.append(loop.create_task(recording(record)))
         try:
             if rate is None:
                 await closed_loop(
@@ -164,9 +169,9 @@ async def run_worker(
                     max_outstanding=workload.max_outstanding,
                 )
         finally:
-            ticking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticking
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         now = time.monotonic()
         seconds = now - start
         channel.tick(recorder.tick(now - last_tick[0]))  # the last, usually partial, interval

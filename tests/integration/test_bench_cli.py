@@ -173,3 +173,32 @@ def test_bad_flags_exit_2_with_a_clear_message() -> None:
     run = bench("--distribution", "pareto")
     assert run.returncode == 2
     assert "invalid choice: 'pareto'" in run.stderr
+
+
+async def test_verify_during_a_run_reports_workers_still_running(
+    endpoint_url: str, table_name: str
+) -> None:
+    target = ["--endpoint-url", endpoint_url, "--table", table_name]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "async_counters.cli", "bench", *target, "--run-id", "live",
+        "--keys", "5", "--duration", "4", "--concurrency", "4", "--record-every", "0.5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    async with asyncio.timeout(TIMEOUT):
+        for _ in range(2):  # two progress lines: a periodic record is in the table
+            while not (await process.stdout.readline()).startswith(b"["):
+                pass
+        verify = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "async_counters.cli", "verify", *target, "--run-id", "live",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        during, _ = await verify.communicate()
+        rest, _ = await process.communicate()
+    # Mid-run, a worker's in-flight operations only bound its counters: never a false verdict.
+    assert verify.returncode == 3, during.decode()
+    assert "running" in during.decode() and "has not finished" in during.decode()
+    assert process.returncode == 0, rest.decode()
+    after = bench(*target, "--run-id", "live", command="verify")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "final" in after.stdout
