@@ -94,7 +94,8 @@ def main() -> int:
     workload = first["config"]["workload"]
     backend = first["config"]["server"]["backend"]
     print(
-        f"async-counters bench, {workload['increments']:,} operations, "
+        f"async-counters bench, {workload['increments'] or workload['duration']} "
+        f"{'operations' if workload['increments'] else 's'}, "
         f"{workload['concurrency']} in flight in total, {workload['keys']} keys "
         f"{workload['distribution']}, embedded server backend {backend}, "
         f"{first['environment']['cpus']} CPUs, extra flags: {' '.join(args.extra) or 'none'}"

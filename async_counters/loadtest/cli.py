@@ -441,5 +441,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _plot_title(outcome: Any) -> str:
     from .live import describe_workload
+    from .runner import describe_target
 
-    return f"async-counters bench: {describe_workload(outcome.config)}"
+    return (
+        f"async-counters bench: {describe_workload(outcome.config)}\n"
+        f"{describe_target(outcome.target)}"
+    )

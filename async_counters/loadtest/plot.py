@@ -21,7 +21,14 @@ def plot_timeline(
     times = [row["t"] for row in rows]
     figure, (rate, latency) = pyplot.subplots(2, 1, sharex=True, figsize=(10, 6.5))
     try:
-        rate.plot(times, [row["rate"] for row in rows], color="tab:blue", label="acknowledged/s")
+        rate.plot(
+            times,
+            [row["rate"] for row in rows],
+            color="tab:blue",
+            label="acknowledged/s",
+            marker=".",
+            markersize=3,
+        )
         throttled = [row["throttles"] / row["seconds"] if row["seconds"] else 0 for row in rows]
         if any(throttled):
             rate.plot(times, throttled, color="tab:red", label="throttled responses/s")
@@ -36,7 +43,7 @@ def plot_timeline(
             ("max", "tab:red"),
         ):
             values = [max(row[f"{name}_ms"], 1e-3) for row in rows]
-            latency.plot(times, values, color=color, label=name)
+            latency.plot(times, values, color=color, label=name, marker=".", markersize=3)
         latency.set_yscale("log")
         latency.set_ylabel("latency (ms)")
         latency.set_xlabel("seconds since start")

@@ -101,6 +101,11 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
 
     console = Console(file=stream, highlight=False, soft_wrap=True)
     counts = outcome.counts
+    if outcome.failures and not counts.get("operations"):
+        for text in outcome.failures:
+            console.print(f"[red]failed[/]: {text}")
+        console.print("[bold red]NOT VERIFIED[/]: the run failed before any operation finished")
+        return
     rates = throughput(outcome)
     latency = outcome.histogram.summary_ms()
 
