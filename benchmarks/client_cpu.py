@@ -11,6 +11,8 @@ Clients:
   aiobotocore     aiobotocore ``client.update_item``, botocore's retries off
   aiodynamo       aiodynamo over aiohttp (its own signing, no botocore)
   floor           aiohttp POST of prebuilt bytes and headers: the floor for any aiohttp client
+  floor-tuned     the same POST on a session configured as the fast transport's (no cookie jar,
+                  no decompression), to show what those settings alone are worth
   transport       the pool's FastTransport.call alone, no pool (to split the pool's own cost off)
   pool-botocore   CounterPool(transport="botocore").increment
   pool-fast       CounterPool(transport="fast").increment
@@ -51,6 +53,7 @@ CLIENTS = (
     "aiobotocore",
     "aiodynamo",
     "floor",
+    "floor-tuned",
     "transport",
     "pool-botocore",
     "pool-fast",
@@ -60,6 +63,7 @@ LABELS = {
     "aiobotocore": "aiobotocore `client.update_item`, retries off",
     "aiodynamo": "aiodynamo + aiohttp",
     "floor": "aiohttp POST of prebuilt bytes (floor)",
+    "floor-tuned": "same POST, session tuned as the fast transport's",
     "transport": "`FastTransport.call` alone (no pool)",
     "pool-botocore": 'pool `increment`, transport="botocore"',
     "pool-fast": 'pool `increment`, transport="fast"',
@@ -213,7 +217,7 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
                 )
 
             yield dynamo_call
-    elif name == "floor":
+    elif name in ("floor", "floor-tuned"):
         import aiohttp
 
         from async_counters import requests
@@ -225,7 +229,15 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
         )
         headers = stamp.headers("DynamoDB_20120810.UpdateItem", body)
         connector = aiohttp.TCPConnector(limit=in_flight)
-        async with aiohttp.ClientSession(connector=connector) as http:
+        options: dict[str, Any] = {}
+        if name == "floor-tuned":
+            options = {
+                "headers": {"Accept-Encoding": "identity"},
+                "auto_decompress": False,
+                "cookie_jar": aiohttp.DummyCookieJar(),
+                "timeout": aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10),
+            }
+        async with aiohttp.ClientSession(connector=connector, **options) as http:
 
             async def floor_call(i: int) -> Any:
                 async with http.post(url, data=body, headers=headers) as response:
