@@ -85,6 +85,17 @@ POOL_FLAGS: Final[list[tuple[str, str, dict[str, Any]]]] = [
     ("--max-in-flight", "max_in_flight", {"type": int, "help": "requests on the wire per process"}),
     ("--transport", "transport", {"choices": ("fast", "botocore"), "help": "how requests go"}),
     ("--adaptive", "adaptive", {"action": argparse.BooleanOptionalAction, "help": "key pacing"}),
+    (
+        "--coalesce",
+        "coalesce",
+        {"action": argparse.BooleanOptionalAction, "help": "merge writes per key"},
+    ),
+    ("--linger", "linger", {"type": float, "help": "seconds a coalesced write may wait"}),
+    (
+        "--exactly-once",
+        "exactly_once",
+        {"action": argparse.BooleanOptionalAction, "help": "retry ambiguity safely"},
+    ),
     ("--connect-timeout", "connect_timeout", {"type": float, "help": "seconds (3)"}),
     ("--read-timeout", "read_timeout", {"type": float, "help": "seconds (10)"}),
     ("--key-attribute", "key_attribute", {"help": "the table's partition key (pk)"}),

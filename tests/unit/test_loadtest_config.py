@@ -69,8 +69,14 @@ def test_round_trip_through_json() -> None:
 
 
 def test_pool_flags_pass_through_to_the_pool() -> None:
-    config = parse("--transport", "fast", "--no-adaptive", "--max-in-flight", "9")
-    assert config.pool_options == {"max_in_flight": 9, "transport": "fast", "adaptive": False}
+    config = parse("--transport", "fast", "--no-adaptive", "--max-in-flight", "9", "--coalesce")
+    assert config.pool_options == {
+        "max_in_flight": 9,
+        "transport": "fast",
+        "adaptive": False,
+        "coalesce": True,
+    }
+    pool_kwargs(config.pool_options)  # every one is a CounterPool option
 
 
 def test_closed_loop_sizes_each_process_pool_to_its_callers() -> None:
