@@ -43,6 +43,7 @@ DESCRIPTION: Final = (
 _WATCH_INTERVAL: Final = 1.0
 _ADMIN_TIMEOUT: Final = 10.0
 _FAULT_RATES: Final = (
+    ("throttle", "throttled whatever the capacity, not applied"),
     ("error_before_apply", "HTTP 500, not applied"),
     ("error_after_apply", "applied, then HTTP 500"),
     ("drop_after_apply", "applied, then the connection is dropped"),

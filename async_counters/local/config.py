@@ -124,6 +124,8 @@ class Latency:
 class Faults:
     """Injected failures, each a probability per eligible request (they sum to at most 1).
 
+    - ``throttle``: DynamoDB's throttling answer (HTTP 400, with ``ThrottlingReasons``) whatever
+      the capacity; the request was not applied. A throttling storm, for testing retries.
     - ``error_before_apply``: HTTP 500 ``InternalServerError``; the request was not applied.
     - ``error_after_apply``: applied, then HTTP 500 all the same.
     - ``drop_after_apply``: applied, then the connection is closed without a response.
@@ -134,6 +136,7 @@ class Faults:
     Only the ``operations`` named are eligible (item writes by default).
     """
 
+    throttle: float = 0.0
     error_before_apply: float = 0.0
     error_after_apply: float = 0.0
     drop_after_apply: float = 0.0
@@ -144,6 +147,7 @@ class Faults:
 
     def __post_init__(self) -> None:
         rates = (
+            ("throttle", self.throttle),
             ("error_before_apply", self.error_before_apply),
             ("error_after_apply", self.error_after_apply),
             ("drop_after_apply", self.drop_after_apply),
@@ -161,7 +165,8 @@ class Faults:
     def active(self) -> bool:
         """Whether any fault can happen at all."""
         return (
-            self.error_before_apply
+            self.throttle
+            + self.error_before_apply
             + self.error_after_apply
             + self.drop_after_apply
             + self.delay_after_apply

@@ -11,8 +11,11 @@ from typing import Final, Literal
 
 from async_counters.local.config import Faults, Latency
 
-Fault = Literal["error_before_apply", "error_after_apply", "drop_after_apply", "delay_after_apply"]
+Fault = Literal[
+    "throttle", "error_before_apply", "error_after_apply", "drop_after_apply", "delay_after_apply"
+]
 FAULTS: Final[tuple[Fault, ...]] = (
+    "throttle",
     "error_before_apply",
     "error_after_apply",
     "drop_after_apply",

@@ -59,6 +59,7 @@ class FrontStats:
     throttled: int = 0
     unprocessed_keys: int = 0
     upstream_errors: int = 0
+    throttle: int = 0
     error_before_apply: int = 0
     error_after_apply: int = 0
     drop_after_apply: int = 0
@@ -136,6 +137,10 @@ class Front:
         if fault == "error_before_apply":
             self.stats.count(fault)
             return respond(internal_error())
+        if fault == "throttle":
+            self.stats.count(fault)
+            self.stats.throttled += 1
+            return respond(throttle(self.config.region, call_table(call), [_INJECTED_REASON]))
 
         unprocessed: dict[str, Any] | None = None
         if self.capacity is not None:
@@ -308,6 +313,19 @@ def respond(reply: Reply) -> web.Response:
     return web.Response(
         status=reply.status, body=reply.body, headers=wire.response_headers(reply.body)
     )
+
+
+#: The reason an injected throttle gives: the partition's, like a hot key's.
+_INJECTED_REASON: Final = "TableWriteKeyRangeThroughputExceeded"
+
+
+def call_table(call: Call) -> str:
+    """The table a call names (for a throttling answer's resource), or ``unknown``."""
+    try:
+        table = call.json().get("TableName")
+    except ValueError:
+        table = None
+    return table if isinstance(table, str) else "unknown"
 
 
 def internal_error() -> Reply:
