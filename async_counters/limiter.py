@@ -10,12 +10,11 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   A window that is overwhelmingly throttled before it holds enough acknowledgements to measure
   cuts the rate at once (deeper the more was throttled), so that a crowd of callers on a cold key
   is reined in within milliseconds.
-- **Notice when pacing does not help.** Under capacity throttling, each cut brings the throttled
-  share down while the accepted rate holds. If over a run of throttled windows the share stays
-  where it was while the accepted rate falls with the cuts, the throttling does not come from our
-  rate (random throttles, faults, a neighbour on the partition): the rate from before the run is
-  restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; each
-  request's jittered backoff still applies.
+- **Notice when pacing does not help.** Under capacity throttling, sending at the accepted rate
+  all but ends the throttling. If after a few cuts to the accepted rate the share throttled stays
+  where it was, the throttling does not come from our rate (random throttles, faults): the rate
+  from before the run is restored and no cut follows for `HOLD` seconds, so that pacing cannot
+  collapse a key; each request's jittered backoff still applies.
 - **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``:
   it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
   probes faster, so that more capacity (an on-demand table splitting a partition) is found. When a
@@ -53,17 +52,14 @@ THROTTLE_SHARE = 0.02
 BLIND_SHARE = 0.5
 BLIND_CUT_MIN = 1 / 16
 BLIND_CUT_MAX = 0.5
-#: Pacing is judged not to help after `STREAK` throttled windows in a row whose throttled share
-#: stayed above `SHARE_KEPT` of the run's first windows while the accepted rate fell below
-#: `ACCEPTED_FELL` of theirs. The run's first `STREAK_START` windows are its reference.
-STREAK = 6
-STREAK_START = 3
-SHARE_KEPT = 0.7
-ACCEPTED_FELL = 0.6
-#: Weight of the newest window in the run's running averages.
-RECENT_WEIGHT = 0.3
+#: Pacing is judged not to help when, after `STREAK_CUTS` cuts in a row, a window is still
+#: throttled at `SHARE_KEPT` of the share that started the run: under capacity throttling the
+#: first cut to the accepted rate all but ends it. (A greedy neighbour on the
+#: partition looks the same: competing with it, rather than yielding to nothing, is then right.)
+STREAK_CUTS = 3
+SHARE_KEPT = 0.5
 #: After pacing was judged not to help: no cut for this long.
-HOLD = 2.0
+HOLD = 3.0
 #: After a run of cuts from a pace that held, that pace is regained within this many seconds.
 REGAIN_SECONDS = 1.0
 #: Cubic probing: the rate is ``base * (1 + GROWTH * (t / PROBE_SECONDS) ** 3)``.
@@ -81,34 +77,24 @@ _EPSILON = 1e-6
 
 
 class _Streak:
-    """A run of throttled windows: where it started, and running averages since."""
+    """A run of throttled windows: the rate before it, and the cuts made to accepted rates."""
 
-    __slots__ = ("accepted", "n", "paced", "rate", "share", "start_accepted", "start_share")
+    __slots__ = ("cuts", "first_share", "paced", "rate")
 
     def __init__(self, rate: float, paced: bool) -> None:
         self.rate = rate  # the rate before the run's first cut
         self.paced = paced  # whether that rate was a pace that held (not a crowd let loose)
-        self.n = 0
-        self.start_share = self.start_accepted = 0.0
-        self.share = self.accepted = 0.0
+        self.cuts = 0
+        self.first_share = 0.0
 
-    def add(self, share: float, accepted: float) -> None:
-        self.n += 1
-        if self.n <= STREAK_START:
-            self.start_share += (share - self.start_share) / self.n
-            self.start_accepted += (accepted - self.start_accepted) / self.n
-            self.share, self.accepted = self.start_share, self.start_accepted
-        else:
-            self.share += RECENT_WEIGHT * (share - self.share)
-            self.accepted += RECENT_WEIGHT * (accepted - self.accepted)
+    def cut(self, share: float) -> None:
+        if self.cuts == 0:
+            self.first_share = share
+        self.cuts += 1
 
-    @property
-    def pacing_does_not_help(self) -> bool:
-        return (
-            self.n >= STREAK
-            and self.share >= SHARE_KEPT * self.start_share
-            and self.accepted < ACCEPTED_FELL * self.start_accepted
-        )
+    def pacing_does_not_help(self, share: float) -> bool:
+        """Cut to the accepted rate again and again, and still throttled about as much."""
+        return self.cuts >= STREAK_CUTS and share >= SHARE_KEPT * self.first_share
 
 
 class _Key:
@@ -248,7 +234,7 @@ class KeyLimiter:
             if (
                 streak is not None
                 and streak.paced
-                and streak.n >= STREAK_START  # a storm, not one probe too far
+                and streak.cuts >= 2  # a storm, not one probe too far
                 and state.base is not None
             ):
                 # A run of cuts from a pace that held is over (a storm, a neighbour): regain
@@ -267,9 +253,10 @@ class KeyLimiter:
         if state.streak is None:
             state.streak = _Streak(current, paced is not None)
         streak = state.streak
-        streak.add(share, accepted)
-        if streak.pacing_does_not_help:
-            state.base, state.target = max(streak.rate, current), None
+        if (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share):
+            # Cutting did not stop the throttling: it is not about our rate.
+            state.base = streak.rate if streak.paced else None
+            state.target = None
             state.hold_until = now + HOLD
             state.cut_at = state.hold_until  # no probing while holding
             state.streak = None
@@ -282,6 +269,7 @@ class KeyLimiter:
             state.base = max(MIN_RATE, current * factor)
         else:
             return
+        streak.cut(share)
         state.target = None
         state.cut_at = now
         state.epoch += 1

@@ -1,4 +1,4 @@
-"""The pool against the embedded DynamoDB's faults and capacity model, its ledger the ground truth."""
+"""The pool against the embedded DynamoDB's faults and capacity model; its ledger is the truth."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from async_counters import AmbiguousWriteError, CounterPool, RetryPolicy
-from async_counters.local import Capacity, Faults, LocalDynamo
+from async_counters.local import Capacity, Faults, Latency, LocalDynamo
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,9 @@ async def test_every_fault_after_apply_is_ambiguous_and_nothing_is_silent(
 @pytest.fixture
 def capped_server() -> Iterator[LocalDynamo]:
     capacity = Capacity(partition_write_units=200, burst_seconds=0.2)
-    with LocalDynamo(backend="fast", capacity=capacity) as server:
+    # 5 ms per request: the cold keys' callers are bound by round trips, not by this machine's CPU.
+    latency = Latency(mean=0.005)
+    with LocalDynamo(backend="fast", capacity=capacity, latency=latency) as server:
         yield server
 
 
@@ -107,40 +109,44 @@ async def _hammer(pool: CounterPool, key: str, callers: int, seconds: float) -> 
 async def test_a_throttled_key_is_paced_while_cold_keys_keep_their_speed(
     capped_server: LocalDynamo, table_name: str
 ) -> None:
-    """One key capped at 200 writes/s: the pool paces it and leaves the others alone; a noisy
-    neighbour on the same partition shrinks its pace, which recovers when the neighbour leaves."""
+    """One key capped at 200 writes/s: the pool paces it and leaves the others alone; a second
+    pool (another process of the same app) writing the same key for a while wastes little, and
+    the pace is back when it leaves. (Shrinking and recovering under a squeezed partition is shown
+    exactly, in virtual time, in tests/unit/test_limiter.py.)"""
     endpoint = capped_server.endpoint_url
     policy = RetryPolicy(deadline=60.0)
     async with (
         CounterPool(table_name, endpoint_url=endpoint, max_in_flight=16, retry=policy) as pool,
-        CounterPool(table_name, endpoint_url=endpoint, adaptive=False, retry=policy) as neighbour,
+        CounterPool(table_name, endpoint_url=endpoint, retry=policy) as neighbour,
     ):
         await pool.ensure_table()
 
         async def cold_rate(seconds: float) -> float:
-            return await _hammer_keys(pool, [f"cold:{i}" for i in range(8)], seconds) / seconds
+            return await _hammer_keys(pool, [f"cold:{i}" for i in range(4)], seconds) / seconds
 
         alone = await cold_rate(1.5)
         hot = asyncio.create_task(_hammer(pool, "hot", 64, 9.0))
         await asyncio.sleep(1.5)  # the hot key meets its cap and gets paced
         beside_hot = await cold_rate(1.5)
         paced = pool.stats.key_rates["hot"]
-        storm = asyncio.create_task(_hammer(neighbour, "hot", 32, 2.5))
-        await asyncio.sleep(2.0)
-        during_storm = pool.stats.key_rates["hot"]
-        await storm
-        await asyncio.sleep(3.5)
+        before_storm = pool.stats
+        storm = asyncio.create_task(_hammer(neighbour, "hot", 64, 2.5))
+        neighbour_done = await storm
+        during_storm = pool.stats
+        await asyncio.sleep(3.0)
         after_storm = pool.stats.key_rates.get("hot", float("inf"))
         hot_done = await hot
         stats = pool.stats
 
     assert beside_hot >= 0.7 * alone, (alone, beside_hot)
     assert 100 <= paced <= 400, paced
-    assert during_storm < 0.75 * paced, (paced, during_storm)
+    sent = during_storm.requests - before_storm.requests
+    acknowledged = during_storm.acknowledged - before_storm.acknowledged
+    assert sent <= 2.5 * acknowledged, (sent, acknowledged)
     assert after_storm >= 0.8 * paced, (paced, after_storm)
     # Every increment landed exactly once: the server's ledger agrees with what was acknowledged.
     ledger = capped_server.ledger(table_name)
-    assert ledger["hot"].sum == hot_done + storm.result()
+    assert ledger["hot"].sum == hot_done + neighbour_done
     assert stats.throttled == 0 and stats.ambiguous == 0
 
 
@@ -154,5 +160,62 @@ async def _hammer_keys(pool: CounterPool, keys: list[str], seconds: float) -> in
             await pool.increment(key)
             done += 1
 
-    await asyncio.gather(*(caller(key) for key in keys for _ in range(2)))
+    await asyncio.gather(*(caller(key) for key in keys))
     return done
+
+
+async def test_a_throttling_storm_delays_but_never_drops(
+    faulty_server: LocalDynamo, table_name: str
+) -> None:
+    """30 % of writes throttled at random: 20,000 increments at 128 in flight, default policy."""
+    async with CounterPool(
+        table_name, endpoint_url=faulty_server.endpoint_url, max_in_flight=128
+    ) as pool:
+        await pool.ensure_table()
+        before = faulty_server.stats()
+        faulty_server.set_faults(Faults(throttle=0.3, seed=3))
+        try:
+
+            async def caller(i: int) -> None:
+                for j in range(100):
+                    await pool.increment(f"k{(i + j) % 4}")
+
+            await asyncio.gather(*(caller(i) for i in range(200)))
+        finally:
+            faulty_server.set_faults(Faults())
+        values = await pool.get_many([f"k{i}" for i in range(4)])
+        stats = pool.stats
+    throttles_sent = faulty_server.stats()["throttle"] - before["throttle"]
+    assert sum(values.values()) == 20_000
+    ledger = faulty_server.ledger(table_name)
+    assert {k: ledger[k].sum for k in values} == values
+    assert stats.acknowledged == 20_000 and stats.throttled == 0 and not stats.errors
+    assert stats.throttles == throttles_sent > 20_000 * 0.3 * 0.9
+
+
+async def test_exhausted_retries_raise_and_nothing_is_applied(
+    faulty_server: LocalDynamo, table_name: str
+) -> None:
+    from async_counters import ThrottledError
+
+    async with CounterPool(
+        table_name,
+        endpoint_url=faulty_server.endpoint_url,
+        retry=RetryPolicy(attempts=2, base=0.001, cap=0.005),
+    ) as pool:
+        await pool.ensure_table()
+        faulty_server.set_faults(Faults(throttle=0.9, seed=11))
+        try:
+            results = await asyncio.gather(
+                *(pool.increment("k", 3) for _ in range(300)), return_exceptions=True
+            )
+        finally:
+            faulty_server.set_faults(Faults())
+        value = await pool.get("k")
+    acknowledged = [r for r in results if isinstance(r, int)]
+    throttled = [r for r in results if isinstance(r, ThrottledError)]
+    assert len(acknowledged) + len(throttled) == 300
+    assert len(throttled) > 200  # about 0.9 ** 2 of them
+    assert all(error.attempts == 2 and error.applied is False for error in throttled)
+    # The ledger confirms: only the acknowledged increments were applied.
+    assert faulty_server.ledger(table_name)["k"].sum == 3 * len(acknowledged) == value
