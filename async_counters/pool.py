@@ -9,10 +9,13 @@ retried (`retry`) only when it was certainly not applied. Every write settles ex
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import enum
 import ipaddress
 import logging
+import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
@@ -43,6 +46,14 @@ DEFAULT_READ_TIMEOUT = 10.0
 LOCAL_REGION = "us-east-1"
 #: How long ensure_table() waits for a new table to become ACTIVE.
 TABLE_ACTIVE_TIMEOUT = 120.0
+#: exactly_once: each writer keeps two attributes on an item, its last sequence and the value its
+#: last write left. A writer silent this long is pruned by the next new writer of the item.
+WRITER_SEQ_PREFIX = "~s:"
+WRITER_VALUE_PREFIX = "~v:"
+PRUNE_AFTER = 3600.0
+#: A retry must never outlive the record it relies on: the retry deadline stays well inside.
+MAX_EXACTLY_ONCE_DEADLINE = PRUNE_AFTER / 4
+MAX_PRUNED_PER_WRITE = 50
 
 
 class _State(enum.Enum):
@@ -55,13 +66,14 @@ class _State(enum.Enum):
 class _Write:
     """One write operation in progress; ``on_wire`` while a request of it awaits its answer."""
 
-    __slots__ = ("delta", "floor", "key", "on_wire")
+    __slots__ = ("current", "delta", "floor", "key", "on_wire")
 
     def __init__(self, key: str, delta: int, floor: int | None) -> None:
         self.key = key
         self.delta = delta
         self.floor = floor
         self.on_wire = False
+        self.current: int | None = None  # the value a refused condition met, when known
 
 
 class _Entry:
@@ -87,6 +99,13 @@ class _KeyQueue:
         self.entries: list[_Entry] = []
 
 
+class _WriteFailed(Exception):
+    """A merged write's final failure, carried out of a helper to the batch that owns it."""
+
+    def __init__(self, failure: _Failed) -> None:
+        self.failure = failure
+
+
 class _Failed(Exception):
     """A request's final failure, with how many attempts and how long it took."""
 
@@ -94,6 +113,11 @@ class _Failed(Exception):
         self.error = error
         self.attempts = attempts
         self.elapsed = elapsed
+
+
+def _new_writer_id() -> str:
+    """A short random name for this pool as an exactly-once writer (60 bits, base 32)."""
+    return base64.b32encode(secrets.token_bytes(8)).decode()[:12].lower()
 
 
 def _is_loopback(endpoint_url: str) -> bool:
@@ -150,6 +174,7 @@ class CounterPool:
         adaptive: bool = True,
         coalesce: bool = False,
         linger: float = 0.0,
+        exactly_once: bool = False,
     ) -> None:
         for name, text in (
             ("table", table),
@@ -173,6 +198,12 @@ class CounterPool:
                 raise TypeError(f"{name} must be a number of seconds")
             if not 0 < seconds < float("inf"):
                 raise ValueError(f"{name} must be > 0 and finite")
+        if exactly_once and (retry.deadline is None or retry.deadline > MAX_EXACTLY_ONCE_DEADLINE):
+            raise ValueError(
+                "exactly_once needs a retry deadline of at most "
+                f"{MAX_EXACTLY_ONCE_DEADLINE:g} s: stale writers are pruned after "
+                f"{PRUNE_AFTER:g} s, and a retry must never outlive its writer's record"
+            )
         if isinstance(linger, bool) or not isinstance(linger, int | float):
             raise TypeError("linger must be a number of seconds")
         if not 0 <= linger < float("inf"):
@@ -213,6 +244,15 @@ class CounterPool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.coalesce = coalesce
         self.linger = float(linger)
+        self.exactly_once = exactly_once
+        self.writer_id = _new_writer_id()
+        self._writer = (
+            f"{WRITER_SEQ_PREFIX}{self.writer_id}",
+            f"{WRITER_VALUE_PREFIX}{self.writer_id}",
+        )
+        self._seqs: dict[str, int] = {}  # exactly_once: the last sequence used, per key
+        # Writes wait in per-key queues (one write in flight per key) when merged or numbered.
+        self._queued = coalesce or exactly_once
         self._queues: dict[str, _KeyQueue] = {}
         self._stats = StatsRecorder()
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
@@ -352,7 +392,7 @@ class CounterPool:
             requests.check_amount(amount)
         if not (type(key) is str and 0 < len(key) <= requests.MAX_KEY_BYTES // 4):
             requests.check_key(key)
-        if not self.coalesce:
+        if not self._queued:
             return await self._submit(_Write(key, amount, None))
         if self._state is not _State.OPEN:
             self._check_open()
@@ -389,7 +429,7 @@ class CounterPool:
         requests.check_key(key)
         requests.check_amount(amount)
         requests.check_floor(floor, amount)
-        if self.coalesce:
+        if self._queued:
             self._check_open()
             future: asyncio.Future[int] = self._loop.create_future()
             self._queue_entry(key, _Entry(-amount, floor, future, self._loop.time()))
@@ -575,7 +615,11 @@ class CounterPool:
                     entry.future.cancel()
 
     def _take_batch(self, key: str, queue: _KeyQueue) -> list[_Entry]:
-        """The queued entries that go next: callers still waiting, a sum DynamoDB can hold."""
+        """The queued entries that go next: callers still waiting, a sum DynamoDB can hold.
+
+        Without ``coalesce`` an awaited write goes alone (``exactly_once`` queues writes only to
+        keep one in flight per key); background additions always merge.
+        """
         now = asyncio.get_running_loop().time()
         batch: list[_Entry] = []
         total = 0
@@ -584,7 +628,8 @@ class CounterPool:
             if entry.future is not None and entry.future.cancelled():
                 self._settle_entry(key, entry, Outcome.CANCELLED, now)
                 continue
-            if abs(total + entry.delta) > requests.MAX_NUMBER:
+            alone = batch and not self.coalesce and (entry.future or batch[0].future) is not None
+            if alone or abs(total + entry.delta) > requests.MAX_NUMBER:
                 queue.entries = entries[index:]  # the rest goes in the next write
                 break
             total += entry.delta
@@ -617,6 +662,14 @@ class CounterPool:
                 if not batch:
                     return
                 floor = None if plan.minimum is None else plan.minimum + plan.total
+                marker.delta = plan.total
+                if self.exactly_once:
+                    applied = await self._write_once(key, plan.total, floor, marker)
+                    if applied is None:  # refused by the floor condition: plan again
+                        current = marker.current
+                        continue
+                    self._acknowledge_batch(key, batch, applied, plan.total)
+                    return
                 params = requests.update(
                     self.table,
                     self.key_attribute,
@@ -625,7 +678,6 @@ class CounterPool:
                     plan.total,
                     floor=floor,
                 )
-                marker.delta = plan.total
                 try:
                     response = await self._request("UpdateItem", params, key, write=marker)
                 except _Failed as failure:
@@ -638,6 +690,8 @@ class CounterPool:
                     key, batch, self._number(response.get("Attributes"), key), plan.total
                 )
                 return
+        except _WriteFailed as failed:
+            self._fail_batch(key, batch, failed.failure)
         except _Failed as failure:  # the read of the current value failed: nothing was applied
             self._fail_batch(key, batch, failure)
         except asyncio.CancelledError:
@@ -681,6 +735,88 @@ class CounterPool:
                     observer.on_settled, key, entry.delta, Outcome.ACKNOWLEDGED, now - entry.start
                 )
         stats.acknowledge(len(batch), total)
+
+    async def _write_once(
+        self, key: str, delta: int, floor: int | None, marker: _Write
+    ) -> int | None:
+        """An exactly-once write of ``delta``: the counter's value right after it, or None when
+        the floor refused it (``marker.current`` then holds the value met).
+
+        Ambiguous answers are retried with the same sequence and amount: if the write had applied,
+        the condition now fails and the item shows this writer's sequence, so the write is reported
+        applied, with the value it left, instead of counting twice.
+        """
+        first = key not in self._seqs
+        seq = max(self._seqs.get(key, 0) + 1, time.time_ns() // 1000)
+        self._seqs[key] = seq
+        params = requests.update_once(
+            self.table,
+            self.key_attribute,
+            self.value_attribute,
+            key,
+            delta,
+            writer=self._writer,
+            seq=seq,
+            floor=floor,
+            return_all=first,  # the first write to a key looks for stale writers to prune
+        )
+        try:
+            response = await self._request("UpdateItem", params, key, write=marker, idempotent=True)
+        except _Failed as failure:
+            if failure.error.outcome is not Outcome.CONDITION_FAILED:
+                raise _WriteFailed(failure) from None
+            item = failure.error.item or await self._read_writer(key)
+            seq_attribute, value_attribute = self._writer
+            if item and requests.parse_number(item, seq_attribute) == seq:
+                self._stats.recovered += 1
+                return self._number(item, value_attribute) if value_attribute in item else 0
+            marker.current = self._number(item, self.value_attribute)
+            return None
+        attributes = response.get("Attributes") or {}
+        if first:
+            self._prune_stale_writers(key, attributes)
+        return self._number(attributes, self.value_attribute)
+
+    async def _read_writer(self, key: str) -> dict[str, Any]:
+        """The counter and this writer's record, read consistently (for servers without ALL_OLD)."""
+        params = requests.get_attributes(
+            self.table, self.key_attribute, key, [self.value_attribute, *self._writer]
+        )
+        try:
+            response = await self._request("GetItem", params, key)
+        except _Failed as failure:
+            raise _WriteFailed(failure) from None
+        item: dict[str, Any] = response.get("Item") or {}
+        return item
+
+    def _prune_stale_writers(self, key: str, item: Mapping[str, Any]) -> None:
+        """Remove, in the background, the records of writers silent for `PRUNE_AFTER` seconds."""
+        cutoff = time.time_ns() // 1000 - int(PRUNE_AFTER * 1_000_000)
+        stale: dict[str, tuple[str, int]] = {}
+        for name in item:
+            if not name.startswith(WRITER_SEQ_PREFIX) or name == self._writer[0]:
+                continue
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                seq = requests.parse_number(item, name)
+                if seq < cutoff:
+                    writer = name[len(WRITER_SEQ_PREFIX) :]
+                    stale[name] = (f"{WRITER_VALUE_PREFIX}{writer}", seq)
+            if len(stale) >= MAX_PRUNED_PER_WRITE:
+                break
+        if not stale:
+            return
+        params = requests.prune_writers(self.table, self.key_attribute, key, stale)
+        task = self._loop.create_task(self._prune(key, params))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _prune(self, key: str, params: Mapping[str, Any]) -> None:
+        try:
+            await self._request("UpdateItem", params, key)
+        except _Failed as failure:  # a writer came back, or the server refused: prune later
+            logger.debug("pruning stale writers of %r: %s", key, failure.error)
+        else:
+            self._stats.pruned += 1
 
     async def _current_value(self, key: str, item: Mapping[str, Any] | None) -> int:
         """The value a refused conditional write met: from ``ALL_OLD``, else a consistent read."""
@@ -760,8 +896,14 @@ class CounterPool:
         key: str | None,
         *,
         write: _Write | None = None,
+        idempotent: bool | None = None,
     ) -> dict[str, Any]:
-        """Send under the in-flight bound, retrying what `is_retryable` allows; raise `_Failed`."""
+        """Send under the in-flight bound, retrying what `is_retryable` allows; raise `_Failed`.
+
+        A request is idempotent (its ambiguous answers retried) unless it is a write, or said so.
+        """
+        if idempotent is None:
+            idempotent = write is None
         transport = self._transport
         assert transport is not None
         policy = self.retry
@@ -802,7 +944,7 @@ class CounterPool:
                 return response
             if backoff is None:
                 backoff = Backoff(policy, start=start)
-            if not is_retryable(outcome, idempotent=write is None):
+            if not is_retryable(outcome, idempotent=idempotent):
                 raise _Failed(error, backoff.attempts, backoff.elapsed)
             delay = backoff.next_delay()
             if delay is None:

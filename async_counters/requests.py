@@ -22,9 +22,12 @@ __all__ = [
     "check_floor",
     "check_key",
     "create_table",
+    "get_attributes",
     "get_item",
     "parse_number",
+    "prune_writers",
     "update",
+    "update_once",
 ]
 
 #: DynamoDB numbers hold 38 significant digits: the largest integer the pool will send.
@@ -167,3 +170,95 @@ def parse_number(item: Mapping[str, Any] | None, attribute: str) -> int:
         if number != number.to_integral_value():
             raise ValueError(f"attribute {attribute!r} is not a whole number: {text}") from None
         return int(number)
+
+
+def update_once(
+    table: str,
+    key_attribute: str,
+    value_attribute: str,
+    key: str,
+    delta: int,
+    *,
+    writer: tuple[str, str],
+    seq: int,
+    floor: int | None = None,
+    return_all: bool = False,
+) -> dict[str, Any]:
+    """An exactly-once UpdateItem: applies only if this writer's sequence on the item is older.
+
+    ``writer`` names the item's two attributes of this writer: the last sequence it applied and
+    the counter's value right after that write (both set in the same update, so that a retry that
+    finds its sequence applied also finds its answer). SET evaluates every operand on the item as
+    it was, so ``if_not_exists(#v, :zero) + :n`` is the new value in both places.
+    """
+    seq_attribute, value_after_attribute = writer
+    condition = "(attribute_not_exists(#ws) OR #ws < :seq)"
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": _key(key_attribute, key),
+        "UpdateExpression": (
+            "SET #v = if_not_exists(#v, :zero) + :n, "
+            "#wv = if_not_exists(#v, :zero) + :n, #ws = :seq"
+        ),
+        "ExpressionAttributeNames": {
+            "#v": value_attribute,
+            "#ws": seq_attribute,
+            "#wv": value_after_attribute,
+        },
+        "ExpressionAttributeValues": {
+            ":n": {"N": str(delta)},
+            ":zero": {"N": "0"},
+            ":seq": {"N": str(seq)},
+        },
+        "ReturnValues": "ALL_NEW" if return_all else "UPDATED_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if floor is not None:
+        params["ExpressionAttributeValues"][":min"] = {"N": str(floor - delta)}
+        floored = "#v >= :min"
+        if delta >= floor:
+            floored = "attribute_not_exists(#v) OR " + floored
+        condition += f" AND ({floored})"
+    params["ConditionExpression"] = condition
+    return params
+
+
+def get_attributes(
+    table: str, key_attribute: str, key: str, attributes: Sequence[str]
+) -> dict[str, Any]:
+    """A strongly consistent GetItem of the named attributes only."""
+    names = {f"#a{i}": name for i, name in enumerate(attributes)}
+    return {
+        "TableName": table,
+        "Key": _key(key_attribute, key),
+        "ConsistentRead": True,
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
+
+
+def prune_writers(
+    table: str, key_attribute: str, key: str, stale: Mapping[str, tuple[str, int]]
+) -> dict[str, Any]:
+    """UpdateItem removing stale writers' attributes, each only if its sequence is unchanged.
+
+    ``stale`` maps a writer's sequence attribute to ``(its value attribute, the sequence seen)``.
+    """
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    removed: list[str] = []
+    conditions: list[str] = []
+    for i, (seq_attribute, (value_attribute, seq)) in enumerate(stale.items()):
+        names[f"#s{i}"] = seq_attribute
+        names[f"#w{i}"] = value_attribute
+        values[f":s{i}"] = {"N": str(seq)}
+        removed += [f"#s{i}", f"#w{i}"]
+        conditions.append(f"#s{i} = :s{i}")
+    return {
+        "TableName": table,
+        "Key": _key(key_attribute, key),
+        "UpdateExpression": "REMOVE " + ", ".join(removed),
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }

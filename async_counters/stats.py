@@ -123,10 +123,13 @@ class PoolStats:
     ``detached`` counts callers cancelled while their write was on the wire (``detached_amount``
     the sum of their deltas); those writes still settle, and are counted, as above.
     ``unwritten``: background additions (``add_nowait``) that were not acknowledged, and their sum
-    ``unwritten_amount``. Requests: ``requests`` sent (reads included), ``retries``,
-    and ``throttles`` (throttled responses received, retried or not); ``in_flight`` of the pool's
-    ``max_in_flight`` right now. ``key_rates``: the send rate (requests/s) of each key that the pool
-    currently paces because it was throttled (see `async_counters.limiter`).
+    ``unwritten_amount``. With ``exactly_once``: ``recovered`` writes whose answer was lost but
+    which a retry found applied (each would have been an ambiguous write, or a double count), and
+    ``pruned`` items cleaned of stale writers' records.
+    Requests: ``requests`` sent (reads included), ``retries``, and ``throttles`` (throttled
+    responses received, retried or not); ``in_flight`` of the pool's ``max_in_flight`` right now.
+    ``key_rates``: the send rate (requests/s) of each key that the pool currently paces because it
+    was throttled (see `async_counters.limiter`).
     """
 
     calls: int = 0
@@ -144,6 +147,8 @@ class PoolStats:
     detached_amount: int = 0
     unwritten: int = 0
     unwritten_amount: int = 0
+    recovered: int = 0
+    pruned: int = 0
     requests: int = 0
     retries: int = 0
     throttles: int = 0
@@ -186,6 +191,8 @@ class StatsRecorder(PoolHooks):
         self.detached_amount = 0
         self.unwritten = 0
         self.unwritten_amount = 0
+        self.recovered = 0
+        self.pruned = 0
         self.acknowledged_amount = 0
         self.ambiguous_amount = 0
         self.requests = 0
@@ -242,6 +249,8 @@ class StatsRecorder(PoolHooks):
             detached_amount=self.detached_amount,
             unwritten=self.unwritten,
             unwritten_amount=self.unwritten_amount,
+            recovered=self.recovered,
+            pruned=self.pruned,
             requests=self.requests,
             retries=self.retries,
             throttles=self.throttles,
