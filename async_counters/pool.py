@@ -13,10 +13,12 @@ import base64
 import contextlib
 import enum
 import ipaddress
+import itertools
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
@@ -115,6 +117,25 @@ class _Failed(Exception):
         self.elapsed = elapsed
 
 
+#: The most items one counter may be spread over.
+MAX_SHARDS = 1000
+
+
+def _check_shards(shards: object) -> tuple[int, dict[str, int]]:
+    """``shards=`` as (the default count, counts per key)."""
+
+    def count(value: object, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} must be an int")
+        if not 1 <= value <= MAX_SHARDS:
+            raise ValueError(f"{what} must be within [1, {MAX_SHARDS}], got {value}")
+        return value
+
+    if isinstance(shards, Mapping):
+        return 1, {requests.check_key(k): count(v, f"shards[{k!r}]") for k, v in shards.items()}
+    return count(shards, "shards"), {}
+
+
 def _new_writer_id() -> str:
     """A short random name for this pool as an exactly-once writer (60 bits, base 32)."""
     return base64.b32encode(secrets.token_bytes(8)).decode()[:12].lower()
@@ -175,6 +196,7 @@ class CounterPool:
         coalesce: bool = False,
         linger: float = 0.0,
         exactly_once: bool = False,
+        shards: int | Mapping[str, int] = 1,
     ) -> None:
         for name, text in (
             ("table", table),
@@ -204,6 +226,7 @@ class CounterPool:
                 f"{MAX_EXACTLY_ONCE_DEADLINE:g} s: stale writers are pruned after "
                 f"{PRUNE_AFTER:g} s, and a retry must never outlive its writer's record"
             )
+        self._shards_default, self._shards = _check_shards(shards)
         if isinstance(linger, bool) or not isinstance(linger, int | float):
             raise TypeError("linger must be a number of seconds")
         if not 0 <= linger < float("inf"):
@@ -253,6 +276,8 @@ class CounterPool:
         self._seqs: dict[str, int] = {}  # exactly_once: the last sequence used, per key
         # Writes wait in per-key queues (one write in flight per key) when merged or numbered.
         self._queued = coalesce or exactly_once
+        self._next_shard = itertools.count()
+        self._recorded_shards: set[str] = set()
         self._queues: dict[str, _KeyQueue] = {}
         self._stats = StatsRecorder()
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
@@ -392,6 +417,8 @@ class CounterPool:
             requests.check_amount(amount)
         if not (type(key) is str and 0 < len(key) <= requests.MAX_KEY_BYTES // 4):
             requests.check_key(key)
+        if self._shards_default > 1 or self._shards:
+            key = await self._shard_item(key)
         if not self._queued:
             return await self._submit(_Write(key, amount, None))
         if self._state is not _State.OPEN:
@@ -411,6 +438,12 @@ class CounterPool:
         requests.check_key(key)
         requests.check_amount(amount)
         self._check_open()
+        n = self.shards_of(key)
+        if n > 1:
+            if key not in self._recorded_shards:
+                self._recorded_shards.add(key)
+                self._background(self._record_shards(key, n))
+            key = requests.shard_key(key, self._pick_shard(key, n))
         self._queue_entry(key, _Entry(amount, None, None, self._loop.time()))
 
     async def flush(self) -> PoolStats:
@@ -429,6 +462,13 @@ class CounterPool:
         requests.check_key(key)
         requests.check_amount(amount)
         requests.check_floor(floor, amount)
+        if self.shards_of(key) > 1:
+            if floor is not None:
+                raise ValueError(
+                    f"counter {key!r} is sharded: a floor holds on one item, not on a sum "
+                    "spread over several (use an unsharded counter for stock and the like)"
+                )
+            key = await self._shard_item(key)
         if self._queued:
             self._check_open()
             future: asyncio.Future[int] = self._loop.create_future()
@@ -440,9 +480,18 @@ class CounterPool:
         """The counter's value, read strongly consistently; 0 for a counter never written."""
         requests.check_key(key)
         self._check_open()
-        params = requests.get_item(self.table, self.key_attribute, self.value_attribute, key)
+        if self.shards_of(key) > 1:
+            return (await self.get_many([key]))[key]
+        params = requests.get_attributes(
+            self.table, self.key_attribute, key, [self.value_attribute, requests.SHARDS_ATTRIBUTE]
+        )
         response = await self._read("GetItem", params, key)
-        return self._number(response.get("Item"), key)
+        item = response.get("Item")
+        recorded = self._recorded_count(item, key)
+        value = self._number(item, key)
+        if recorded > 1:  # written sharded by another pool: the other shards count too
+            value += sum((await self._read_items(key, range(1, recorded))).values())
+        return value
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, int]:
         """Values of several counters (strongly consistent), in the order given; 0 for unwritten."""
@@ -450,18 +499,87 @@ class CounterPool:
             raise TypeError("get_many takes an iterable of keys, not a single str")
         wanted = list(dict.fromkeys(requests.check_key(key) for key in keys))
         self._check_open()
+        items = await self._batch_get_items(
+            [
+                requests.shard_key(key, shard)
+                for key in wanted
+                for shard in range(self.shards_of(key))
+            ]
+        )
         values = dict.fromkeys(wanted, 0)
+        more: dict[str, range] = {}
+        for key in wanted:
+            n = self.shards_of(key)
+            for shard in range(n):
+                values[key] += self._number(items.get(requests.shard_key(key, shard)), key)
+            recorded = self._recorded_count(items.get(key), key)
+            if recorded > n:  # sharded wider before: those shards still hold part of the total
+                more[key] = range(n, recorded)
+        for key, shards in more.items():
+            values[key] += sum((await self._read_items(key, shards)).values())
+        return values
+
+    def shards_of(self, key: str) -> int:
+        """How many items ``key``'s writes are spread over (1: not sharded)."""
+        return self._shards.get(key, self._shards_default)
+
+    async def _read_items(self, key: str, shards: range) -> dict[str, int]:
+        items = await self._batch_get_items([requests.shard_key(key, s) for s in shards])
+        return {name: self._number(item, key) for name, item in items.items()}
+
+    def _recorded_count(self, item: Mapping[str, Any] | None, key: str) -> int:
+        """The widest sharding a key was ever written with, as recorded on its first item."""
+        if not item or requests.SHARDS_ATTRIBUTE not in item:
+            return 1
+        try:
+            return max(1, requests.parse_number(item, requests.SHARDS_ATTRIBUTE))
+        except ValueError:
+            return 1
+
+    async def _shard_item(self, key: str) -> str:
+        """The item a write to ``key`` goes to; the key's sharding is recorded before its first."""
+        n = self.shards_of(key)
+        if n == 1:
+            return key
+        if key not in self._recorded_shards:
+            await self._record_shards(key, n)
+            self._recorded_shards.add(key)
+        return requests.shard_key(key, self._pick_shard(key, n))
+
+    def _pick_shard(self, key: str, n: int) -> int:
+        if self.exactly_once:  # a writer keeps to one shard: its sequence there stays simple
+            return zlib.crc32(f"{self.writer_id}/{key}".encode()) % n
+        return next(self._next_shard) % n
+
+    async def _record_shards(self, key: str, n: int) -> None:
+        """Record on the key's first item that it is spread over ``n`` items (never fewer)."""
+        params = requests.record_shards(self.table, self.key_attribute, key, n)
+        try:
+            await self._request("UpdateItem", params, key)
+        except _Failed as failure:
+            if failure.error.outcome is not Outcome.CONDITION_FAILED:  # wider already: fine
+                raise self._error(failure, key) from None
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _batch_get_items(self, item_keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Items by key (absent when never written), read consistently, 100 keys per call."""
+        unique = list(dict.fromkeys(item_keys))
+        items: dict[str, dict[str, Any]] = {}
         chunks = [
-            wanted[i : i + requests.MAX_BATCH_GET]
-            for i in range(0, len(wanted), requests.MAX_BATCH_GET)
+            unique[i : i + requests.MAX_BATCH_GET]
+            for i in range(0, len(unique), requests.MAX_BATCH_GET)
         ]
         outcomes = await asyncio.gather(
-            *(self._batch_get(chunk, values) for chunk in chunks), return_exceptions=True
+            *(self._batch_get(chunk, items) for chunk in chunks), return_exceptions=True
         )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return values
+        return items
 
     async def ensure_table(self) -> None:
         """Create the table (string partition key, on-demand) unless it exists; wait until ACTIVE.
@@ -965,15 +1083,14 @@ class CounterPool:
                 return epoch
             self._semaphore.release()
 
-    async def _batch_get(self, keys: list[str], values: dict[str, int]) -> None:
+    async def _batch_get(self, keys: list[str], items: dict[str, dict[str, Any]]) -> None:
         """One BatchGetItem of up to 100 keys, retrying ``UnprocessedKeys`` with backoff."""
         params = requests.batch_get(self.table, self.key_attribute, self.value_attribute, keys)
         backoff: Backoff | None = None
         while True:
             response = await self._read("BatchGetItem", params, None)
             for item in response.get("Responses", {}).get(self.table, []):
-                key = item[self.key_attribute]["S"]
-                values[key] = self._number(item, key)
+                items[item[self.key_attribute]["S"]] = item
             unprocessed = response.get("UnprocessedKeys") or {}
             if not unprocessed.get(self.table, {}).get("Keys"):
                 return

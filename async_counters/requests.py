@@ -17,6 +17,7 @@ __all__ = [
     "MAX_BATCH_GET",
     "MAX_KEY_BYTES",
     "MAX_NUMBER",
+    "SHARDS_ATTRIBUTE",
     "batch_get",
     "check_amount",
     "check_floor",
@@ -26,6 +27,8 @@ __all__ = [
     "get_item",
     "parse_number",
     "prune_writers",
+    "record_shards",
+    "shard_key",
     "update",
     "update_once",
 ]
@@ -36,6 +39,29 @@ MAX_NUMBER = 10**38 - 1
 MAX_KEY_BYTES = 2048
 #: BatchGetItem reads at most 100 keys per call.
 MAX_BATCH_GET = 100
+#: On a sharded counter's first item: the widest sharding it was ever written with.
+SHARDS_ATTRIBUTE = "~shards"
+
+
+def shard_key(key: str, shard: int) -> str:
+    """The item of ``key``'s shard ``shard``: the key itself for shard 0, ``key#n`` for others.
+
+    Shard 0 being the key itself makes an unsharded counter a counter with one shard, so that
+    sharding a counter already written (or no longer sharding it) keeps its total.
+    """
+    return key if shard == 0 else f"{key}#{shard}"
+
+
+def record_shards(table: str, key_attribute: str, key: str, shards: int) -> dict[str, Any]:
+    """Record on a key's first item that it is spread over ``shards`` items, unless wider."""
+    return {
+        "TableName": table,
+        "Key": _key(key_attribute, key),
+        "UpdateExpression": "SET #ns = :n",
+        "ConditionExpression": "attribute_not_exists(#ns) OR #ns < :n",
+        "ExpressionAttributeNames": {"#ns": SHARDS_ATTRIBUTE},
+        "ExpressionAttributeValues": {":n": {"N": str(shards)}},
+    }
 
 
 def check_key(key: object) -> str:
@@ -135,8 +161,12 @@ def batch_get(
             table: {
                 "Keys": [_key(key_attribute, key) for key in keys],
                 "ConsistentRead": True,
-                "ProjectionExpression": "#k, #v",
-                "ExpressionAttributeNames": {"#k": key_attribute, "#v": value_attribute},
+                "ProjectionExpression": "#k, #v, #ns",
+                "ExpressionAttributeNames": {
+                    "#k": key_attribute,
+                    "#v": value_attribute,
+                    "#ns": SHARDS_ATTRIBUTE,
+                },
             }
         }
     }

@@ -179,3 +179,21 @@ async def test_max_in_flight_is_not_capped_by_botocores_pool_of_ten(
     async with _pool(scripted, max_in_flight=40) as pool:
         await asyncio.gather(*(pool.increment(f"k{i}") for i in range(120)))
     assert scripted.max_in_flight == 40
+
+
+async def test_unprocessed_keys_are_retried_until_read(scripted: ScriptedServer) -> None:
+    def item(key: str, count: int) -> dict[str, Any]:
+        return {"pk": {"S": key}, "count": {"N": str(count)}}
+
+    unprocessed = {"t": {"Keys": [{"pk": {"S": "b"}}], "ConsistentRead": True}}
+    scripted.script.extend(
+        [
+            (200, {"Responses": {"t": [item("a", 1)]}, "UnprocessedKeys": unprocessed}),
+            (200, {"Responses": {"t": []}, "UnprocessedKeys": unprocessed}),
+            (200, {"Responses": {"t": [item("b", 2)]}, "UnprocessedKeys": {}}),
+        ]
+    )
+    async with _pool(scripted) as pool:
+        assert await pool.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 0}
+    assert scripted.requests == 3
+    assert pool.stats.retries == 2
