@@ -278,6 +278,7 @@ class CounterPool:
         self._queued = coalesce or exactly_once
         self._next_shard = itertools.count()
         self._recorded_shards: set[str] = set()
+        self._item_names: dict[str, str] = {}  # shard item -> its counter (memory: keys x shards)
         self._queues: dict[str, _KeyQueue] = {}
         self._stats = StatsRecorder()
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
@@ -443,7 +444,7 @@ class CounterPool:
             if key not in self._recorded_shards:
                 self._recorded_shards.add(key)
                 self._background(self._record_shards(key, n))
-            key = requests.shard_key(key, self._pick_shard(key, n))
+            key = self._item(key, self._pick_shard(key, n))
         self._queue_entry(key, _Entry(amount, None, None, self._loop.time()))
 
     async def flush(self) -> PoolStats:
@@ -544,7 +545,17 @@ class CounterPool:
         if key not in self._recorded_shards:
             await self._record_shards(key, n)
             self._recorded_shards.add(key)
-        return requests.shard_key(key, self._pick_shard(key, n))
+        return self._item(key, self._pick_shard(key, n))
+
+    def _item(self, key: str, shard: int) -> str:
+        """The item of a shard, remembered so that hooks and errors name the counter."""
+        item = requests.shard_key(key, shard)
+        self._item_names[item] = key
+        return item
+
+    def _name(self, item: str) -> str:
+        """The counter an item belongs to (itself, unless it is a shard of a sharded counter)."""
+        return self._item_names.get(item, item) if self._item_names else item
 
     def _pick_shard(self, key: str, n: int) -> int:
         if self.exactly_once:  # a writer keeps to one shard: its sequence there stays simple
@@ -678,7 +689,7 @@ class CounterPool:
         seconds = asyncio.get_running_loop().time() - start
         self._stats.settle(write.delta, outcome, seconds, code)
         for observer in self._observers:
-            self._notify(observer.on_settled, write.key, write.delta, outcome, seconds)
+            self._notify(observer.on_settled, self._name(write.key), write.delta, outcome, seconds)
 
     def _raise_for_write(self, write: _Write, failure: _Failed) -> NoReturn:
         raise self._write_error(failure, write.key, write.delta, write.floor) from None
@@ -687,6 +698,7 @@ class CounterPool:
         self, failure: _Failed, key: str, delta: int, floor: int | None, current: int | None = None
     ) -> CounterError:
         """The error a caller of a write of ``delta`` to ``key`` sees for ``failure``."""
+        key = self._name(key)
         error = failure.error
         outcome = error.outcome
         if outcome is Outcome.CONDITION_FAILED and floor is not None:
@@ -850,7 +862,11 @@ class CounterPool:
                 future.set_result(running)
             for observer in observers:
                 self._notify(
-                    observer.on_settled, key, entry.delta, Outcome.ACKNOWLEDGED, now - entry.start
+                    observer.on_settled,
+                    self._name(key),
+                    entry.delta,
+                    Outcome.ACKNOWLEDGED,
+                    now - entry.start,
                 )
         stats.acknowledge(len(batch), total)
 
@@ -979,7 +995,7 @@ class CounterPool:
             stats.detached += 1
             stats.detached_amount += entry.delta
         for observer in self._observers[1:]:  # [0] is the stats recorder, settled above
-            self._notify(observer.on_settled, key, entry.delta, outcome, seconds)
+            self._notify(observer.on_settled, self._name(key), entry.delta, outcome, seconds)
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -96,6 +96,7 @@ POOL_FLAGS: Final[list[tuple[str, str, dict[str, Any]]]] = [
         "exactly_once",
         {"action": argparse.BooleanOptionalAction, "help": "retry ambiguity safely"},
     ),
+    ("--shards", "shards", {"type": int, "help": "items each counter is spread over (1)"}),
     ("--connect-timeout", "connect_timeout", {"type": float, "help": "seconds (3)"}),
     ("--read-timeout", "read_timeout", {"type": float, "help": "seconds (10)"}),
     ("--key-attribute", "key_attribute", {"help": "the table's partition key (pk)"}),
@@ -181,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--decrements",
         type=_share,
         metavar="F",
-        help="share of operations that are floored decrements (0.05)",
+        help="share of operations that are floored decrements (0.05; 0 with --shards)",
     )
     load.add_argument("--floor", type=int, help="floor of the decrements (0)")
     load.add_argument(
@@ -336,7 +337,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         hot_share=_pick(args.hot_share, 0.5),
         amount_min=low,
         amount_max=high,
-        decrement_share=_pick(args.decrements, 0.05),
+        decrement_share=_decrement_share(args),
         floor=_pick(args.floor, 0),
         concurrency=concurrency,
         rate=args.rate,
@@ -353,6 +354,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         run_id=run_id,
         record_every=_pick(args.record_every, DEFAULT_RECORD_EVERY),
     )
+
+
+def _decrement_share(args: argparse.Namespace) -> float:
+    """Floored decrements by default, except on sharded counters, where floors do not hold."""
+    sharded = args.shards is not None and args.shards > 1
+    if args.decrements is None:
+        return 0.0 if sharded else 0.05
+    if sharded and args.decrements > 0:
+        raise UsageError(
+            "--decrements are floored, and a floor holds on one item: not with --shards > 1"
+        )
+    share: float = args.decrements
+    return share
 
 
 def _server_values(args: argparse.Namespace) -> dict[str, Any]:
