@@ -721,9 +721,7 @@ class CounterPool:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _KeyQueue()
-            task = self._loop.create_task(self._flush_key(key, queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+            self._background(self._flush_key(key, queue))
         queue.entries.append(entry)
 
     async def _flush_key(self, key: str, queue: _KeyQueue) -> None:
@@ -939,10 +937,9 @@ class CounterPool:
                 break
         if not stale:
             return
-        params = requests.prune_writers(self.table, self.key_attribute, key, stale)
-        task = self._loop.create_task(self._prune(key, params))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._background(
+            self._prune(key, requests.prune_writers(self.table, self.key_attribute, key, stale))
+        )
 
     async def _prune(self, key: str, params: Mapping[str, Any]) -> None:
         try:
