@@ -12,7 +12,8 @@ Clients:
   aiodynamo       aiodynamo over aiohttp (its own signing, no botocore)
   floor           aiohttp POST of prebuilt bytes and headers: the floor for any aiohttp client
   floor-tuned     the same POST on a session configured as the fast transport's (no cookie jar,
-                  no decompression), to show what those settings alone are worth
+                  no decompression, no per-chunk read timer), to show what those settings alone
+                  are worth
   transport       the pool's FastTransport.call alone, no pool (to split the pool's own cost off)
   pool-botocore   CounterPool(transport="botocore").increment
   pool-fast       CounterPool(transport="fast").increment
@@ -235,7 +236,7 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
                 "headers": {"Accept-Encoding": "identity"},
                 "auto_decompress": False,
                 "cookie_jar": aiohttp.DummyCookieJar(),
-                "timeout": aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10),
+                "timeout": aiohttp.ClientTimeout(total=None, sock_connect=3),
             }
         async with aiohttp.ClientSession(connector=connector, **options) as http:
 

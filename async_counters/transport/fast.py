@@ -10,9 +10,10 @@ What a failure means for the request, the part the pool's retry decisions rest o
 
 - the connection could not be established, or connecting timed out: nothing was sent,
   ``UNREACHABLE`` (safe to retry);
-- anything after the connection was handed to the request (a read timeout, a reset or a dropped
-  connection, a reused keep-alive connection closed under us, a truncated body, a body whose CRC32
-  does not match, a 200 whose body is not JSON): the request may have been applied, ``AMBIGUOUS``;
+- anything after the connection was handed to the request (no answer within ``read_timeout``, a
+  reset or a dropped connection, a reused keep-alive connection closed under us, a truncated body,
+  a body whose CRC32 does not match, a 200 whose body is not JSON): the request may have been
+  applied, ``AMBIGUOUS``;
 - an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`).
 
 aiohttp never re-sends a POST by itself (it retries only idempotent methods on a dropped
@@ -33,6 +34,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from . import Outcome, TransportError, outcome_for_code
@@ -60,6 +63,76 @@ _USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
 _NO_CREDENTIALS = "Unable to locate credentials"
 
 
+class _Deadline:
+    __slots__ = ("at", "expired")
+
+    def __init__(self) -> None:
+        self.at = float("inf")  # none while connecting: ``sock_connect`` bounds that
+        self.expired = False
+
+
+class _ReadDeadlines:
+    """The read timeouts of every request in flight, kept by one timer.
+
+    aiohttp's ``sock_read`` re-arms a timer on every chunk received; on the standard asyncio loop,
+    whose timer handles are Python objects, that costs about 6 µs per request, a tenth of the
+    whole request. Here a request gets its deadline when its connection is handed to it
+    (`_Connector`), and one sweep, every ``tick`` while requests are in flight, cancels the
+    requests past theirs; `FastTransport.call` turns that cancellation into ``ReadTimeoutError``.
+    A request times out between ``read_timeout`` and ``read_timeout + tick`` after connecting.
+    """
+
+    __slots__ = ("_handle", "_loop", "read_timeout", "tick", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
+        self._loop = loop
+        self.read_timeout = read_timeout
+        self.tick = min(max(read_timeout / 8, 0.005), 0.5)
+        self.waiting: dict[asyncio.Task[Any], _Deadline] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def connected(self, task: asyncio.Task[Any]) -> None:
+        deadline = self.waiting.get(task)
+        if deadline is not None:
+            deadline.at = self._loop.time() + self.read_timeout
+            if self._handle is None:
+                self._handle = self._loop.call_later(self.tick, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self._loop.time()
+        for task, deadline in self.waiting.items():
+            if deadline.at <= now and not deadline.expired:
+                deadline.expired = True
+                task.cancel()
+        self._handle = self._loop.call_later(self.tick, self._sweep) if self.waiting else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A `TCPConnector` that starts a request's read deadline once it has its connection."""
+
+    def __init__(self, deadlines: _ReadDeadlines, *, limit: int) -> None:
+        super().__init__(limit=limit, limit_per_host=0)
+        self._deadlines = deadlines
+
+    # aiohttp's signature, overridden: the timeout parameter is its own.
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        task = asyncio.current_task()
+        if task is not None:
+            self._deadlines.connected(task)
+        return connection
+
+
 class CredentialProvider(Protocol):
     """What botocore's and aiobotocore's credentials objects offer: a consistent snapshot of
     access key, secret key and token, refreshed first when they are about to expire."""
@@ -77,7 +150,7 @@ class FastTransport:
     were found: every call is then refused with ``NoCredentialsError``, as botocore does.
 
     The connector holds at most ``max_in_flight`` connections. ``connect_timeout`` bounds
-    establishing a connection, ``read_timeout`` each wait for data of the answer.
+    establishing a connection, ``read_timeout`` the wait for the whole answer once connected.
 
     Create it inside a running event loop; `open_fast_transport` also resolves credentials,
     region and endpoint the way botocore does.
@@ -112,10 +185,11 @@ class FastTransport:
         self._stamp: Stamp | None = None
         self._refreshed = -1  # the second of the last successful credentials refresh
         self._refresh_lock = asyncio.Lock()
+        self._deadlines = _ReadDeadlines(asyncio.get_running_loop(), read_timeout)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+            connector=_Connector(self._deadlines, limit=max_in_flight),
             timeout=aiohttp.ClientTimeout(
-                total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
+                total=None, connect=None, sock_connect=connect_timeout, sock_read=None
             ),
             headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"},
             # The body's CRC32 is over the bytes as sent; DynamoDB is asked not to compress.
@@ -147,22 +221,34 @@ class FastTransport:
             stamp = await self._restamp(second)
         body = orjson.dumps(params)
         headers = stamp.headers(target, body)
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = _Deadline()
+        waiting = self._deadlines.waiting
+        waiting[task] = deadline
         try:
             async with self._session.post(self._url, data=body, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
                 crc = response.headers.get("x-amz-crc32")
+        except asyncio.CancelledError:
+            if deadline.expired and task.uncancel() == 0:  # our read timeout, not the caller's
+                raise TransportError(
+                    Outcome.AMBIGUOUS,
+                    "ReadTimeoutError",
+                    f"no answer within read_timeout ({self._deadlines.read_timeout:g} s)",
+                ) from None
+            raise
         except aiohttp.ConnectionTimeoutError as exc:
             raise TransportError(Outcome.UNREACHABLE, "ConnectTimeoutError", str(exc)) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(Outcome.UNREACHABLE, "EndpointConnectionError", str(exc)) from None
-        except TimeoutError as exc:  # aiohttp's SocketTimeoutError: no answer in read_timeout
-            message = str(exc) or "no answer within read_timeout"
-            raise TransportError(Outcome.AMBIGUOUS, "ReadTimeoutError", message) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(
                 Outcome.AMBIGUOUS, "ConnectionClosedError", str(exc) or type(exc).__name__
             ) from None
+        finally:
+            del waiting[task]
         if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
             # Applied or not, the answer cannot be trusted: never retried as if not sent.
             raise TransportError(
@@ -233,6 +319,7 @@ class FastTransport:
 
     async def aclose(self) -> None:
         """Close the session and its connections. Idempotent."""
+        self._deadlines.close()
         await self._session.close()
 
 

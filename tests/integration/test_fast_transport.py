@@ -27,7 +27,7 @@ from botocore.credentials import Credentials as BotocoreCredentials
 
 from async_counters import AmbiguousWriteError, CounterPool, DynamoError, RetryPolicy
 from async_counters.transport import Outcome, TransportError
-from async_counters.transport.fast import FastTransport, open_fast_transport
+from async_counters.transport.fast import FastTransport, _ReadDeadlines, open_fast_transport
 from async_counters.transport.sdk import BotocoreTransport, client_config
 from async_counters.transport.sigv4 import Credentials
 
@@ -58,6 +58,7 @@ class Recorder:
     seen: list[Recorded] = field(default_factory=list)
     connections: int = 0
     port: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -76,6 +77,7 @@ class Recorder:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.seen.append(Recorded(headers, body))
+                self.arrived.set()
                 action: Any = self.script.popleft() if self.script else (200, OK_BODY)
                 if action == "drop":
                     return
@@ -493,5 +495,53 @@ async def test_open_resolves_region_and_endpoint_like_botocore(
     try:
         assert transport.region_name == "cn-north-1"
         assert transport.endpoint_url == "https://dynamodb.cn-north-1.amazonaws.com.cn"
+    finally:
+        await transport.aclose()
+
+
+async def test_a_caller_cancelling_is_not_a_read_timeout(recorder: Recorder) -> None:
+    recorder.script.append(("late", 1.0))
+    transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=5.0)
+    try:
+        call = asyncio.ensure_future(transport.call("UpdateItem", UPDATE))
+        await recorder.arrived.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert transport._deadlines.waiting == {}
+    finally:
+        await transport.aclose()
+
+
+async def test_a_caller_cancelling_as_the_read_timeout_fires_stays_cancelled(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder.script.append(("late", 1.0))
+    calls: list[asyncio.Future[Any]] = []
+    sweep = _ReadDeadlines._sweep
+
+    def sweep_then_cancel(self: _ReadDeadlines) -> None:
+        sweep(self)
+        if any(deadline.expired for deadline in self.waiting.values()):
+            calls[0].cancel()  # in the same loop turn: both cancellations are pending at once
+
+    monkeypatch.setattr(_ReadDeadlines, "_sweep", sweep_then_cancel)
+    transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=0.1)
+    try:
+        calls.append(asyncio.ensure_future(transport.call("UpdateItem", UPDATE)))
+        with pytest.raises(asyncio.CancelledError):
+            await calls[0]
+    finally:
+        await transport.aclose()
+
+
+async def test_the_read_timeout_sweep_stops_when_nothing_is_in_flight(recorder: Recorder) -> None:
+    transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=0.08)
+    try:
+        await asyncio.gather(*(transport.call("UpdateItem", UPDATE) for _ in range(20)))
+        assert transport._deadlines.waiting == {}
+        await asyncio.sleep(0.05)  # one tick (read_timeout / 8, at least 5 ms) and more
+        assert transport._deadlines._handle is None
+        await transport.call("UpdateItem", UPDATE)  # and starts again
     finally:
         await transport.aclose()

@@ -58,7 +58,8 @@ async def test_the_pool_sizes_the_connector_and_the_timeouts() -> None:
         session = transport._session
         assert session.connector is not None
         assert session.connector.limit == 17
-        assert (session.timeout.sock_connect, session.timeout.sock_read) == (1.5, 2.5)
+        assert session.timeout.sock_connect == 1.5
+        assert transport._deadlines.read_timeout == 2.5  # one sweep, not a timer per chunk
         assert session.timeout.total is None
 
 
