@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import enum
-import ipaddress
 import itertools
 import logging
 import secrets
@@ -35,7 +34,7 @@ from .errors import (
 from .limiter import KeyLimiter
 from .retry import DEFAULT_RETRY, Backoff, RetryPolicy, is_retryable
 from .stats import PoolHooks, PoolStats, StatsRecorder
-from .transport import Outcome, Transport, TransportError
+from .transport import Outcome, Transport, TransportError, is_loopback_url
 
 __all__ = ["CounterPool"]
 
@@ -139,16 +138,6 @@ def _check_shards(shards: object) -> tuple[int, dict[str, int]]:
 def _new_writer_id() -> str:
     """A short random name for this pool as an exactly-once writer (60 bits, base 32)."""
     return base64.b32encode(secrets.token_bytes(8)).decode()[:12].lower()
-
-
-def _is_loopback(endpoint_url: str) -> bool:
-    host = urlsplit(endpoint_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class CounterPool:
@@ -314,7 +303,7 @@ class CounterPool:
             local = (
                 self._session is None
                 and self._endpoint_url is not None
-                and _is_loopback(self._endpoint_url)
+                and is_loopback_url(self._endpoint_url)
             )
             fast = await open_fast_transport(
                 session=self._session,
@@ -361,7 +350,7 @@ class CounterPool:
             from aiobotocore.session import get_session
 
             session = get_session()
-            if self._endpoint_url is not None and _is_loopback(self._endpoint_url):
+            if self._endpoint_url is not None and is_loopback_url(self._endpoint_url):
                 kwargs["aws_access_key_id"] = "local"
                 kwargs["aws_secret_access_key"] = "local"
                 if self._region_name is None:

@@ -129,14 +129,20 @@ def update(
         "ReturnValues": "UPDATED_NEW",
     }
     if floor is not None:
-        # value + delta >= floor  <=>  value >= floor - delta
-        params["ExpressionAttributeValues"][":min"] = {"N": str(floor - delta)}
-        condition = "#v >= :min"
-        if delta >= floor:
-            condition = "attribute_not_exists(#v) OR " + condition
-        params["ConditionExpression"] = condition
+        params["ConditionExpression"] = _floor_condition(
+            delta, floor, params["ExpressionAttributeValues"]
+        )
         params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     return params
+
+
+def _floor_condition(delta: int, floor: int, values: dict[str, Any]) -> str:
+    """The condition keeping ``value + delta >= floor``, i.e. ``value >= floor - delta``; a
+    missing counter counts as 0, so it passes when ``delta >= floor``. Adds ``:min`` to values."""
+    values[":min"] = {"N": str(floor - delta)}
+    if delta >= floor:
+        return "attribute_not_exists(#v) OR #v >= :min"
+    return "#v >= :min"
 
 
 def get_item(table: str, key_attribute: str, value_attribute: str, key: str) -> dict[str, Any]:
@@ -244,10 +250,7 @@ def update_once(
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
     if floor is not None:
-        params["ExpressionAttributeValues"][":min"] = {"N": str(floor - delta)}
-        floored = "#v >= :min"
-        if delta >= floor:
-            floored = "attribute_not_exists(#v) OR " + floored
+        floored = _floor_condition(delta, floor, params["ExpressionAttributeValues"])
         condition += f" AND ({floored})"
     params["ConditionExpression"] = condition
     return params

@@ -26,9 +26,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-from async_counters.pool import LOCAL_REGION, _is_loopback
+from async_counters.pool import LOCAL_REGION
 from async_counters.retry import DEFAULT_RETRY, Backoff, is_retryable
-from async_counters.transport import Outcome, Transport, TransportError
+from async_counters.transport import Outcome, Transport, TransportError, is_loopback_url
 
 from .config import RunConfig
 from .metrics import KeyTally, WorkerRecorder
@@ -106,7 +106,7 @@ class Ledger:
             "endpoint_url": endpoint_url,
             "config": client_config(max_in_flight=4, connect_timeout=3.0, read_timeout=10.0),
         }
-        if endpoint_url is not None and _is_loopback(endpoint_url):
+        if endpoint_url is not None and is_loopback_url(endpoint_url):
             kwargs["aws_access_key_id"] = "local"
             kwargs["aws_secret_access_key"] = "local"
             kwargs["region_name"] = config.target.region or LOCAL_REGION

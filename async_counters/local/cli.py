@@ -31,9 +31,9 @@ from async_counters.local.config import (
     Latency,
     LocalConfig,
     default_backend,
-    is_loopback,
 )
 from async_counters.local.server import LocalDynamo
+from async_counters.transport import is_loopback
 
 DESCRIPTION: Final = (
     "Run the embedded DynamoDB on 127.0.0.1 until interrupted (the endpoint URL is printed "

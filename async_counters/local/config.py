@@ -13,11 +13,12 @@ so every option is reachable from Python, from the command line and from the loa
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Final
+
+from async_counters.transport import is_loopback
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_REGION: Final = "us-east-1"
@@ -49,16 +50,6 @@ FAULT_OPERATIONS: Final = frozenset({"UpdateItem"})
 def default_backend() -> str:
     """``$ASYNC_COUNTERS_LOCAL_BACKEND`` if set, else moto."""
     return os.environ.get(BACKEND_ENV) or MOTO
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and any address in 127.0.0.0/8 or ``::1``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_rate(name: str, value: float) -> None:

@@ -10,10 +10,19 @@ done here, with one table, so that every transport classifies alike.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-__all__ = ["Outcome", "Transport", "TransportError", "outcome_for_code"]
+__all__ = [
+    "Outcome",
+    "Transport",
+    "TransportError",
+    "is_loopback",
+    "is_loopback_url",
+    "outcome_for_code",
+]
 
 
 class Outcome(enum.Enum):
@@ -88,3 +97,18 @@ def outcome_for_code(code: str, status: int | None) -> Outcome:
     if status is not None and status >= 500:
         return Outcome.AMBIGUOUS
     return Outcome.REJECTED
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and any address in 127.0.0.0/8 or ``::1``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (a local server, which needs no real credentials)."""
+    return is_loopback(urlsplit(url).hostname or "")
