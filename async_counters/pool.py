@@ -720,8 +720,16 @@ class CounterPool:
                 if self.linger:
                     await asyncio.sleep(self.linger)
                 batch = self._take_batch(key, queue)
-                if batch:
+                if not batch:
+                    continue
+                try:
                     await self._write_batch(key, batch)
+                except Exception as exc:  # a bug: its callers must hear of it, not wait forever
+                    logger.exception("merged write to %r failed unexpectedly", key)
+                    now = asyncio.get_running_loop().time()
+                    for entry in batch:
+                        if entry.future is not None and not entry.future.done():
+                            self._fail_entry(key, entry, Outcome.REJECTED, now, exc, "Internal")
         finally:
             if self._queues.get(key) is queue:
                 del self._queues[key]
