@@ -127,7 +127,7 @@ class _Connector(aiohttp.TCPConnector):
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
     ) -> Connection:
         connection = await super().connect(req, traces, timeout)
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         if task is not None:
             self._deadlines.connected(task)
         return connection
@@ -185,7 +185,8 @@ class FastTransport:
         self._stamp: Stamp | None = None
         self._refreshed = -1  # the second of the last successful credentials refresh
         self._refresh_lock = asyncio.Lock()
-        self._deadlines = _ReadDeadlines(asyncio.get_running_loop(), read_timeout)
+        self._loop = asyncio.get_running_loop()
+        self._deadlines = _ReadDeadlines(self._loop, read_timeout)
         self._session = aiohttp.ClientSession(
             connector=_Connector(self._deadlines, limit=max_in_flight),
             timeout=aiohttp.ClientTimeout(
@@ -221,7 +222,7 @@ class FastTransport:
             stamp = await self._restamp(second)
         body = orjson.dumps(params)
         headers = stamp.headers(target, body)
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         assert task is not None
         deadline = _Deadline()
         waiting = self._deadlines.waiting
