@@ -171,6 +171,13 @@ class KeyLimiter:
         self._keys: dict[str, _Key] = {}
         self._next_sweep = clock() + IDLE
 
+    def unpaced_epoch(self, key: str) -> int | None:
+        """The epoch to send ``key`` in at once if it is not paced; None: await `acquire`."""
+        state = self._keys.get(key)
+        if state is None:
+            return 0
+        return state.epoch if state.base is None else None
+
     async def acquire(self, key: str) -> int:
         """Wait until ``key`` may send its next request; return the epoch it is admitted in."""
         state = self._keys.get(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import enum
 import itertools
@@ -75,6 +76,44 @@ class _Write:
         self.floor = floor
         self.on_wire = False
         self.current: int | None = None  # the value a refused condition met, when known
+
+
+class _Slots:
+    """The pool-wide bound on requests in flight: a semaphore whose uncontended path is a plain
+    call, not a coroutine (this is on every request's path). Waiters are served in order."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter  # release() hands its slot straight to the first waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
 
 class _Entry:
@@ -250,7 +289,7 @@ class CounterPool:
         self._state = _State.UNOPENED
         self._loop: asyncio.AbstractEventLoop  # set by open()
         self._exit_stack = contextlib.AsyncExitStack()
-        self._semaphore = asyncio.Semaphore(max_in_flight)
+        self._slots = _Slots(max_in_flight)
         self._in_flight = 0
         self._limiter = KeyLimiter(clock=retry.clock, sleep=retry.sleep) if adaptive else None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -271,7 +310,7 @@ class CounterPool:
         self._queues: dict[str, _KeyQueue] = {}
         self._stats = StatsRecorder()
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
-        self._observers: tuple[PoolHooks, ...] = (self._stats, *extra)
+        self._hooks: tuple[PoolHooks, ...] = extra  # the caller's; the stats are updated inline
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -626,14 +665,18 @@ class CounterPool:
 
     async def _submit(self, write: _Write) -> int:
         """Run a write in its own task so that a cancelled caller does not cancel a sent write."""
-        self._check_open()
-        self._stats.calls += 1
-        self._stats.in_progress += 1
-        task = asyncio.get_running_loop().create_task(self._write(write))
+        if self._state is not _State.OPEN:
+            self._check_open()
+        stats = self._stats
+        stats.calls += 1
+        stats.in_progress += 1
+        loop = self._loop
+        answer: asyncio.Future[int] = loop.create_future()
+        task = loop.create_task(self._answer(write, answer))
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._write_done)
         try:
-            return await asyncio.shield(task)
+            return await answer
         except asyncio.CancelledError:
             if not task.done():
                 if write.on_wire:
@@ -642,6 +685,24 @@ class CounterPool:
                 else:
                     task.cancel()
             raise
+
+    async def _answer(self, write: _Write, answer: asyncio.Future[int]) -> None:
+        """Run the write and hand its outcome to the caller's future straight away (sooner
+        than a done-callback of this task would: one turn of the loop less per write)."""
+        try:
+            value = await self._write(write)
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
+        except Exception as error:
+            if not answer.done():
+                answer.set_exception(error)
+        else:
+            if not answer.done():
+                answer.set_result(value)
+
+    def _write_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -657,7 +718,7 @@ class CounterPool:
             write.delta,
             floor=write.floor,
         )
-        start = asyncio.get_running_loop().time()
+        start = self._loop.time()
         try:
             response = await self._request("UpdateItem", params, write.key, write=write)
         except _Failed as failure:
@@ -675,10 +736,10 @@ class CounterPool:
             raise
 
     def _settle(self, write: _Write, outcome: Outcome, start: float, code: str = "") -> None:
-        seconds = asyncio.get_running_loop().time() - start
+        seconds = self._loop.time() - start
         self._stats.settle(write.delta, outcome, seconds, code)
-        for observer in self._observers:
-            self._notify(observer.on_settled, self._name(write.key), write.delta, outcome, seconds)
+        for hook in self._hooks:
+            self._notify(hook.on_settled, self._name(write.key), write.delta, outcome, seconds)
 
     def _raise_for_write(self, write: _Write, failure: _Failed) -> NoReturn:
         raise self._write_error(failure, write.key, write.delta, write.floor) from None
@@ -842,7 +903,7 @@ class CounterPool:
         now = asyncio.get_running_loop().time()
         stats = self._stats
         record = stats.latency.record
-        observers = self._observers[1:]  # [0] is the stats recorder, updated in bulk here
+        observers = self._hooks  # the stats are updated in bulk here
         running = value - total
         for entry in batch:
             running += entry.delta
@@ -988,7 +1049,7 @@ class CounterPool:
         elif entry.future.cancelled() and outcome is not Outcome.CANCELLED:
             stats.detached += 1
             stats.detached_amount += entry.delta
-        for observer in self._observers[1:]:  # [0] is the stats recorder, settled above
+        for observer in self._hooks:
             self._notify(observer.on_settled, self._name(key), entry.delta, outcome, seconds)
 
     # -- requests ----------------------------------------------------------------------------
@@ -1044,7 +1105,8 @@ class CounterPool:
             if limiter is not None and key is not None:
                 epoch = await self._admit(limiter, key)
             else:
-                await self._semaphore.acquire()
+                if not self._slots.try_take():
+                    await self._slots.take()
             try:
                 sent = loop.time()
                 if write is not None:
@@ -1061,13 +1123,14 @@ class CounterPool:
                 if write is not None:
                     write.on_wire = False
             finally:
-                self._semaphore.release()
+                self._slots.release()
             outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
             seconds = loop.time() - sent
             if limiter is not None and key is not None:
                 limiter.observe(key, outcome, epoch)
-            for observer in self._observers:
-                self._notify(observer.on_request, operation, outcome, seconds)
+            self._stats.on_request(operation, outcome, seconds)
+            for hook in self._hooks:
+                self._notify(hook.on_request, operation, outcome, seconds)
             if error is None:
                 return response
             if backoff is None:
@@ -1077,21 +1140,21 @@ class CounterPool:
             delay = backoff.next_delay()
             if delay is None:
                 raise _Failed(error, backoff.attempts, backoff.elapsed)
-            for observer in self._observers:
-                self._notify(
-                    observer.on_retry, operation, key, outcome, backoff.attempts - 1, delay
-                )
+            self._notify_retry(operation, key, outcome, backoff.attempts - 1, delay)
             await policy.sleep(delay)
 
     async def _admit(self, limiter: KeyLimiter, key: str) -> int:
         """Pass the key's pace, then take a pool slot; go round again if the key was cut while
         waiting for the slot, so that a cut holds back what already queued. Returns the epoch."""
         while True:
-            epoch = await limiter.acquire(key)
-            await self._semaphore.acquire()
+            epoch = limiter.unpaced_epoch(key)
+            if epoch is None:
+                epoch = await limiter.acquire(key)
+            if not self._slots.try_take():
+                await self._slots.take()
             if not limiter.stale(key, epoch):
                 return epoch
-            self._semaphore.release()
+            self._slots.release()
 
     async def _batch_get(self, keys: list[str], items: dict[str, dict[str, Any]]) -> None:
         """One BatchGetItem of up to 100 keys, retrying ``UnprocessedKeys`` with backoff."""
@@ -1113,15 +1176,7 @@ class CounterPool:
                     elapsed=backoff.elapsed,
                     last_code="UnprocessedKeys",
                 )
-            for observer in self._observers:
-                self._notify(
-                    observer.on_retry,
-                    "BatchGetItem",
-                    None,
-                    Outcome.THROTTLED,
-                    backoff.attempts - 1,
-                    delay,
-                )
+            self._notify_retry("BatchGetItem", None, Outcome.THROTTLED, backoff.attempts - 1, delay)
             await self.retry.sleep(delay)
             params = {"RequestItems": unprocessed}
 
@@ -1130,6 +1185,13 @@ class CounterPool:
             return requests.parse_number(item, self.value_attribute)
         except ValueError as exc:
             raise DynamoError("NotAnInteger", f"counter {key!r}: {exc}", key=key) from None
+
+    def _notify_retry(
+        self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
+    ) -> None:
+        self._stats.on_retry(operation, key, outcome, attempt, delay)
+        for hook in self._hooks:
+            self._notify(hook.on_retry, operation, key, outcome, attempt, delay)
 
     @staticmethod
     def _notify(method: Any, *args: Any) -> None:
