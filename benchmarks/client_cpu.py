@@ -20,8 +20,8 @@ Clients:
 
 aioboto3 pins an older aiobotocore than the project uses, so the two peers (aioboto3, aiodynamo)
 run from a separate virtualenv that this script creates on first use (``--peer-venv``, default
-``.venv-bench-peers`` at the repository root; needs pip to reach PyPI once). ``--no-peers`` skips
-them.
+``.venv-peers`` at the repository root, shared with the other benchmarks: `peers.py`; needs pip
+to reach the package index once). ``--no-peers`` skips them.
 
     python benchmarks/client_cpu.py                     # everything, about 4 minutes
     python benchmarks/client_cpu.py --clients floor,pool-fast --repeat 1
@@ -72,7 +72,7 @@ LABELS = {
 }
 #: Calls measured per run: the slow clients get fewer, so every run takes a few seconds.
 SLOW = {"aioboto3", "aiobotocore", "pool-botocore"}
-PEER_REQUIREMENTS = ["aioboto3>=13", "aiodynamo>=24", "uvloop>=0.19"]
+PEER_REQUIREMENTS = ["aioboto3>=13", "aiodynamo>=24", "uvloop>=0.19"]  # as peers.PEER_PACKAGES
 
 
 # -- the fake server ---------------------------------------------------------------------------
@@ -332,14 +332,9 @@ def run_client(args: argparse.Namespace) -> None:
 
 
 def _peer_python(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} for the peers (aioboto3 pins an older aiobotocore) ...")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS], check=True
-        )
-    return python
+    from peers import peer_python  # this script's folder is on sys.path when it runs
+
+    return peer_python(tuple(PEER_REQUIREMENTS), venv)
 
 
 def _versions(python: Path | str, modules: list[str]) -> str:
@@ -402,7 +397,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
-    parser.add_argument("--peer-venv", type=Path, default=ROOT / ".venv-bench-peers")
+    parser.add_argument("--peer-venv", type=Path, default=ROOT / ".venv-peers")
     parser.add_argument("--no-peers", action="store_true", help="skip aioboto3 and aiodynamo")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()

@@ -14,18 +14,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_VENV = ROOT / ".venv-peers"
-PEER_PACKAGES = ("aioboto3", "aiodynamo[aiohttp]")
+PEER_PACKAGES = ("aioboto3>=13", "aiodynamo>=24", "uvloop>=0.19")
 
 
-def peer_python(packages: tuple[str, ...] = PEER_PACKAGES) -> Path:
+def peer_python(packages: tuple[str, ...] = PEER_PACKAGES, where: Path = PEERS_VENV) -> Path:
     """The Python of the peers' environment, created (and ``packages`` installed) if missing."""
-    python = PEERS_VENV / "bin" / "python"
-    marker = PEERS_VENV / ".installed"
+    python = where / "bin" / "python"
+    marker = where / ".installed"
     wanted = " ".join(sorted(packages))
     if not python.exists():
-        venv.create(PEERS_VENV, with_pip=True)
+        venv.create(where, with_pip=True)
     if not marker.exists() or marker.read_text() != wanted:
-        print(f"installing peers into {PEERS_VENV}: {wanted}", file=sys.stderr)
+        print(f"installing peers into {where}: {wanted}", file=sys.stderr)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", *packages],
             check=True,

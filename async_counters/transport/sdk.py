@@ -17,15 +17,27 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     ParamValidationError,
+    PartialCredentialsError,
 )
 
 from . import Outcome, TransportError, outcome_for_code
 
 __all__ = ["BotocoreTransport", "client_config"]
+
+# Raised before anything is sent (bad parameters, no region, credentials that cannot be had or
+# refreshed): the request was refused, not lost.
+_REFUSED_UNSENT: tuple[type[BotoCoreError], ...] = (
+    ParamValidationError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    NoRegionError,
+)
 
 _METHODS = {
     "UpdateItem": "update_item",
@@ -60,7 +72,7 @@ class BotocoreTransport:
             response: dict[str, Any] = await method(**params)
         except ClientError as exc:
             raise _from_client_error(exc) from None
-        except (ParamValidationError, NoCredentialsError, NoRegionError) as exc:
+        except _REFUSED_UNSENT as exc:
             raise TransportError(Outcome.REJECTED, type(exc).__name__, str(exc)) from None
         except BotoCoreError as exc:
             raise _from_connection_error(exc) from None
