@@ -125,7 +125,7 @@ async def test_a_throttled_key_is_paced_while_cold_keys_keep_their_speed(
             return await _hammer_keys(pool, [f"cold:{i}" for i in range(4)], seconds) / seconds
 
         alone = await cold_rate(1.5)
-        hot = asyncio.create_task(_hammer(pool, "hot", 64, 9.0))
+        hot = asyncio.create_task(_hammer(pool, "hot", 64, 14.0))
         await asyncio.sleep(1.5)  # the hot key meets its cap and gets paced
         beside_hot = await cold_rate(1.5)
         paced = pool.stats.key_rates["hot"]
@@ -133,8 +133,14 @@ async def test_a_throttled_key_is_paced_while_cold_keys_keep_their_speed(
         storm = asyncio.create_task(_hammer(neighbour, "hot", 64, 2.5))
         neighbour_done = await storm
         during_storm = pool.stats
-        await asyncio.sleep(3.0)
-        after_storm = pool.stats.key_rates.get("hot", float("inf"))
+        # The pace comes back: within a few seconds (a hold of up to 3 s after a run of cuts
+        # judged useless, then the regain or the probe).
+        after_storm = 0.0
+        for _ in range(32):
+            await asyncio.sleep(0.25)
+            after_storm = max(after_storm, pool.stats.key_rates.get("hot", float("inf")))
+            if after_storm >= 0.8 * paced:
+                break
         hot_done = await hot
         stats = pool.stats
 
