@@ -19,7 +19,7 @@ import secrets
 import time
 import zlib
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import batching, requests
@@ -680,8 +680,7 @@ class CounterPool:
         except asyncio.CancelledError:
             if not task.done():
                 if write.on_wire:
-                    self._stats.detached += 1
-                    self._stats.detached_amount += write.delta
+                    self._stats.detach(write.delta)
                 else:
                     task.cancel()
             raise
@@ -724,7 +723,7 @@ class CounterPool:
         except _Failed as failure:
             error = failure.error
             self._settle(write, error.outcome, start, error.code)
-            self._raise_for_write(write, failure)
+            raise self._write_error(failure, write.key, write.delta, write.floor) from None
         except asyncio.CancelledError:
             self._settle(write, Outcome.AMBIGUOUS if write.on_wire else Outcome.CANCELLED, start)
             raise
@@ -740,9 +739,6 @@ class CounterPool:
         self._stats.settle(write.delta, outcome, seconds, code)
         for hook in self._hooks:
             self._notify(hook.on_settled, self._name(write.key), write.delta, outcome, seconds)
-
-    def _raise_for_write(self, write: _Write, failure: _Failed) -> NoReturn:
-        raise self._write_error(failure, write.key, write.delta, write.floor) from None
 
     def _write_error(
         self, failure: _Failed, key: str, delta: int, floor: int | None, current: int | None = None
@@ -912,8 +908,7 @@ class CounterPool:
             if future is None:
                 pass
             elif future.cancelled():
-                stats.detached += 1
-                stats.detached_amount += entry.delta
+                stats.detach(entry.delta)
             else:
                 future.set_result(running)
             for observer in observers:
@@ -1047,8 +1042,7 @@ class CounterPool:
                 stats.unwritten += 1
                 stats.unwritten_amount += entry.delta
         elif entry.future.cancelled() and outcome is not Outcome.CANCELLED:
-            stats.detached += 1
-            stats.detached_amount += entry.delta
+            stats.detach(entry.delta)
         for observer in self._hooks:
             self._notify(observer.on_settled, self._name(key), entry.delta, outcome, seconds)
 

@@ -227,6 +227,11 @@ class StatsRecorder(PoolHooks):
         if outcome is not Outcome.CANCELLED:
             self.latency.record(seconds)
 
+    def detach(self, delta: int) -> None:
+        """A caller was cancelled while its write of ``delta`` was on the wire; it settles alone."""
+        self.detached += 1
+        self.detached_amount += delta
+
     def acknowledge(self, count: int, amount: int) -> None:
         """Record ``count`` acknowledged writes adding ``amount`` (latencies recorded apart)."""
         self.in_progress -= count
