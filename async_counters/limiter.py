@@ -14,7 +14,8 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   all but ends the throttling. If after a few cuts to the accepted rate the share throttled stays
   where it was, the throttling does not come from our rate (random throttles, faults): the rate
   from before the run is restored and no cut follows for `HOLD` seconds, so that pacing cannot
-  collapse a key; each request's jittered backoff still applies.
+  collapse a key; each request's jittered backoff still applies. Whatever that misses, a cut
+  never goes below an eighth of the best accepted rate seen lately (halved every 10 s).
 - **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``:
   it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
   probes faster, so that more capacity (an on-demand table splitting a partition) is found. When a
@@ -69,8 +70,11 @@ PROBE_SECONDS = 1.0
 RELEASE_FACTOR = 4.0
 #: A released key not heard from for this long is forgotten.
 IDLE = 10.0
-#: Never pace slower than this (requests/s).
+#: Never pace slower than this (requests/s), nor below `FLOOR_SHARE` of the best accepted rate
+#: measured lately (halved every `BEST_HALF_LIFE` seconds), so that a real drop is followed.
 MIN_RATE = 1.0
+FLOOR_SHARE = 1 / 8
+BEST_HALF_LIFE = 10.0
 #: Requests may run this far ahead of the pace (seconds), so that pacing adds no delay at low load.
 SLACK = 0.005
 _EPSILON = 1e-6
@@ -103,6 +107,8 @@ class _Key:
     __slots__ = (
         "acked",
         "base",
+        "best",
+        "best_at",
         "cut_at",
         "epoch",
         "hold_until",
@@ -119,6 +125,8 @@ class _Key:
     def __init__(self, now: float) -> None:
         self.lock = asyncio.Lock()
         self.base: float | None = None  # None: not paced
+        self.best = 0.0  # the highest accepted rate measured lately (decaying), and when
+        self.best_at = now
         self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
         self.cut_at = now
         self.hold_until = 0.0
@@ -130,6 +138,12 @@ class _Key:
         self.acked = 0
         self.throttled = 0
         self.last_seen = now
+
+    def floor(self, now: float) -> float:
+        """The slowest a cut may pace: a share of the best accepted rate seen lately. Whatever
+        the detection of useless cuts misses, a key cannot be paced to a standstill."""
+        decayed: float = self.best * 0.5 ** ((now - self.best_at) / BEST_HALF_LIFE)
+        return max(MIN_RATE, FLOOR_SHARE * decayed)
 
     def rate(self, now: float) -> float | None:
         base = self.base
@@ -235,6 +249,10 @@ class KeyLimiter:
         sent = state.responses / elapsed
         measured = state.acked >= MIN_ACKED
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
+        if measured:
+            decay = 0.5 ** ((now - state.best_at) / BEST_HALF_LIFE)
+            if accepted >= state.best * decay:
+                state.best, state.best_at = accepted, now
 
         if share <= THROTTLE_SHARE:
             streak, state.streak = state.streak, None
@@ -269,11 +287,11 @@ class KeyLimiter:
             state.streak = None
             return
         if measured:
-            state.base = max(MIN_RATE, accepted)
+            state.base = max(state.floor(now), accepted)
         elif share > BLIND_SHARE:
             # Sending k times what is accepted throttles about 1 - 1/k: cut by about that much.
             factor = min(BLIND_CUT_MAX, max(BLIND_CUT_MIN, 2.0 * (1.0 - share)))
-            state.base = max(MIN_RATE, current * factor)
+            state.base = max(state.floor(now), current * factor)
         else:
             return
         streak.cut(share)

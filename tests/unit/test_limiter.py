@@ -159,3 +159,16 @@ async def test_a_never_throttled_key_costs_no_state(limiter: KeyLimiter) -> None
     for _ in range(1_000):
         limiter.observe("k", Outcome.ACKNOWLEDGED, await limiter.acquire("k"))
     assert limiter._keys == {}
+
+
+async def test_no_run_of_cuts_paces_a_key_to_a_standstill(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    partition = Partition(rate=1_000.0, burst=300.0)
+    await drive(limiter, time, partition, 3.0)
+    best = limiter.rates()["hot"]
+    partition.rate = 5.0  # a two-hundredth of it gets through, for a while
+    await drive(limiter, time, partition, 1.0)
+    # Cuts stop at 1/8 of the best accepted rate, halved every 10 s since it was seen: a sudden
+    # collapse is followed only as fast as that, so a key is never paced to a standstill.
+    assert limiter.rates()["hot"] >= best / 8 * 0.5 ** (1.5 / 10) * 0.9
