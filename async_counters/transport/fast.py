@@ -1,23 +1,29 @@
-"""The fast transport: DynamoDB's JSON protocol spoken directly over one aiohttp session.
+"""The fast transport: DynamoDB's JSON protocol spoken directly over aiohttp's connections.
 
 botocore spends most of an ``UpdateItem``'s CPU on things a counter pool does not need (parameter
 validation against the service model, endpoint rules, a dozen event dispatches, building the
 User-Agent twice). The pool's request builders already produce DynamoDB's wire JSON, so this
-transport only serializes it (orjson), signs it (`sigv4`, signing key cached), POSTs it, checks
+transport only serializes it (orjson), signs it (`sigv4`, signing key cached), sends it, checks
 ``x-amz-crc32`` and parses the answer into the same outcomes as the botocore transport.
+
+Connections come from one aiohttp ``TCPConnector`` (keep-alive, TLS, DNS, at most
+``max_in_flight`` connections), and each answer is parsed by aiohttp's own response protocol. What
+this transport leaves out is ``ClientSession``'s per-request machinery (cookies, redirects,
+proxies, traces, a request and a response object, a task writing the body): for one small POST to
+one endpoint that machinery is about 60 % of the CPU of a ``session.post`` (see
+``benchmarks/client_cpu.py``). The request is one fixed head and the body, in one write.
 
 What a failure means for the request, the part the pool's retry decisions rest on:
 
-- the connection could not be established, or connecting timed out: nothing was sent,
-  ``UNREACHABLE`` (safe to retry);
-- anything after the connection was handed to the request (no answer within ``read_timeout``, a
-  reset or a dropped connection, a reused keep-alive connection closed under us, a truncated body,
-  a body whose CRC32 does not match, a 200 whose body is not JSON): the request may have been
+- no connection could be had (refused, connect timeout, TLS failure, a pooled connection found
+  closed before anything was written to it): nothing was sent, ``UNREACHABLE`` (safe to retry);
+- anything after the request was written (no answer within ``read_timeout``, a reset or a dropped
+  connection, a reused keep-alive connection closed under us, a truncated or malformed answer, a
+  body whose CRC32 does not match, a 200 whose body is not JSON): the request may have been
   applied, ``AMBIGUOUS``;
 - an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`).
 
-aiohttp never re-sends a POST by itself (it retries only idempotent methods on a dropped
-keep-alive connection), so every request reaches the server at most once.
+Nothing is ever re-sent here: every request reaches the server at most once.
 """
 
 from __future__ import annotations
@@ -34,8 +40,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
 from yarl import URL
 
 from . import Outcome, TransportError, outcome_for_code
@@ -60,26 +64,27 @@ _TARGETS = {
 _OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")
 _REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
+_LINE_BREAK = re.compile(r"[\r\n\0]")
 _NO_CREDENTIALS = "Unable to locate credentials"
 
 
 class _Deadline:
     __slots__ = ("at", "expired")
 
-    def __init__(self) -> None:
-        self.at = float("inf")  # none while connecting: ``sock_connect`` bounds that
+    def __init__(self, at: float) -> None:
+        self.at = at
         self.expired = False
 
 
 class _ReadDeadlines:
     """The read timeouts of every request in flight, kept by one timer.
 
-    aiohttp's ``sock_read`` re-arms a timer on every chunk received; on the standard asyncio loop,
-    whose timer handles are Python objects, that costs about 6 µs per request, a tenth of the
-    whole request. Here a request gets its deadline when its connection is handed to it
-    (`_Connector`), and one sweep, every ``tick`` while requests are in flight, cancels the
-    requests past theirs; `FastTransport.call` turns that cancellation into ``ReadTimeoutError``.
-    A request times out between ``read_timeout`` and ``read_timeout + tick`` after connecting.
+    A timer per request costs about 6 µs on the standard asyncio loop, whose timer handles are
+    Python objects: a tenth of the whole request. Here a request gets its deadline when its
+    request is written (`start`), and one sweep, every ``tick`` while requests are in flight,
+    cancels the requests past theirs; `FastTransport.call` turns that cancellation into
+    ``ReadTimeoutError``. A request times out between ``read_timeout`` and ``read_timeout + tick``
+    after it was sent.
     """
 
     __slots__ = ("_handle", "_loop", "read_timeout", "tick", "waiting")
@@ -91,12 +96,11 @@ class _ReadDeadlines:
         self.waiting: dict[asyncio.Task[Any], _Deadline] = {}
         self._handle: asyncio.TimerHandle | None = None
 
-    def connected(self, task: asyncio.Task[Any]) -> None:
-        deadline = self.waiting.get(task)
-        if deadline is not None:
-            deadline.at = self._loop.time() + self.read_timeout
-            if self._handle is None:
-                self._handle = self._loop.call_later(self.tick, self._sweep)
+    def start(self, task: asyncio.Task[Any]) -> _Deadline:
+        deadline = self.waiting[task] = _Deadline(self._loop.time() + self.read_timeout)
+        if self._handle is None:
+            self._handle = self._loop.call_later(self.tick, self._sweep)
+        return deadline
 
     def _sweep(self) -> None:
         now = self._loop.time()
@@ -112,27 +116,6 @@ class _ReadDeadlines:
             self._handle = None
 
 
-class _Connector(aiohttp.TCPConnector):
-    """A `TCPConnector` that starts a request's read deadline once it has its connection."""
-
-    def __init__(self, deadlines: _ReadDeadlines, *, limit: int) -> None:
-        super().__init__(limit=limit, limit_per_host=0)
-        self._deadlines = deadlines
-
-    # aiohttp's signature, overridden: the timeout parameter is its own.
-    async def connect(
-        self,
-        req: aiohttp.ClientRequest,
-        traces: list[Trace],
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
-    ) -> Connection:
-        connection = await super().connect(req, traces, timeout)
-        task = asyncio.current_task(self._loop)
-        if task is not None:
-            self._deadlines.connected(task)
-        return connection
-
-
 class CredentialProvider(Protocol):
     """What botocore's and aiobotocore's credentials objects offer: a consistent snapshot of
     access key, secret key and token, refreshed first when they are about to expire."""
@@ -141,7 +124,7 @@ class CredentialProvider(Protocol):
 
 
 class FastTransport:
-    """A `Transport` that signs and sends DynamoDB's JSON itself over one aiohttp session.
+    """A `Transport` that signs and sends DynamoDB's JSON itself over one aiohttp connector.
 
     ``credentials`` is either fixed `Credentials` or a provider (aiobotocore's credentials from
     ``AioSession.get_credentials()``), asked at most once per second for a fresh snapshot (which
@@ -149,8 +132,9 @@ class FastTransport:
     refresh from a metadata service or SSO never blocks the event loop). ``None`` means none
     were found: every call is then refused with ``NoCredentialsError``, as botocore does.
 
-    The connector holds at most ``max_in_flight`` connections. ``connect_timeout`` bounds
-    establishing a connection, ``read_timeout`` the wait for the whole answer once connected.
+    The connector holds at most ``max_in_flight`` connections; a call waits for a free one.
+    ``connect_timeout`` bounds establishing a connection, ``read_timeout`` the wait for the whole
+    answer once the request is written.
 
     Create it inside a running event loop; `open_fast_transport` also resolves credentials,
     region and endpoint the way botocore does.
@@ -183,21 +167,19 @@ class FastTransport:
         self._clock = clock
         self._second = -1  # the whole second ``_stamp`` was made for
         self._stamp: Stamp | None = None
+        self._head = ""  # the request head up to the per-request headers, for ``_stamp``
         self._refreshed = -1  # the second of the last successful credentials refresh
         self._refresh_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._deadlines = _ReadDeadlines(self._loop, read_timeout)
-        self._session = aiohttp.ClientSession(
-            connector=_Connector(self._deadlines, limit=max_in_flight),
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=None, sock_connect=connect_timeout, sock_read=None
-            ),
-            headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"},
-            # The body's CRC32 is over the bytes as sent; DynamoDB is asked not to compress.
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            raise_for_status=False,
+        self._connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
+        # What the connector needs to know of a request to pick or open a connection for it:
+        # the same for every request (scheme, host, port, TLS verified by default).
+        self._request = aiohttp.ClientRequest("POST", self._url, loop=self._loop)
+        self._connect_timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect_timeout, sock_read=None
         )
+        self._request_line = f"POST {self._url.raw_path or '/'} HTTP/1.1\r\n"
 
     @property
     def endpoint_url(self) -> str:
@@ -221,35 +203,58 @@ class FastTransport:
         if second != self._second or stamp is None:
             stamp = await self._restamp(second)
         body = orjson.dumps(params)
-        headers = stamp.headers(target, body)
+        request = (
+            f"{self._head}X-Amz-Target: {target}\r\n"
+            f"Authorization: {stamp.authorization(target, body)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        try:
+            connection = await self._connector.connect(self._request, [], self._connect_timeout)
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
+            raise TransportError(
+                Outcome.UNREACHABLE, "ConnectTimeoutError", str(exc) or "connect timed out"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                Outcome.UNREACHABLE, "EndpointConnectionError", str(exc) or type(exc).__name__
+            ) from None
+        protocol = connection.protocol
+        writer = connection.transport
+        if protocol is None or writer is None or writer.is_closing():
+            connection.close()
+            raise TransportError(
+                Outcome.UNREACHABLE,
+                "EndpointConnectionError",
+                "the connection closed before the request was written",
+            )
         task = asyncio.current_task(self._loop)
         assert task is not None
-        deadline = _Deadline()
-        waiting = self._deadlines.waiting
-        waiting[task] = deadline
+        deadlines = self._deadlines
+        deadline = deadlines.start(task)
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as response:
-                raw = await response.read()
-                status = response.status
-                crc = response.headers.get("x-amz-crc32")
+            protocol.set_response_params(read_until_eof=True, auto_decompress=False)
+            writer.write(request)
+            message, payload = await protocol.read()
+            raw = await payload.read()
         except asyncio.CancelledError:
+            connection.close()
             if deadline.expired and task.uncancel() == 0:  # our read timeout, not the caller's
                 raise TransportError(
                     Outcome.AMBIGUOUS,
                     "ReadTimeoutError",
-                    f"no answer within read_timeout ({self._deadlines.read_timeout:g} s)",
+                    f"no answer within read_timeout ({deadlines.read_timeout:g} s)",
                 ) from None
             raise
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise TransportError(Outcome.UNREACHABLE, "ConnectTimeoutError", str(exc)) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise TransportError(Outcome.UNREACHABLE, "EndpointConnectionError", str(exc)) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except Exception as exc:  # written: whatever broke, it may have been applied
+            connection.close()
             raise TransportError(
                 Outcome.AMBIGUOUS, "ConnectionClosedError", str(exc) or type(exc).__name__
             ) from None
         finally:
-            del waiting[task]
+            del deadlines.waiting[task]
+        connection.release()  # back to the pool, or closed if the answer said so
+        status = message.code
+        crc = message.headers.get("x-amz-crc32")
         if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
             # Applied or not, the answer cannot be trusted: never retried as if not sent.
             raise TransportError(
@@ -278,7 +283,7 @@ class FastTransport:
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
         self._second = second
         if self._credentials is not None:
-            self._stamp = self._signer.stamp(self._credentials, amz_date)
+            self._use(self._signer.stamp(self._credentials, amz_date), self._credentials)
         if self._provider is None:
             if self._stamp is None:
                 raise TransportError(Outcome.REJECTED, "NoCredentialsError", _NO_CREDENTIALS)
@@ -316,12 +321,29 @@ class FastTransport:
             current = self._credentials = Credentials(access_key, secret_key, token)
         self._refreshed = second
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._second))
-        self._stamp = self._signer.stamp(current, amz_date)
+        self._use(self._signer.stamp(current, amz_date), current)
+
+    def _use(self, stamp: Stamp, credentials: Credentials) -> None:
+        """Sign with ``stamp`` from now on, and build the request head its requests share."""
+        if _LINE_BREAK.search(credentials.access_key + (credentials.token or "")):
+            # They would end a header line; the values themselves are not repeated here.
+            raise TransportError(
+                Outcome.REJECTED, "InvalidCredentials", "AWS credentials hold a line break"
+            )
+        headers = {
+            **stamp.fixed_headers,
+            "User-Agent": _USER_AGENT,
+            "Accept-Encoding": "identity",  # the CRC32 is over the body as sent: no compression
+        }
+        self._head = self._request_line + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        self._stamp = stamp
 
     async def aclose(self) -> None:
-        """Close the session and its connections. Idempotent."""
+        """Close the connector and its connections. Idempotent."""
         self._deadlines.close()
-        await self._session.close()
+        await self._connector.close()
 
 
 def _service_error(status: int, raw: bytes) -> TransportError:

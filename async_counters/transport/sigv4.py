@@ -152,6 +152,16 @@ class Stamp:
         outer.update(inner.digest())
         return outer.hexdigest()  # HMAC-SHA256(signing key, string to sign)
 
+    @property
+    def fixed_headers(self) -> dict[str, str]:
+        """The signed headers that are the same for every request of this stamp (``Host``,
+        ``Content-Type``, ``X-Amz-Date``, ``X-Amz-Security-Token``): a new dict."""
+        return self._base.copy()
+
+    def authorization(self, target: str, body: bytes) -> str:
+        """The ``Authorization`` header of a POST of ``body`` with ``X-Amz-Target: target``."""
+        return self._auth_head + self.signature(target, body)
+
     def headers(self, target: str, body: bytes) -> dict[str, str]:
         """The signed headers of one request (a new dict, the caller's to keep)."""
         headers = self._base.copy()

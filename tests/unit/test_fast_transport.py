@@ -42,7 +42,7 @@ async def test_fast_is_the_default_and_botocore_is_selectable() -> None:
         transport = pool._transport
         assert isinstance(transport, FastTransport)
         assert transport.region_name == "us-east-1"  # the loopback default
-    assert transport._session.closed  # the pool closed what it built
+    assert transport._connector.closed  # the pool closed what it built
 
 
 async def test_the_pool_sizes_the_connector_and_the_timeouts() -> None:
@@ -55,12 +55,10 @@ async def test_the_pool_sizes_the_connector_and_the_timeouts() -> None:
     ) as pool:
         transport = pool._transport
         assert isinstance(transport, FastTransport)
-        session = transport._session
-        assert session.connector is not None
-        assert session.connector.limit == 17
-        assert session.timeout.sock_connect == 1.5
+        assert transport._connector.limit == 17
+        assert transport._connect_timeout.sock_connect == 1.5
+        assert transport._connect_timeout.connect is None  # waiting for a free connection
         assert transport._deadlines.read_timeout == 2.5  # one sweep, not a timer per chunk
-        assert session.timeout.total is None
 
 
 @pytest.mark.parametrize(
