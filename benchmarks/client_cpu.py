@@ -11,10 +11,11 @@ Clients:
   aiobotocore     aiobotocore ``client.update_item``, botocore's retries off
   aiodynamo       aiodynamo over aiohttp (its own signing, no botocore)
   floor           aiohttp POST of prebuilt bytes and headers: the floor for any aiohttp client
-  floor-tuned     the same POST on a session configured as the fast transport's (no cookie jar,
-                  no decompression, no per-chunk read timer), to show what those settings alone
-                  are worth
-  transport       the pool's FastTransport.call alone, no pool (to split the pool's own cost off)
+  floor-tuned     the same POST on a session tuned for it (no cookie jar, no decompression, no
+                  per-chunk read timer), to show what session settings alone are worth
+  transport       the pool's FastTransport.call alone, no pool (to split the pool's own cost off):
+                  it signs each request, writes it on a connection of aiohttp's connector and
+                  reads the answer with aiohttp's parser, without ClientSession's machinery
   pool-botocore   CounterPool(transport="botocore").increment
   pool-fast       CounterPool(transport="fast").increment
 
@@ -65,7 +66,7 @@ LABELS = {
     "aiobotocore": "aiobotocore `client.update_item`, retries off",
     "aiodynamo": "aiodynamo + aiohttp",
     "floor": "aiohttp POST of prebuilt bytes (floor)",
-    "floor-tuned": "same POST, session tuned as the fast transport's",
+    "floor-tuned": "same POST, session tuned (no cookies, decompression, read timer)",
     "transport": "`FastTransport.call` alone (no pool)",
     "pool-botocore": 'pool `increment`, transport="botocore"',
     "pool-fast": 'pool `increment`, transport="fast"',

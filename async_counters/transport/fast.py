@@ -29,9 +29,11 @@ Nothing is ever re-sent here: every request reaches the server at most once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import http.client
 import re
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,6 +42,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from botocore.configprovider import ConfiguredEndpointProvider
+from botocore.utils import ensure_boolean
 from yarl import URL
 
 from . import Outcome, TransportError, outcome_for_code
@@ -134,7 +138,8 @@ class FastTransport:
 
     The connector holds at most ``max_in_flight`` connections; a call waits for a free one.
     ``connect_timeout`` bounds establishing a connection, ``read_timeout`` the wait for the whole
-    answer once the request is written.
+    answer once the request is written. An https endpoint's certificate is verified against
+    ``ssl_context`` when given, else against the system's trust store.
 
     Create it inside a running event loop; `open_fast_transport` also resolves credentials,
     region and endpoint the way botocore does.
@@ -149,6 +154,7 @@ class FastTransport:
         max_in_flight: int = 64,
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urlsplit(endpoint_url)
@@ -174,8 +180,10 @@ class FastTransport:
         self._deadlines = _ReadDeadlines(self._loop, read_timeout)
         self._connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
         # What the connector needs to know of a request to pick or open a connection for it:
-        # the same for every request (scheme, host, port, TLS verified by default).
-        self._request = aiohttp.ClientRequest("POST", self._url, loop=self._loop)
+        # the same for every request (scheme, host, port, how TLS is verified).
+        self._request = aiohttp.ClientRequest(
+            "POST", self._url, loop=self._loop, ssl=ssl_context if ssl_context is not None else True
+        )
         self._connect_timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=None
         )
@@ -235,6 +243,8 @@ class FastTransport:
             protocol.set_response_params(read_until_eof=True, auto_decompress=False)
             writer.write(request)
             message, payload = await protocol.read()
+            while 100 <= message.code < 200:  # an interim answer; the real one follows
+                message, payload = await protocol.read()
             raw = await payload.read()
         except asyncio.CancelledError:
             connection.close()
@@ -379,12 +389,54 @@ def _service_error(status: int, raw: bytes) -> TransportError:
     )
 
 
-def _session_region(session: Any) -> str | None:
-    if hasattr(session, "get_config_variable"):  # aiobotocore AioSession
-        region = session.get_config_variable("region")
-    else:  # aioboto3 Session
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Settings:
+    """What botocore reads from the environment and the profile for a DynamoDB client."""
+
+    region: str | None = None
+    endpoint_url: str | None = None  # AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, the profile's
+    use_fips: bool = False
+    use_dualstack: bool = False
+    ca_bundle: str | None = None  # AWS_CA_BUNDLE or the profile's ca_bundle
+
+
+def _read_settings(session: Any, *, endpoint: bool) -> _Settings:
+    """The session's settings, as botocore resolves them for a client (this may read the config
+    files: run it in a thread). ``endpoint``: the endpoint is still to be found."""
+    core = session
+    if not hasattr(core, "get_config_variable"):  # an aioboto3 Session wraps an aiobotocore one
+        core = getattr(session, "_session", None)
+    if core is None:  # a session of neither kind: only what it says of its region
         region = getattr(session, "region_name", None)
-    return region if isinstance(region, str) and region else None
+        return _Settings(region=region if isinstance(region, str) and region else None)
+    get = core.get_config_variable
+    region = get("region")
+    configured = None
+    if endpoint and not ensure_boolean(get("ignore_configured_endpoint_urls") or False):
+        configured = ConfiguredEndpointProvider(
+            full_config=core.full_config,
+            scoped_config=core.get_scoped_config(),
+            client_name="dynamodb",
+        ).provide()
+    ca_bundle = get("ca_bundle")
+    return _Settings(
+        region=region if isinstance(region, str) and region else None,
+        endpoint_url=configured if isinstance(configured, str) and configured else None,
+        use_fips=ensure_boolean(get("use_fips_endpoint") or False),
+        use_dualstack=ensure_boolean(get("use_dualstack_endpoint") or False),
+        ca_bundle=ca_bundle if isinstance(ca_bundle, str) and ca_bundle else None,
+    )
+
+
+def _verifying(ca_bundle: str) -> ssl.SSLContext:
+    """A TLS context that trusts the certificates in ``ca_bundle`` (reads the file)."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"the CA bundle {ca_bundle!r} (AWS_CA_BUNDLE or the profile's ca_bundle) cannot be "
+            f"used: {exc}"
+        ) from None
 
 
 async def _session_credentials(session: Any) -> CredentialProvider | None:
@@ -396,25 +448,34 @@ async def _session_credentials(session: Any) -> CredentialProvider | None:
 
 
 @functools.cache
-def _endpoint_hostname(region: str) -> str | None:
+def _endpoint_hostname(region: str, fips: bool, dualstack: bool) -> str | None:
     from botocore.loaders import create_loader
     from botocore.regions import EndpointResolver
 
     resolver = EndpointResolver(create_loader().load_data("endpoints"))
-    found = resolver.construct_endpoint("dynamodb", region)
+    found = resolver.construct_endpoint(
+        "dynamodb", region, use_fips_endpoint=fips, use_dualstack_endpoint=dualstack
+    )
     hostname = found.get("hostname") if found else None
     return hostname if isinstance(hostname, str) else None
 
 
-async def resolve_endpoint(region: str) -> str:
+async def resolve_endpoint(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
     """DynamoDB's regional HTTPS endpoint (``https://dynamodb.{region}.amazonaws.com`` and the
-    like in other partitions), from botocore's endpoint data, read once in a thread."""
-
+    like in other partitions; the FIPS and dual-stack variants on request), from botocore's
+    endpoint data, read once in a thread."""
     try:
-        hostname = await asyncio.to_thread(_endpoint_hostname, region)
+        hostname = await asyncio.to_thread(_endpoint_hostname, region, fips, dualstack)
     except Exception:
         hostname = None
-    return f"https://{hostname or f'dynamodb.{region}.amazonaws.com'}"
+    if hostname is None:
+        if fips or dualstack:
+            raise ValueError(
+                f"DynamoDB has no {'FIPS ' if fips else ''}{'dual-stack ' if dualstack else ''}"
+                f"endpoint known for region {region!r}"
+            )
+        hostname = f"dynamodb.{region}.amazonaws.com"
+    return f"https://{hostname}"
 
 
 async def open_fast_transport(
@@ -434,13 +495,18 @@ async def open_fast_transport(
     ``fallback_region``, else `ValueError`. Credentials: the session's provider chain
     (environment, profiles, SSO, container and instance roles), or, with
     ``placeholder_credentials``, the fixed pair ``local``/``local`` that local servers accept.
-    Endpoint: ``endpoint_url``, else the region's.
+    Endpoint: ``endpoint_url``, else the configured one (``AWS_ENDPOINT_URL_DYNAMODB``,
+    ``AWS_ENDPOINT_URL`` or the profile's, unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``), else
+    the region's (its FIPS or dual-stack variant with ``AWS_USE_FIPS_ENDPOINT`` or
+    ``AWS_USE_DUALSTACK_ENDPOINT``). TLS is verified against ``AWS_CA_BUNDLE`` or the profile's
+    ``ca_bundle`` when set, else the system's trust store.
     """
     if session is None:
         from aiobotocore.session import get_session
 
         session = get_session()
-    region = region_name or _session_region(session) or fallback_region
+    settings = await asyncio.to_thread(_read_settings, session, endpoint=endpoint_url is None)
+    region = region_name or settings.region or fallback_region
     if not region:
         raise ValueError(
             "no AWS region: pass region_name= or set AWS_DEFAULT_REGION (or a profile's)"
@@ -453,7 +519,12 @@ async def open_fast_transport(
     else:
         credentials = await _session_credentials(session)
     if endpoint_url is None:
-        endpoint_url = await resolve_endpoint(region)
+        endpoint_url = settings.endpoint_url or await resolve_endpoint(
+            region, fips=settings.use_fips, dualstack=settings.use_dualstack
+        )
+    ssl_context = None
+    if settings.ca_bundle and endpoint_url.lower().startswith("https:"):
+        ssl_context = await asyncio.to_thread(_verifying, settings.ca_bundle)
     return FastTransport(
         endpoint_url=endpoint_url,
         region_name=region,
@@ -461,4 +532,5 @@ async def open_fast_transport(
         max_in_flight=max_in_flight,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        ssl_context=ssl_context,
     )

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,7 +55,8 @@ class Recorded:
 @dataclass
 class Recorder:
     """Answers each request with the next scripted action: ``(status, body)``, ``(status, body,
-    crc)`` with a given ``x-amz-crc32`` (None: no header), ``"drop"``, or ``("late", seconds)``."""
+    crc)`` with a given ``x-amz-crc32`` (None: no header), ``"drop"``, ``("late", seconds)``, or
+    ``("interim", action)``: a ``100 Continue`` before the action's answer."""
 
     script: deque[Any] = field(default_factory=deque)
     seen: list[Recorded] = field(default_factory=list)
@@ -84,6 +88,9 @@ class Recorder:
                 if action[0] == "late":
                     await asyncio.sleep(action[1])
                     action = (200, OK_BODY)
+                if action[0] == "interim":  # a 100 Continue first, then the answer
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    action = action[1]
                 status, payload = action[0], action[1]
                 crc = action[2] if len(action) > 2 else str(zlib.crc32(payload))
                 crc_line = "" if crc is None else f"x-amz-crc32: {crc}\r\n"
@@ -409,6 +416,14 @@ async def test_a_corrupt_answer_is_ambiguous_and_never_resent(
     assert pool.stats.ambiguous == 1
 
 
+async def test_an_interim_answer_is_passed_over(recorder: Recorder) -> None:
+    recorder.script.append(("interim", (200, b'{"Attributes":{"count":{"N":"7"}}}')))
+    async with CounterPool("t", endpoint_url=recorder.url) as pool:
+        assert await pool.increment("a") == 7
+        assert await pool.increment("a") == 1  # and the connection is still in step
+    assert recorder.connections == 1
+
+
 async def test_no_crc_header_is_accepted(recorder: Recorder) -> None:
     recorder.script.append((200, OK_BODY, None))
     async with CounterPool("t", endpoint_url=recorder.url) as pool:
@@ -485,6 +500,113 @@ async def test_a_refused_connection_is_unreachable() -> None:
     finally:
         await transport.aclose()
     assert (info.value.outcome, info.value.code) == (Outcome.UNREACHABLE, "EndpointConnectionError")
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A CA's certificate, and a server certificate and key it signed for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path_factory.mktemp("tls")
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(
+        subject: str, key: Any, issuer: str, signer: Any, *, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = certificate("test CA", ca_key, "test CA", ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = certificate("127.0.0.1", server_key, "test CA", ca_key, ca=False)
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "server.pem", folder / "key.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+@pytest.fixture
+async def tls_recorder(tls_files: tuple[Path, Path, Path]) -> AsyncIterator[Recorder]:
+    _, cert_path, key_path = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    state = Recorder()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0, ssl=context)
+    state.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield state
+        server.close()
+
+
+async def test_https_is_verified_against_the_configured_ca_bundle(
+    tls_recorder: Recorder, tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tls_files[0]))
+    url = f"https://127.0.0.1:{tls_recorder.port}"
+    async with CounterPool("t", endpoint_url=url) as pool:
+        assert await pool.increment("a") == 1
+        assert await pool.increment("a") == 1  # the fixed answer; over the same connection
+    assert tls_recorder.connections == 1
+    host = f"127.0.0.1:{tls_recorder.port}"
+    assert [seen.headers["host"] for seen in tls_recorder.seen] == [host, host]
+
+
+async def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
+    tls_recorder: Recorder,
+) -> None:
+    transport = await open_fast_transport(
+        endpoint_url=f"https://127.0.0.1:{tls_recorder.port}",
+        region_name="us-east-1",
+        placeholder_credentials=True,
+    )
+    try:
+        with pytest.raises(TransportError) as info:
+            await transport.call("UpdateItem", UPDATE)
+    finally:
+        await transport.aclose()
+    assert info.value.outcome is Outcome.UNREACHABLE  # retried as never sent
+    assert "certificate" in str(info.value).lower()
+    assert tls_recorder.seen == []
 
 
 async def test_open_resolves_region_and_endpoint_like_botocore(

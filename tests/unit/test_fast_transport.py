@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiobotocore.session import get_session
 
 from async_counters import CounterPool
 from async_counters.transport import Outcome, TransportError
@@ -72,6 +74,67 @@ async def test_the_pool_sizes_the_connector_and_the_timeouts() -> None:
 )
 async def test_regional_endpoints(region: str, endpoint: str) -> None:
     assert await resolve_endpoint(region) == endpoint
+
+
+@pytest.mark.parametrize(
+    ("environment", "endpoint"),
+    [
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, "https://dynamodb-fips.eu-west-1.amazonaws.com"),
+        ({"AWS_USE_DUALSTACK_ENDPOINT": "true"}, "https://dynamodb.eu-west-1.api.aws"),
+        (
+            {"AWS_USE_FIPS_ENDPOINT": "true", "AWS_USE_DUALSTACK_ENDPOINT": "true"},
+            "https://dynamodb-fips.eu-west-1.api.aws",
+        ),
+        ({"AWS_ENDPOINT_URL": "http://10.1.2.3:8000"}, "http://10.1.2.3:8000"),
+        (
+            {
+                "AWS_ENDPOINT_URL": "http://10.1.2.3:8000",
+                "AWS_ENDPOINT_URL_DYNAMODB": "http://10.9.9.9:8001",
+            },
+            "http://10.9.9.9:8001",
+        ),
+        (
+            {
+                "AWS_ENDPOINT_URL_DYNAMODB": "http://10.9.9.9:8001",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+            },
+            "https://dynamodb.eu-west-1.amazonaws.com",
+        ),
+    ],
+    ids=["fips", "dual-stack", "fips-dual-stack", "endpoint-url", "service-endpoint", "ignored"],
+)
+async def test_the_endpoint_is_configured_as_botocore_configures_it(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], endpoint: str
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    transport = await open_fast_transport()
+    try:
+        assert transport.endpoint_url == endpoint
+    finally:
+        await transport.aclose()
+    async with get_session().create_client("dynamodb", region_name="eu-west-1") as client:
+        assert client.meta.endpoint_url == endpoint  # what the botocore transport would use
+
+
+async def test_a_given_endpoint_wins_over_the_configured_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://10.9.9.9:8001")
+    transport = await open_fast_transport(endpoint_url="http://127.0.0.1:9", region_name="x-y-1")
+    try:
+        assert transport.endpoint_url == "http://127.0.0.1:9"
+    finally:
+        await transport.aclose()
+
+
+async def test_an_unreadable_ca_bundle_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="CA bundle"):
+        await open_fast_transport(region_name="eu-west-1")
 
 
 @pytest.mark.parametrize("region", ["us-east-1.evil.example/", "US-EAST-1", "a b", "-x"])
