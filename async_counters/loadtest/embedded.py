@@ -99,13 +99,16 @@ class EmbeddedServer:
             "127.0.0.1",
             "--port",
             "0",
+            # The server stops when this pipe closes, which the system does for us however
+            # this process ends: a bench that is killed leaves no server behind.
+            "--exit-with-stdin",
             *self._arguments,
         ]
         self._process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             text=True,
             # Out of the terminal's process group: Ctrl-C reaches the bench, which stops the
             # workers, verifies, and only then stops the server.
@@ -152,8 +155,9 @@ class EmbeddedServer:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    stream.close()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -5,8 +5,10 @@
     async-counters local faults --endpoint-url http://127.0.0.1:8000 --error-after-apply 0.01
 
 Serving prints the endpoint URL on one line first (scripts and benchmarks read it from stdout),
-then runs until SIGINT or SIGTERM. `add_config_arguments` and `config_from_args` let another
-command (the load test) offer the same options.
+then runs until SIGINT or SIGTERM (or, with ``--exit-with-stdin``, until its standard input
+closes: how the load test makes sure a server it started never outlives it).
+`add_config_arguments` and `config_from_args` let another command (the load test) offer the same
+options.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ _FAULT_RATES: Final = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``local`` subcommand's flags and its ``ledger``/``faults`` actions."""
     add_config_arguments(parser)
+    parser.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="also stop when standard input closes: a parent that holds the other end of a pipe "
+        "takes the server with it however it ends, even killed",
+    )
     actions = parser.add_subparsers(dest="local_action", metavar="{ledger,faults}")
     ledger = actions.add_parser("ledger", help="print what a running server really applied")
     _add_endpoint_argument(ledger)
@@ -214,15 +222,22 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError, OSError) as exc:
         sys.stderr.write(f"async-counters local: {exc}\n")
         return 2
-    return _serve(config)
+    return _serve(config, exit_with_stdin=getattr(args, "exit_with_stdin", False))
 
 
-def _serve(config: LocalConfig) -> int:
+def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def on_end_of_input() -> None:
+        for _ in iter(lambda: sys.stdin.buffer.read(4096), b""):
+            pass  # whatever is written is ignored; only the end of input counts
+        stop.set()
+
+    if exit_with_stdin:
+        threading.Thread(target=on_end_of_input, name="stdin-watch", daemon=True).start()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with LocalDynamo.from_config(config) as server:

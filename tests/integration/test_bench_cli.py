@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +204,57 @@ async def test_verify_during_a_run_reports_workers_still_running(
     after = bench(*target, "--run-id", "live", command="verify")
     assert after.returncode == 0, after.stdout + after.stderr
     assert "final" in after.stdout
+
+
+def _serves(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_killed_bench_leaves_no_server_behind() -> None:
+    """SIGKILL gives the bench no chance to stop its embedded server: the server notices that
+    its standard input (a pipe from the bench) closed, and stops by itself."""
+    script = (
+        "import time\n"
+        "from async_counters.loadtest.config import ServerOptions\n"
+        "from async_counters.loadtest.embedded import EmbeddedServer\n"
+        "server = EmbeddedServer(ServerOptions(backend='fast')).__enter__()\n"
+        "print(server.endpoint_url, flush=True)\n"
+        "time.sleep(TIMEOUT)\n".replace("TIMEOUT", str(TIMEOUT))
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as bench_process:
+        try:
+            assert bench_process.stdout is not None
+            url = bench_process.stdout.readline().strip()
+            assert _serves(url)
+        finally:
+            bench_process.kill()
+    deadline = time.monotonic() + 15
+    while _serves(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _serves(url)
+
+
+def test_the_local_server_stops_when_its_input_closes() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "async_counters.local", "--backend", "fast", "--exit-with-stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None and server.stdin is not None
+            url = server.stdout.readline().strip()
+            assert _serves(url)
+            server.stdin.close()
+            assert server.wait(15) == 0
+            assert not _serves(url)
+        finally:
+            if server.poll() is None:
+                server.kill()
