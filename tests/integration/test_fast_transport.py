@@ -56,7 +56,8 @@ class Recorded:
 class Recorder:
     """Answers each request with the next scripted action: ``(status, body)``, ``(status, body,
     crc)`` with a given ``x-amz-crc32`` (None: no header), ``"drop"``, ``("late", seconds)``, or
-    ``("interim", action)``: a ``100 Continue`` before the action's answer."""
+    ``("interim", action)``: a ``100 Continue`` before the action's answer, ``("chunked", body)``:
+    a 200 sent in chunks, or ``("close", body)``: a 200 with ``Connection: close``, then closed."""
 
     script: deque[Any] = field(default_factory=deque)
     seen: list[Recorded] = field(default_factory=list)
@@ -67,6 +68,28 @@ class Recorder:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @staticmethod
+    async def _send_framed(writer: asyncio.StreamWriter, framing: str, payload: bytes) -> None:
+        """A 200 with ``payload`` sent in chunks, or with ``Connection: close`` and closed."""
+        crc = f"x-amz-crc32: {zlib.crc32(payload)}\r\n"
+        if framing == "chunked":
+            half = len(payload) // 2
+            chunks = b"".join(
+                b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:half], payload[half:])
+            )
+            writer.write(
+                f"HTTP/1.1 200 OK\r\n{crc}Transfer-Encoding: chunked\r\n\r\n".encode()
+                + chunks
+                + b"0\r\n\r\n"
+            )
+        else:
+            writer.write(
+                f"HTTP/1.1 200 OK\r\n{crc}Connection: close\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+        await writer.drain()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -91,6 +114,11 @@ class Recorder:
                 if action[0] == "interim":  # a 100 Continue first, then the answer
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     action = action[1]
+                if action[0] in ("chunked", "close"):
+                    await self._send_framed(writer, action[0], action[1])
+                    if action[0] == "close":
+                        return
+                    continue
                 status, payload = action[0], action[1]
                 crc = action[2] if len(action) > 2 else str(zlib.crc32(payload))
                 crc_line = "" if crc is None else f"x-amz-crc32: {crc}\r\n"
@@ -422,6 +450,22 @@ async def test_an_interim_answer_is_passed_over(recorder: Recorder) -> None:
         assert await pool.increment("a") == 7
         assert await pool.increment("a") == 1  # and the connection is still in step
     assert recorder.connections == 1
+
+
+async def test_a_chunked_answer_is_read_whole(recorder: Recorder) -> None:
+    recorder.script.append(("chunked", b'{"Attributes":{"count":{"N":"12345"}}}'))
+    async with CounterPool("t", endpoint_url=recorder.url) as pool:
+        assert await pool.increment("a") == 12345
+        assert await pool.increment("a") == 1  # and the connection is kept
+    assert recorder.connections == 1
+
+
+async def test_connection_close_is_honoured(recorder: Recorder) -> None:
+    recorder.script.extend([("close", OK_BODY), ("close", OK_BODY)])
+    async with CounterPool("t", endpoint_url=recorder.url, max_in_flight=1) as pool:
+        assert [await pool.increment("a") for _ in range(3)] == [1, 1, 1]
+    assert recorder.connections == 3  # a new connection after each close, none reused
+    assert pool.stats.ambiguous == 0
 
 
 async def test_no_crc_header_is_accepted(recorder: Recorder) -> None:
