@@ -665,6 +665,22 @@ async def test_open_resolves_region_and_endpoint_like_botocore(
         await transport.aclose()
 
 
+async def test_a_cancelled_caller_leaves_its_sent_write_to_finish(recorder: Recorder) -> None:
+    recorder.script.append(("late", 0.3))
+    async with CounterPool("t", endpoint_url=recorder.url) as pool:
+        caller = asyncio.create_task(pool.increment("a", 5))
+        await recorder.arrived.wait()  # on the wire
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert (pool.stats.detached, pool.stats.in_progress) == (1, 1)
+        flushed = await pool.flush()
+        assert (flushed.acknowledged, flushed.acknowledged_amount) == (1, 5)
+        assert (flushed.ambiguous, flushed.cancelled, flushed.in_progress) == (0, 0, 0)
+        assert await pool.increment("a") == 1  # on the same connection: the answer was read
+    assert recorder.connections == 1
+
+
 async def test_a_caller_cancelling_is_not_a_read_timeout(recorder: Recorder) -> None:
     recorder.script.append(("late", 1.0))
     transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=5.0)
