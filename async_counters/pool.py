@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import enum
 import itertools
@@ -34,6 +33,7 @@ from .errors import (
 )
 from .limiter import KeyLimiter
 from .retry import DEFAULT_RETRY, Backoff, RetryPolicy, is_retryable
+from .slots import Slots
 from .stats import PoolHooks, PoolStats, StatsRecorder
 from .transport import Outcome, Transport, TransportError, is_loopback_url
 
@@ -76,44 +76,6 @@ class _Write:
         self.floor = floor
         self.on_wire = False
         self.current: int | None = None  # the value a refused condition met, when known
-
-
-class _Slots:
-    """The pool-wide bound on requests in flight: a semaphore whose uncontended path is a plain
-    call, not a coroutine (this is on every request's path). Waiters are served in order."""
-
-    __slots__ = ("free", "waiters")
-
-    def __init__(self, size: int) -> None:
-        self.free = size
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def try_take(self) -> bool:
-        if self.free > 0 and not self.waiters:
-            self.free -= 1
-            return True
-        return False
-
-    async def take(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            await waiter  # release() hands its slot straight to the first waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed a slot, then cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(waiter)
-            raise
-
-    def release(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.free += 1
 
 
 class _Entry:
@@ -289,7 +251,7 @@ class CounterPool:
         self._state = _State.UNOPENED
         self._loop: asyncio.AbstractEventLoop  # set by open()
         self._exit_stack = contextlib.AsyncExitStack()
-        self._slots = _Slots(max_in_flight)
+        self._slots = Slots(max_in_flight)
         self._in_flight = 0
         self._limiter = KeyLimiter(clock=retry.clock, sleep=retry.sleep) if adaptive else None
         self._tasks: set[asyncio.Task[Any]] = set()

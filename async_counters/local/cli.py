@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from types import FrameType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from async_counters.local.config import (
     BACKEND_ENV,
@@ -231,13 +231,20 @@ def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    def on_end_of_input() -> None:
-        for _ in iter(lambda: sys.stdin.buffer.read(4096), b""):
-            pass  # whatever is written is ignored; only the end of input counts
-        stop.set()
+    def on_end_of_input(stream: BinaryIO) -> None:
+        try:
+            for _ in iter(lambda: stream.read(4096), b""):
+                pass  # whatever is written is ignored; only the end of input counts
+        finally:
+            stop.set()  # a read that fails ends the watch too: never serve on unwatched
 
     if exit_with_stdin:
-        threading.Thread(target=on_end_of_input, name="stdin-watch", daemon=True).start()
+        if sys.stdin is None:
+            sys.stderr.write("async-counters local: --exit-with-stdin, but there is no stdin\n")
+            return 2
+        threading.Thread(
+            target=on_end_of_input, args=(sys.stdin.buffer,), name="stdin-watch", daemon=True
+        ).start()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with LocalDynamo.from_config(config) as server:

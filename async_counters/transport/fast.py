@@ -42,10 +42,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.connector import Connection
+from aiohttp.http_parser import RawResponseMessage
 from botocore.configprovider import ConfiguredEndpointProvider
+from botocore.httpsession import get_cert_path
 from botocore.utils import ensure_boolean
 from yarl import URL
 
+from ..slots import Slots
 from . import Outcome, TransportError, outcome_for_code
 from .sigv4 import Credentials, Signer, Stamp, host_header
 
@@ -69,7 +73,11 @@ _OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")
 _REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
 _LINE_BREAK = re.compile(r"[\r\n\0]")
+#: Pooled connections tried before giving up, when each holds bytes nobody asked for.
+_CONNECT_ATTEMPTS = 3
 _NO_CREDENTIALS = "Unable to locate credentials"
+#: Where botocore sends region ``local``: DynamoDB Local's default address.
+LOCAL_ENDPOINT = "http://localhost:8000"
 
 
 class _Deadline:
@@ -162,6 +170,7 @@ class FastTransport:
             raise ValueError(f"endpoint_url must be an http(s) URL, got {endpoint_url!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("endpoint_url must not carry a query, a fragment or user info")
+        _check_region(region_name)
         self._url = URL(endpoint_url)
         self._signer = Signer(host=host_header(endpoint_url), region=region_name, path=parts.path)
         if isinstance(credentials, Credentials):
@@ -178,6 +187,9 @@ class FastTransport:
         self._refresh_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._deadlines = _ReadDeadlines(self._loop, read_timeout)
+        # The transport's own bound comes first: a caller cancelled while waiting in it always
+        # passes its turn on, which the connector's own queue does not promise.
+        self._slots = Slots(max_in_flight)
         self._connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
         # What the connector needs to know of a request to pick or open a connection for it:
         # the same for every request (scheme, host, port, how TLS is verified).
@@ -216,53 +228,17 @@ class FastTransport:
             f"Authorization: {stamp.authorization(target, body)}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        try:
-            connection = await self._connector.connect(self._request, [], self._connect_timeout)
-        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
-            raise TransportError(
-                Outcome.UNREACHABLE, "ConnectTimeoutError", str(exc) or "connect timed out"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(
-                Outcome.UNREACHABLE, "EndpointConnectionError", str(exc) or type(exc).__name__
-            ) from None
-        protocol = connection.protocol
-        writer = connection.transport
-        if protocol is None or writer is None or writer.is_closing():
-            connection.close()
-            raise TransportError(
-                Outcome.UNREACHABLE,
-                "EndpointConnectionError",
-                "the connection closed before the request was written",
-            )
         task = asyncio.current_task(self._loop)
-        assert task is not None
-        deadlines = self._deadlines
-        deadline = deadlines.start(task)
+        if task is None:
+            raise RuntimeError("FastTransport.call must run in a task of the loop that made it")
+        slots = self._slots
+        if not slots.try_take():
+            await slots.take()
         try:
-            protocol.set_response_params(read_until_eof=True, auto_decompress=False)
-            writer.write(request)
-            message, payload = await protocol.read()
-            while 100 <= message.code < 200:  # an interim answer; the real one follows
-                message, payload = await protocol.read()
-            raw = await payload.read()
-        except asyncio.CancelledError:
-            connection.close()
-            if deadline.expired and task.uncancel() == 0:  # our read timeout, not the caller's
-                raise TransportError(
-                    Outcome.AMBIGUOUS,
-                    "ReadTimeoutError",
-                    f"no answer within read_timeout ({deadlines.read_timeout:g} s)",
-                ) from None
-            raise
-        except Exception as exc:  # written: whatever broke, it may have been applied
-            connection.close()
-            raise TransportError(
-                Outcome.AMBIGUOUS, "ConnectionClosedError", str(exc) or type(exc).__name__
-            ) from None
+            connection = await self._connect()
+            message, raw = await self._exchange(connection, task, request)
         finally:
-            del deadlines.waiting[task]
-        connection.release()  # back to the pool, or closed if the answer said so
+            slots.release()
         status = message.code
         crc = message.headers.get("x-amz-crc32")
         if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
@@ -287,6 +263,76 @@ class FastTransport:
                 )
             return parsed
         raise _service_error(status, raw)
+
+    async def _connect(self) -> Connection:
+        """A connection with nothing left on it of an earlier exchange; UNREACHABLE if none can
+        be had (nothing was sent)."""
+        for _ in range(_CONNECT_ATTEMPTS):
+            try:
+                connection = await self._connector.connect(self._request, [], self._connect_timeout)
+            except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
+                raise TransportError(
+                    Outcome.UNREACHABLE, "ConnectTimeoutError", str(exc) or "connect timed out"
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise TransportError(
+                    Outcome.UNREACHABLE, "EndpointConnectionError", str(exc) or type(exc).__name__
+                ) from None
+            protocol = connection.protocol
+            writer = connection.transport
+            if (
+                protocol is not None
+                and writer is not None
+                and not writer.is_closing()
+                and not protocol.should_close
+            ):
+                return connection
+            # Closed while idle, or holding bytes nobody asked for (a server that answered
+            # twice): read next, they would pass for this request's answer. Never reused.
+            connection.close()
+        raise TransportError(
+            Outcome.UNREACHABLE,
+            "EndpointConnectionError",
+            f"no clean connection in {_CONNECT_ATTEMPTS} tries (the server sends unasked bytes)",
+        )
+
+    async def _exchange(
+        self, connection: Connection, task: asyncio.Task[Any], request: bytes
+    ) -> tuple[RawResponseMessage, bytes]:
+        """Write ``request`` on ``connection`` and read its whole answer; AMBIGUOUS on failure."""
+        protocol = connection.protocol
+        writer = connection.transport
+        assert protocol is not None and writer is not None  # checked by `_connect`, no await since
+        deadlines = self._deadlines
+        deadline = deadlines.start(task)
+        try:
+            protocol.set_response_params(read_until_eof=True, auto_decompress=False)
+            writer.write(request)
+            message, payload = await protocol.read()
+            while 100 <= message.code < 200:  # an interim answer; the real one follows
+                message, payload = await protocol.read()
+            raw = await payload.read()
+        except asyncio.CancelledError:
+            connection.close()
+            if deadline.expired and task.uncancel() == 0:  # our read timeout, not the caller's
+                raise TransportError(
+                    Outcome.AMBIGUOUS,
+                    "ReadTimeoutError",
+                    f"no answer within read_timeout ({deadlines.read_timeout:g} s)",
+                ) from None
+            raise
+        except Exception as exc:  # written: whatever broke, it may have been applied
+            connection.close()
+            raise TransportError(
+                Outcome.AMBIGUOUS, "ConnectionClosedError", str(exc) or type(exc).__name__
+            ) from None
+        except BaseException:
+            connection.close()
+            raise
+        finally:
+            del deadlines.waiting[task]
+        connection.release()  # back to the pool, or closed if the answer said so
+        return message, raw
 
     async def _restamp(self, second: int) -> Stamp:
         """The signing stamp for this second, asking the credentials provider once a second."""
@@ -354,6 +400,17 @@ class FastTransport:
         """Close the connector and its connections. Idempotent."""
         self._deadlines.close()
         await self._connector.close()
+
+
+def _check_region(region: str) -> None:
+    """Refuse what is not a region name before it is put in a header or a host name."""
+    if not isinstance(region, str) or not _REGION.fullmatch(region) or len(region) > 63:
+        raise ValueError(f"not an AWS region name: {region!r}")
+    if "fips" in region.split("-"):
+        raise ValueError(
+            f"{region!r} is a FIPS pseudo-region: give the region itself and set "
+            "AWS_USE_FIPS_ENDPOINT=true (or use_fips_endpoint in the profile)"
+        )
 
 
 def _service_error(status: int, raw: bytes) -> TransportError:
@@ -498,8 +555,9 @@ async def open_fast_transport(
     Endpoint: ``endpoint_url``, else the configured one (``AWS_ENDPOINT_URL_DYNAMODB``,
     ``AWS_ENDPOINT_URL`` or the profile's, unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``), else
     the region's (its FIPS or dual-stack variant with ``AWS_USE_FIPS_ENDPOINT`` or
-    ``AWS_USE_DUALSTACK_ENDPOINT``). TLS is verified against ``AWS_CA_BUNDLE`` or the profile's
-    ``ca_bundle`` when set, else the system's trust store.
+    ``AWS_USE_DUALSTACK_ENDPOINT``); region ``local`` is DynamoDB Local at ``localhost:8000``.
+    TLS is verified against ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` when set, else
+    against botocore's default bundle (certifi's when installed), as botocore does.
     """
     if session is None:
         from aiobotocore.session import get_session
@@ -511,8 +569,10 @@ async def open_fast_transport(
         raise ValueError(
             "no AWS region: pass region_name= or set AWS_DEFAULT_REGION (or a profile's)"
         )
-    if not _REGION.fullmatch(region) or len(region) > 63:
-        raise ValueError(f"not an AWS region name: {region!r}")
+    _check_region(region)
+    if region == "local":  # botocore's name for DynamoDB Local on this machine
+        endpoint_url = endpoint_url or LOCAL_ENDPOINT
+        region = "us-east-1"  # what botocore signs for it
     credentials: Credentials | CredentialProvider | None
     if placeholder_credentials:
         credentials = Credentials("local", "local")
@@ -523,8 +583,9 @@ async def open_fast_transport(
             region, fips=settings.use_fips, dualstack=settings.use_dualstack
         )
     ssl_context = None
-    if settings.ca_bundle and endpoint_url.lower().startswith("https:"):
-        ssl_context = await asyncio.to_thread(_verifying, settings.ca_bundle)
+    if endpoint_url.lower().startswith("https:"):
+        # As botocore: the configured bundle, else its default one (certifi's, or its own).
+        ssl_context = await asyncio.to_thread(_verifying, settings.ca_bundle or get_cert_path(True))
     return FastTransport(
         endpoint_url=endpoint_url,
         region_name=region,

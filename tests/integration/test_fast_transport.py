@@ -57,7 +57,8 @@ class Recorder:
     """Answers each request with the next scripted action: ``(status, body)``, ``(status, body,
     crc)`` with a given ``x-amz-crc32`` (None: no header), ``"drop"``, ``("late", seconds)``, or
     ``("interim", action)``: a ``100 Continue`` before the action's answer, ``("chunked", body)``:
-    a 200 sent in chunks, or ``("close", body)``: a 200 with ``Connection: close``, then closed."""
+    a 200 sent in chunks, ``("close", body)``: a 200 with ``Connection: close``, then closed, or
+    ``("then-unasked",)``: a 200, then, while the connection idles, an answer nobody asked for."""
 
     script: deque[Any] = field(default_factory=deque)
     seen: list[Recorded] = field(default_factory=list)
@@ -114,6 +115,9 @@ class Recorder:
                 if action[0] == "interim":  # a 100 Continue first, then the answer
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     action = action[1]
+                unasked = action[0] == "then-unasked"
+                if unasked:
+                    action = (200, OK_BODY)
                 if action[0] in ("chunked", "close"):
                     await self._send_framed(writer, action[0], action[1])
                     if action[0] == "close":
@@ -128,6 +132,14 @@ class Recorder:
                     + payload
                 )
                 await writer.drain()
+                if unasked:  # a moment later, while the connection idles, a second answer
+                    await asyncio.sleep(0.05)
+                    stale = b'{"__type":"#ValidationException","message":"unasked"}'
+                    writer.write(
+                        f"HTTP/1.1 400 X\r\nx-amz-crc32: {zlib.crc32(stale)}\r\n"
+                        f"Content-Length: {len(stale)}\r\n\r\n".encode()
+                        + stale
+                    )
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -458,6 +470,37 @@ async def test_a_chunked_answer_is_read_whole(recorder: Recorder) -> None:
         assert await pool.increment("a") == 12345
         assert await pool.increment("a") == 1  # and the connection is kept
     assert recorder.connections == 1
+
+
+async def test_an_answer_nobody_asked_for_is_never_taken_for_the_next(
+    recorder: Recorder,
+) -> None:
+    recorder.script.append(("then-unasked",))
+    transport = _fast(recorder.url, Credentials("local", "local"), max_in_flight=1)
+    try:
+        assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
+        await asyncio.sleep(0.2)  # the unasked answer arrives on the idle pooled connection
+        assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
+    finally:
+        await transport.aclose()
+    assert recorder.connections == 2  # the tainted connection was closed, not reused
+
+
+async def test_the_in_flight_bound_survives_cancelled_waiters(recorder: Recorder) -> None:
+    recorder.script.extend([("late", 0.05)] * 6)
+    transport = _fast(recorder.url, Credentials("local", "local"), max_in_flight=1)
+    try:
+        calls = [asyncio.create_task(transport.call("UpdateItem", UPDATE)) for _ in range(6)]
+        for index in (1, 3, 4):
+            await asyncio.sleep(0.03)
+            calls[index].cancel()  # waiting for the one connection, or on it
+        done = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+    finally:
+        await transport.aclose()
+    answered = [result for result in done if isinstance(result, dict)]
+    assert len(answered) + sum(isinstance(r, asyncio.CancelledError) for r in done) == 6
+    assert len(answered) >= 3
+    assert recorder.connections <= 3  # one at a time (a cancelled exchange's is closed)
 
 
 async def test_connection_close_is_honoured(recorder: Recorder) -> None:

@@ -137,6 +137,31 @@ async def test_an_unreadable_ca_bundle_is_a_clear_error(
         await open_fast_transport(region_name="eu-west-1")
 
 
+async def test_region_local_is_dynamodb_local_as_in_botocore() -> None:
+    transport = await open_fast_transport(region_name="local")
+    try:
+        assert (transport.endpoint_url, transport.region_name) == (
+            "http://localhost:8000",
+            "us-east-1",
+        )
+    finally:
+        await transport.aclose()
+    async with get_session().create_client("dynamodb", region_name="local") as client:
+        assert client.meta.endpoint_url == "http://localhost:8000"
+
+
+@pytest.mark.parametrize("region", ["us-east-1-fips", "fips-us-gov-west-1"])
+async def test_a_fips_pseudo_region_is_refused_with_the_way_to_fips(region: str) -> None:
+    with pytest.raises(ValueError, match="AWS_USE_FIPS_ENDPOINT"):
+        await open_fast_transport(region_name=region)
+
+
+@pytest.mark.parametrize("region", ["eu-west-1\r\nX-Injected: 1", "", "a/b"])
+async def test_a_transport_refuses_a_region_that_is_not_one(region: str) -> None:
+    with pytest.raises(ValueError, match="region"):
+        FastTransport(endpoint_url="http://127.0.0.1:9", region_name=region, credentials=None)
+
+
 @pytest.mark.parametrize("region", ["us-east-1.evil.example/", "US-EAST-1", "a b", "-x"])
 async def test_a_region_is_never_spliced_into_a_url_unchecked(region: str) -> None:
     with pytest.raises(ValueError, match="region"):

@@ -1,4 +1,4 @@
-"""The pool's in-flight bound: taken without a coroutine when free, handed over in order."""
+"""The in-flight bound: taken without a coroutine when free, handed over in order."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from async_counters.pool import _Slots
+from async_counters.slots import Slots
 
 
 async def test_slots_are_handed_to_waiters_in_order() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_take()
     assert not slots.try_take()
     order: list[int] = []
@@ -30,7 +30,7 @@ async def test_slots_are_handed_to_waiters_in_order() -> None:
 
 
 async def test_a_cancelled_waiter_neither_loses_nor_keeps_a_slot() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_take()
     first = asyncio.create_task(slots.take())
     second = asyncio.create_task(slots.take())
