@@ -73,6 +73,8 @@ _OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")
 _REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
 _LINE_BREAK = re.compile(r"[\r\n\0]")
+#: How long an idle connection is kept for reuse.
+_KEEPALIVE_SECONDS = 15.0
 #: Pooled connections tried before giving up, when each holds bytes nobody asked for.
 _CONNECT_ATTEMPTS = 3
 _NO_CREDENTIALS = "Unable to locate credentials"
@@ -190,7 +192,12 @@ class FastTransport:
         # The transport's own bound comes first: a caller cancelled while waiting in it always
         # passes its turn on, which the connector's own queue does not promise.
         self._slots = Slots(max_in_flight)
-        self._connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
+        # Idle connections are dropped after 15 s, well before DynamoDB closes them (about a
+        # minute): a write sent on a connection the server has just closed could only be
+        # reported ambiguous.
+        self._connector = aiohttp.TCPConnector(
+            limit=max_in_flight, limit_per_host=0, keepalive_timeout=_KEEPALIVE_SECONDS
+        )
         # What the connector needs to know of a request to pick or open a connection for it:
         # the same for every request (scheme, host, port, how TLS is verified).
         self._request = aiohttp.ClientRequest(
