@@ -29,6 +29,7 @@ Nothing is ever re-sent here: every request reaches the server at most once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import functools
 import http.client
@@ -46,11 +47,11 @@ from aiohttp.connector import Connection
 from aiohttp.http_parser import RawResponseMessage
 from botocore.configprovider import ConfiguredEndpointProvider
 from botocore.httpsession import get_cert_path
-from botocore.utils import ensure_boolean
+from botocore.utils import ensure_boolean, get_environ_proxies
 from yarl import URL
 
 from ..slots import Slots
-from . import Outcome, TransportError, outcome_for_code
+from . import Outcome, TransportError, is_loopback_url, outcome_for_code
 from .sigv4 import Credentials, Signer, Stamp, host_header
 
 __all__ = ["CredentialProvider", "FastTransport", "open_fast_transport", "resolve_endpoint"]
@@ -149,7 +150,9 @@ class FastTransport:
     The connector holds at most ``max_in_flight`` connections; a call waits for a free one.
     ``connect_timeout`` bounds establishing a connection, ``read_timeout`` the wait for the whole
     answer once the request is written. An https endpoint's certificate is verified against
-    ``ssl_context`` when given, else against the system's trust store.
+    ``ssl_context`` when given, else against the system's trust store. ``proxy``
+    (``http://[user:password@]host:port``): an https endpoint is reached through a ``CONNECT``
+    tunnel, an http one by sending the proxy the request.
 
     Create it inside a running event loop; `open_fast_transport` also resolves credentials,
     region and endpoint the way botocore does.
@@ -165,6 +168,7 @@ class FastTransport:
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urlsplit(endpoint_url)
@@ -198,15 +202,27 @@ class FastTransport:
         self._connector = aiohttp.TCPConnector(
             limit=max_in_flight, limit_per_host=0, keepalive_timeout=_KEEPALIVE_SECONDS
         )
+        proxy_url, proxy_auth = _proxy(proxy)
         # What the connector needs to know of a request to pick or open a connection for it:
-        # the same for every request (scheme, host, port, how TLS is verified).
+        # the same for every request (scheme, host, port, how TLS is verified, the proxy).
         self._request = aiohttp.ClientRequest(
-            "POST", self._url, loop=self._loop, ssl=ssl_context if ssl_context is not None else True
+            "POST",
+            self._url,
+            loop=self._loop,
+            ssl=ssl_context if ssl_context is not None else True,
+            proxy=proxy_url,
+            proxy_headers=None if proxy_auth is None else {"Proxy-Authorization": proxy_auth},
         )
         self._connect_timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=None
         )
-        self._request_line = f"POST {self._url.raw_path or '/'} HTTP/1.1\r\n"
+        path = self._url.raw_path or "/"
+        if proxy_url is None or self._url.scheme == "https":  # direct, or through a tunnel
+            self._request_line = f"POST {path} HTTP/1.1\r\n"
+        else:  # to an HTTP proxy, which forwards it: the absolute form, and its credentials
+            self._request_line = f"POST {parts.scheme}://{self._signer.host}{path} HTTP/1.1\r\n"
+            if proxy_auth is not None:
+                self._request_line += f"Proxy-Authorization: {proxy_auth}\r\n"
 
     @property
     def endpoint_url(self) -> str:
@@ -409,6 +425,32 @@ class FastTransport:
         await self._connector.close()
 
 
+def _proxy(proxy: str | None) -> tuple[URL | None, str | None]:
+    """The proxy's URL without its credentials, and its ``Proxy-Authorization`` value (read as
+    botocore reads a proxy: one written without a scheme is an ``http://`` one)."""
+    if proxy is None:
+        return None, None
+    if "://" not in proxy:
+        proxy = ("http:" if proxy.startswith("//") else "http://") + proxy
+    url = URL(proxy)
+    if url.scheme not in ("http", "https") or not url.host or _LINE_BREAK.search(proxy):
+        raise ValueError("proxy must be an http(s) URL")  # not repeated: it may hold a password
+    if url.user is None and url.password is None:
+        return url, None
+    pair = f"{url.user or ''}:{url.password or ''}".encode()
+    return url.with_user(None), "Basic " + base64.b64encode(pair).decode()
+
+
+def _environment_proxy(endpoint_url: str) -> str | None:
+    """The proxy botocore would use for ``endpoint_url``: ``HTTPS_PROXY``/``HTTP_PROXY`` by its
+    scheme, unless ``NO_PROXY`` names the host; never one for this machine's own addresses,
+    which no proxy can reach. (Reads the environment, and on some systems their settings.)"""
+    if is_loopback_url(endpoint_url):
+        return None
+    proxy = get_environ_proxies(endpoint_url).get(urlsplit(endpoint_url).scheme)
+    return proxy if isinstance(proxy, str) and proxy else None
+
+
 def _check_region(region: str) -> None:
     """Refuse what is not a region name before it is put in a header or a host name."""
     if not isinstance(region, str) or not _REGION.fullmatch(region) or len(region) > 63:
@@ -564,7 +606,9 @@ async def open_fast_transport(
     the region's (its FIPS or dual-stack variant with ``AWS_USE_FIPS_ENDPOINT`` or
     ``AWS_USE_DUALSTACK_ENDPOINT``); region ``local`` is DynamoDB Local at ``localhost:8000``.
     TLS is verified against ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` when set, else
-    against botocore's default bundle (certifi's when installed), as botocore does.
+    against botocore's default bundle (certifi's when installed), as botocore does. A proxy in
+    ``HTTPS_PROXY``/``HTTP_PROXY`` is used as botocore uses it (``NO_PROXY`` honoured), except
+    for a loopback endpoint.
     """
     if session is None:
         from aiobotocore.session import get_session
@@ -589,6 +633,7 @@ async def open_fast_transport(
         endpoint_url = settings.endpoint_url or await resolve_endpoint(
             region, fips=settings.use_fips, dualstack=settings.use_dualstack
         )
+    proxy = await asyncio.to_thread(_environment_proxy, endpoint_url)
     ssl_context = None
     if endpoint_url.lower().startswith("https:"):
         # As botocore: the configured bundle, else its default one (certifi's, or its own).
@@ -601,4 +646,5 @@ async def open_fast_transport(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         ssl_context=ssl_context,
+        proxy=proxy,
     )

@@ -9,6 +9,7 @@ see the same answer, they must classify it alike.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import json
@@ -694,6 +695,103 @@ async def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
     assert info.value.outcome is Outcome.UNREACHABLE  # retried as never sent
     assert "certificate" in str(info.value).lower()
     assert tls_recorder.seen == []
+
+
+@dataclass
+class Proxy:
+    """A forward proxy on 127.0.0.1: ``CONNECT`` tunnels, and absolute-form requests passed on
+    as they are; keeps the first request line of each connection and its credentials."""
+
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)
+    port: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
+            credentials = None
+            for line in head.decode("latin-1").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "proxy-authorization":
+                    credentials = value.strip()
+            self.seen.append((method, target, credentials))
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+            else:
+                authority = target.split("://", 1)[1].split("/", 1)[0]
+                host, port = authority.rsplit(":", 1)
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            if method == "CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                upstream_writer.write(head)
+
+            async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await source.read(65536):
+                        sink.write(data)
+                        await sink.drain()
+                finally:
+                    sink.close()
+
+            await asyncio.gather(
+                pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+            )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Proxy]:
+    state = Proxy()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield state
+        server.close()
+
+
+PROXY_CREDENTIALS = "Basic " + base64.b64encode(b"user:pa ss").decode()
+
+
+async def test_an_http_endpoint_through_a_proxy(recorder: Recorder, proxy: Proxy) -> None:
+    transport = _fast(
+        recorder.url,
+        Credentials("local", "local"),
+        proxy=f"http://user:pa%20ss@127.0.0.1:{proxy.port}",
+    )
+    try:
+        for _ in range(3):
+            assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
+    finally:
+        await transport.aclose()
+    assert len(proxy.seen) <= 2
+    # aiohttp files a proxied connection under a key that changes once, after the first
+    # connect (it adds Host to the proxy headers): a second connection, then reuse.
+    assert set(proxy.seen) == {("POST", f"{recorder.url}/", PROXY_CREDENTIALS)}
+    assert len(recorder.seen) == 3
+    assert recorder.seen[0].headers["host"] == f"127.0.0.1:{recorder.port}"  # as signed
+
+
+async def test_an_https_endpoint_through_a_proxy_tunnel(
+    tls_recorder: Recorder, tls_files: tuple[Path, Path, Path], proxy: Proxy
+) -> None:
+    transport = FastTransport(
+        endpoint_url=f"https://127.0.0.1:{tls_recorder.port}",
+        region_name="eu-west-1",
+        credentials=Credentials("local", "local"),
+        ssl_context=ssl.create_default_context(cafile=tls_files[0]),
+        proxy=f"http://user:pa%20ss@127.0.0.1:{proxy.port}",
+    )
+    try:
+        for _ in range(2):
+            assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
+    finally:
+        await transport.aclose()
+    assert set(proxy.seen) == {("CONNECT", f"127.0.0.1:{tls_recorder.port}", PROXY_CREDENTIALS)}
+    assert len(tls_recorder.seen) == 2
 
 
 async def test_open_resolves_region_and_endpoint_like_botocore(

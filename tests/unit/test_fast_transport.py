@@ -137,6 +137,69 @@ async def test_an_unreadable_ca_bundle_is_a_clear_error(
         await open_fast_transport(region_name="eu-west-1")
 
 
+@pytest.mark.parametrize(
+    ("environment", "endpoint", "proxy"),
+    [
+        ({"HTTPS_PROXY": "http://proxy.example:3128"}, None, "http://proxy.example:3128"),
+        ({"HTTPS_PROXY": "proxy.example:3128"}, None, "http://proxy.example:3128"),
+        ({"HTTP_PROXY": "http://proxy.example:3128"}, None, None),  # not for https
+        (
+            {"HTTPS_PROXY": "http://proxy.example:3128", "NO_PROXY": ".amazonaws.com"},
+            None,
+            None,
+        ),
+        (
+            {"HTTP_PROXY": "http://proxy.example:3128"},
+            "http://10.1.2.3:8000",
+            "http://proxy.example:3128",
+        ),
+        ({"HTTP_PROXY": "http://proxy.example:3128"}, "http://127.0.0.1:8000", None),
+    ],
+    ids=["https-proxy", "no-scheme", "http-proxy-only", "no-proxy", "http-endpoint", "loopback"],
+)
+async def test_the_proxy_is_chosen_as_botocore_chooses_it(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    endpoint: str | None,
+    proxy: str | None,
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    transport = await open_fast_transport(endpoint_url=endpoint, region_name="eu-west-1")
+    try:
+        chosen = transport._request.proxy
+        assert (str(chosen) if chosen is not None else None) == proxy
+    finally:
+        await transport.aclose()
+
+
+async def test_proxy_credentials_are_taken_out_of_its_url() -> None:
+    transport = FastTransport(
+        endpoint_url="http://10.1.2.3:8000",
+        region_name="eu-west-1",
+        credentials=None,
+        proxy="http://user:top-secret@proxy.example:3128",
+    )
+    try:
+        assert str(transport._request.proxy) == "http://proxy.example:3128"
+        assert "top-secret" not in repr(transport)
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.parametrize("proxy", ["ftp://proxy.example", "http://", "http://p\r\nX: 1"])
+async def test_an_odd_proxy_is_refused(proxy: str) -> None:
+    with pytest.raises(ValueError, match="proxy must be"):
+        FastTransport(
+            endpoint_url="http://10.1.2.3:8000",
+            region_name="eu-west-1",
+            credentials=None,
+            proxy=proxy,
+        )
+
+
 async def test_region_local_is_dynamodb_local_as_in_botocore() -> None:
     transport = await open_fast_transport(region_name="local")
     try:
