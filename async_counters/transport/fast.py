@@ -216,13 +216,14 @@ class FastTransport:
         self._connect_timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=None
         )
+        # The request line, and for a plain-HTTP proxy its credentials: the head's fixed start.
         path = self._url.raw_path or "/"
         if proxy_url is None or self._url.scheme == "https":  # direct, or through a tunnel
-            self._request_line = f"POST {path} HTTP/1.1\r\n"
+            self._head_start = f"POST {path} HTTP/1.1\r\n"
         else:  # to an HTTP proxy, which forwards it: the absolute form, and its credentials
-            self._request_line = f"POST {parts.scheme}://{self._signer.host}{path} HTTP/1.1\r\n"
+            self._head_start = f"POST {parts.scheme}://{self._signer.host}{path} HTTP/1.1\r\n"
             if proxy_auth is not None:
-                self._request_line += f"Proxy-Authorization: {proxy_auth}\r\n"
+                self._head_start += f"Proxy-Authorization: {proxy_auth}\r\n"
 
     @property
     def endpoint_url(self) -> str:
@@ -414,7 +415,7 @@ class FastTransport:
             "User-Agent": _USER_AGENT,
             "Accept-Encoding": "identity",  # the CRC32 is over the body as sent: no compression
         }
-        self._head = self._request_line + "".join(
+        self._head = self._head_start + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
         self._stamp = stamp
