@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -20,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
@@ -147,14 +148,29 @@ class Recorder:
             writer.close()
 
 
-@pytest.fixture
-async def recorder() -> AsyncIterator[Recorder]:
-    state = Recorder()
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+class _Server(Protocol):
+    port: int
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Server)
+
+
+@contextlib.asynccontextmanager
+async def serving(state: _S, context: ssl.SSLContext | None = None) -> AsyncIterator[_S]:
+    """``state`` serving on 127.0.0.1 (over TLS with ``context``), its port filled in."""
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0, ssl=context)
     state.port = server.sockets[0].getsockname()[1]
     async with server:
         yield state
         server.close()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    async with serving(Recorder()) as state:
+        yield state
 
 
 class Clock:
@@ -658,12 +674,8 @@ async def tls_recorder(tls_files: tuple[Path, Path, Path]) -> AsyncIterator[Reco
     _, cert_path, key_path = tls_files
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
-    state = Recorder()
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0, ssl=context)
-    state.port = server.sockets[0].getsockname()[1]
-    async with server:
+    async with serving(Recorder(), context) as state:
         yield state
-        server.close()
 
 
 async def test_https_is_verified_against_the_configured_ca_bundle(
@@ -745,12 +757,8 @@ class Proxy:
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[Proxy]:
-    state = Proxy()
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
-    state.port = server.sockets[0].getsockname()[1]
-    async with server:
+    async with serving(Proxy()) as state:
         yield state
-        server.close()
 
 
 PROXY_CREDENTIALS = "Basic " + base64.b64encode(b"user:pa ss").decode()
