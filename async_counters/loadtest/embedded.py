@@ -11,7 +11,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import threading
 from typing import IO, Final
 
 from .config import ServerOptions
@@ -125,15 +124,10 @@ class EmbeddedServer:
         self.stop()
 
     def _read_endpoint(self, process: subprocess.Popen[str]) -> str:
+        from async_counters.local.process import read_line
+
         assert process.stdout is not None
-        line: list[str] = []
-        reader = threading.Thread(
-            target=lambda: line.append(process.stdout.readline()),  # type: ignore[union-attr]
-            daemon=True,
-        )
-        reader.start()
-        reader.join(START_TIMEOUT)
-        url = line[0].strip() if line else ""
+        url = read_line(process.stdout, START_TIMEOUT)
         if not url.startswith("http://"):
             raise RuntimeError(f"the embedded server did not start: {self.log_tail() or url!r}")
         return url

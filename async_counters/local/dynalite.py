@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final, Self
+from typing import Final, Self
 
+from async_counters.local.process import read_line
 from async_counters.local.upstream import UpstreamBackend
 
 DYNALITE_ENV: Final = "ASYNC_COUNTERS_DYNALITE"
@@ -90,7 +90,7 @@ class Dynalite:
             text=True,
         )
         assert self._process.stdout is not None
-        line = _read_line(self._process.stdout, START_TIMEOUT)
+        line = read_line(self._process.stdout, START_TIMEOUT)
         if not line.startswith("http://127.0.0.1:"):
             self.stop()
             raise RuntimeError(f"dynalite did not start (it said {line!r})")
@@ -121,15 +121,6 @@ class Dynalite:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _read_line(stream: IO[str], timeout: float) -> str:
-    """One line from a child's stdout, giving up after ``timeout`` seconds."""
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return lines[0].strip() if lines else ""
 
 
 class DynaliteBackend(UpstreamBackend):
