@@ -1,6 +1,6 @@
 """`CounterPool`: exact atomic counters on DynamoDB for asyncio code.
 
-Data flow: a public method validates its arguments, then the request is built (`requests`), sent
+Data flow: a public method validates its arguments, then the request is built (`builders`), sent
 through the in-flight bound (a semaphore sized like the connection pool) by the transport, and
 retried (`retry`) only when it was certainly not applied. Every write settles exactly once in
 `stats`: acknowledged, refused, exhausted, ambiguous or cancelled before it was sent.
@@ -21,7 +21,8 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from . import batching, requests
+from . import batching, builders
+from .checks import number, whole
 from .errors import (
     AmbiguousWriteError,
     ConnectError,
@@ -125,14 +126,13 @@ def _check_shards(shards: object) -> tuple[int, dict[str, int]]:
     """``shards=`` as (the default count, counts per key)."""
 
     def count(value: object, what: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{what} must be an int")
+        value = whole(value, what)
         if not 1 <= value <= MAX_SHARDS:
             raise ValueError(f"{what} must be within [1, {MAX_SHARDS}], got {value}")
         return value
 
     if isinstance(shards, Mapping):
-        return 1, {requests.check_key(k): count(v, f"shards[{k!r}]") for k, v in shards.items()}
+        return 1, {builders.check_key(k): count(v, f"shards[{k!r}]") for k, v in shards.items()}
     return count(shards, "shards"), {}
 
 
@@ -199,15 +199,13 @@ class CounterPool:
                 raise ValueError(f"{name} must not be empty")
         if key_attribute == value_attribute:
             raise ValueError("key_attribute and value_attribute must differ")
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-            raise TypeError("max_in_flight must be an int")
+        whole(max_in_flight, "max_in_flight")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if not isinstance(retry, RetryPolicy):
             raise TypeError("retry must be a RetryPolicy")
         for name, seconds in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                raise TypeError(f"{name} must be a number of seconds")
+            number(seconds, name, what="a number of seconds")
             if not 0 < seconds < float("inf"):
                 raise ValueError(f"{name} must be > 0 and finite")
         if exactly_once and (retry.deadline is None or retry.deadline > MAX_EXACTLY_ONCE_DEADLINE):
@@ -217,8 +215,7 @@ class CounterPool:
                 f"{PRUNE_AFTER:g} s, and a retry must never outlive its writer's record"
             )
         self._shards_default, self._shards = _check_shards(shards)
-        if isinstance(linger, bool) or not isinstance(linger, int | float):
-            raise TypeError("linger must be a number of seconds")
+        number(linger, "linger", what="a number of seconds")
         if not 0 <= linger < float("inf"):
             raise ValueError(f"linger must be >= 0 and finite, got {linger}")
         if endpoint_url is not None and urlsplit(endpoint_url).scheme not in ("http", "https"):
@@ -404,10 +401,10 @@ class CounterPool:
         """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment."""
         # The common case in a few cheap checks (this is the hot path of coalescing); anything
         # else goes through the full ones, which raise.
-        if not (type(amount) is int and 0 < amount <= requests.MAX_NUMBER):
-            requests.check_amount(amount)
-        if not (type(key) is str and 0 < len(key) <= requests.MAX_KEY_BYTES // 4):
-            requests.check_key(key)
+        if not (type(amount) is int and 0 < amount <= builders.MAX_NUMBER):
+            builders.check_amount(amount)
+        if not (type(key) is str and 0 < len(key) <= builders.MAX_KEY_BYTES // 4):
+            builders.check_key(key)
         if self._shards_default > 1 or self._shards:
             key = await self._shard_item(key)
         if not self._queued:
@@ -426,8 +423,8 @@ class CounterPool:
         and reported to the hooks. ``flush()`` and ``aclose()`` wait until everything added is
         written, and ``aclose()`` logs how much could not be.
         """
-        requests.check_key(key)
-        requests.check_amount(amount)
+        builders.check_key(key)
+        builders.check_amount(amount)
         self._check_open()
         n = self.shards_of(key)
         if n > 1:
@@ -450,9 +447,9 @@ class CounterPool:
         never written counts as 0), under any concurrency; otherwise `CounterFloorError` is raised
         and nothing was applied.
         """
-        requests.check_key(key)
-        requests.check_amount(amount)
-        requests.check_floor(floor, amount)
+        builders.check_key(key)
+        builders.check_amount(amount)
+        builders.check_floor(floor, amount)
         if self.shards_of(key) > 1:
             if floor is not None:
                 raise ValueError(
@@ -469,12 +466,12 @@ class CounterPool:
 
     async def get(self, key: str) -> int:
         """The counter's value, read strongly consistently; 0 for a counter never written."""
-        requests.check_key(key)
+        builders.check_key(key)
         self._check_open()
         if self.shards_of(key) > 1:
             return (await self.get_many([key]))[key]
-        params = requests.get_attributes(
-            self.table, self.key_attribute, key, [self.value_attribute, requests.SHARDS_ATTRIBUTE]
+        params = builders.get_attributes(
+            self.table, self.key_attribute, key, [self.value_attribute, builders.SHARDS_ATTRIBUTE]
         )
         response = await self._read("GetItem", params, key)
         item = response.get("Item")
@@ -488,11 +485,11 @@ class CounterPool:
         """Values of several counters (strongly consistent), in the order given; 0 for unwritten."""
         if isinstance(keys, str):
             raise TypeError("get_many takes an iterable of keys, not a single str")
-        wanted = list(dict.fromkeys(requests.check_key(key) for key in keys))
+        wanted = list(dict.fromkeys(builders.check_key(key) for key in keys))
         self._check_open()
         items = await self._batch_get_items(
             [
-                requests.shard_key(key, shard)
+                builders.shard_key(key, shard)
                 for key in wanted
                 for shard in range(self.shards_of(key))
             ]
@@ -502,7 +499,7 @@ class CounterPool:
         for key in wanted:
             n = self.shards_of(key)
             for shard in range(n):
-                values[key] += self._number(items.get(requests.shard_key(key, shard)), key)
+                values[key] += self._number(items.get(builders.shard_key(key, shard)), key)
             recorded = self._recorded_count(items.get(key), key)
             if recorded > n:  # sharded wider before: those shards still hold part of the total
                 more[key] = range(n, recorded)
@@ -515,15 +512,15 @@ class CounterPool:
         return self._shards.get(key, self._shards_default)
 
     async def _read_items(self, key: str, shards: range) -> dict[str, int]:
-        items = await self._batch_get_items([requests.shard_key(key, s) for s in shards])
+        items = await self._batch_get_items([builders.shard_key(key, s) for s in shards])
         return {name: self._number(item, key) for name, item in items.items()}
 
     def _recorded_count(self, item: Mapping[str, Any] | None, key: str) -> int:
         """The widest sharding a key was ever written with, as recorded on its first item."""
-        if not item or requests.SHARDS_ATTRIBUTE not in item:
+        if not item or builders.SHARDS_ATTRIBUTE not in item:
             return 1
         try:
-            return max(1, requests.parse_number(item, requests.SHARDS_ATTRIBUTE))
+            return max(1, builders.parse_number(item, builders.SHARDS_ATTRIBUTE))
         except ValueError:
             return 1
 
@@ -539,7 +536,7 @@ class CounterPool:
 
     def _item(self, key: str, shard: int) -> str:
         """The item of a shard, remembered so that hooks and errors name the counter."""
-        item = requests.shard_key(key, shard)
+        item = builders.shard_key(key, shard)
         self._item_names[item] = key
         return item
 
@@ -554,7 +551,7 @@ class CounterPool:
 
     async def _record_shards(self, key: str, n: int) -> None:
         """Record on the key's first item that it is spread over ``n`` items (never fewer)."""
-        params = requests.record_shards(self.table, self.key_attribute, key, n)
+        params = builders.record_shards(self.table, self.key_attribute, key, n)
         try:
             await self._request("UpdateItem", params, key)
         except _Failed as failure:
@@ -571,8 +568,8 @@ class CounterPool:
         unique = list(dict.fromkeys(item_keys))
         items: dict[str, dict[str, Any]] = {}
         chunks = [
-            unique[i : i + requests.MAX_BATCH_GET]
-            for i in range(0, len(unique), requests.MAX_BATCH_GET)
+            unique[i : i + builders.MAX_BATCH_GET]
+            for i in range(0, len(unique), builders.MAX_BATCH_GET)
         ]
         outcomes = await asyncio.gather(
             *(self._batch_get(chunk, items) for chunk in chunks), return_exceptions=True
@@ -590,7 +587,7 @@ class CounterPool:
         self._check_open()
         try:
             await self._read(
-                "CreateTable", requests.create_table(self.table, self.key_attribute), None
+                "CreateTable", builders.create_table(self.table, self.key_attribute), None
             )
         except DynamoError as exc:
             if exc.code != "ResourceInUseException":
@@ -671,7 +668,7 @@ class CounterPool:
             task.exception()  # retrieved here too: a detached caller will never look
 
     async def _write(self, write: _Write) -> int:
-        params = requests.update(
+        params = builders.update(
             self.table,
             self.key_attribute,
             self.value_attribute,
@@ -712,7 +709,7 @@ class CounterPool:
         if outcome is Outcome.CONDITION_FAILED and floor is not None:
             if current is None and error.item:
                 with contextlib.suppress(ValueError):
-                    current = requests.parse_number(error.item, self.value_attribute)
+                    current = builders.parse_number(error.item, self.value_attribute)
             return CounterFloorError(key=key, amount=-delta, floor=floor, current=current)
         if outcome is Outcome.AMBIGUOUS:
             return AmbiguousWriteError(
@@ -773,7 +770,7 @@ class CounterPool:
                 self._settle_entry(key, entry, Outcome.CANCELLED, now)
                 continue
             alone = batch and not self.coalesce and (entry.future or batch[0].future) is not None
-            if alone or abs(total + entry.delta) > requests.MAX_NUMBER:
+            if alone or abs(total + entry.delta) > builders.MAX_NUMBER:
                 queue.entries = entries[index:]  # the rest goes in the next write
                 break
             total += entry.delta
@@ -814,7 +811,7 @@ class CounterPool:
                         continue
                     self._acknowledge_batch(key, batch, applied, plan.total)
                     return
-                params = requests.update(
+                params = builders.update(
                     self.table,
                     self.key_attribute,
                     self.value_attribute,
@@ -896,7 +893,7 @@ class CounterPool:
         first = key not in self._seqs
         seq = max(self._seqs.get(key, 0) + 1, time.time_ns() // 1000)
         self._seqs[key] = seq
-        params = requests.update_once(
+        params = builders.update_once(
             self.table,
             self.key_attribute,
             self.value_attribute,
@@ -914,7 +911,7 @@ class CounterPool:
                 raise _WriteFailed(failure) from None
             item = failure.error.item or await self._read_writer(key)
             seq_attribute, value_attribute = self._writer
-            if item and requests.parse_number(item, seq_attribute) == seq:
+            if item and builders.parse_number(item, seq_attribute) == seq:
                 self._stats.recovered += 1
                 return self._number(item, value_attribute) if value_attribute in item else 0
             marker.current = self._number(item, self.value_attribute)
@@ -926,7 +923,7 @@ class CounterPool:
 
     async def _read_writer(self, key: str) -> dict[str, Any]:
         """The counter and this writer's record, read consistently (for servers without ALL_OLD)."""
-        params = requests.get_attributes(
+        params = builders.get_attributes(
             self.table, self.key_attribute, key, [self.value_attribute, *self._writer]
         )
         try:
@@ -944,7 +941,7 @@ class CounterPool:
             if not name.startswith(WRITER_SEQ_PREFIX) or name == self._writer[0]:
                 continue
             with contextlib.suppress(ValueError, TypeError, KeyError):
-                seq = requests.parse_number(item, name)
+                seq = builders.parse_number(item, name)
                 if seq < cutoff:
                     writer = name[len(WRITER_SEQ_PREFIX) :]
                     stale[name] = (f"{WRITER_VALUE_PREFIX}{writer}", seq)
@@ -953,7 +950,7 @@ class CounterPool:
         if not stale:
             return
         self._background(
-            self._prune(key, requests.prune_writers(self.table, self.key_attribute, key, stale))
+            self._prune(key, builders.prune_writers(self.table, self.key_attribute, key, stale))
         )
 
     async def _prune(self, key: str, params: Mapping[str, Any]) -> None:
@@ -968,7 +965,7 @@ class CounterPool:
         """The value a refused conditional write met: from ``ALL_OLD``, else a consistent read."""
         if item:
             return self._number(item, key)
-        params = requests.get_item(self.table, self.key_attribute, self.value_attribute, key)
+        params = builders.get_item(self.table, self.key_attribute, self.value_attribute, key)
         response = await self._request("GetItem", params, key)
         return self._number(response.get("Item"), key)
 
@@ -1114,7 +1111,7 @@ class CounterPool:
 
     async def _batch_get(self, keys: list[str], items: dict[str, dict[str, Any]]) -> None:
         """One BatchGetItem of up to 100 keys, retrying ``UnprocessedKeys`` with backoff."""
-        params = requests.batch_get(self.table, self.key_attribute, self.value_attribute, keys)
+        params = builders.batch_get(self.table, self.key_attribute, self.value_attribute, keys)
         backoff: Backoff | None = None
         while True:
             response = await self._read("BatchGetItem", params, None)
@@ -1138,7 +1135,7 @@ class CounterPool:
 
     def _number(self, item: Mapping[str, Any] | None, key: str) -> int:
         try:
-            return requests.parse_number(item, self.value_attribute)
+            return builders.parse_number(item, self.value_attribute)
         except ValueError as exc:
             raise DynamoError("NotAnInteger", f"counter {key!r}: {exc}", key=key) from None
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .checks import number, whole
 from .transport import Outcome
 
 __all__ = ["DEFAULT_RETRY", "Backoff", "RetryPolicy", "is_retryable"]
@@ -56,21 +57,18 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts is not None:
-            if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-                raise TypeError("RetryPolicy.attempts must be an int or None")
+            whole(self.attempts, "RetryPolicy.attempts", what="an int or None")
             if self.attempts < 1:
                 raise ValueError("RetryPolicy.attempts must be >= 1")
         for name in ("base", "cap"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"RetryPolicy.{name} must be a number of seconds")
+            number(value, f"RetryPolicy.{name}", what="a number of seconds")
             if not 0 < value < float("inf"):
                 raise ValueError(f"RetryPolicy.{name} must be > 0 and finite")
         if self.cap < self.base:
             raise ValueError("RetryPolicy.cap must be >= base")
         if self.deadline is not None:
-            if isinstance(self.deadline, bool) or not isinstance(self.deadline, int | float):
-                raise TypeError("RetryPolicy.deadline must be a number of seconds or None")
+            number(self.deadline, "RetryPolicy.deadline", what="a number of seconds or None")
             if not 0 < self.deadline < float("inf"):
                 raise ValueError("RetryPolicy.deadline must be > 0 and finite")
         if self.attempts is None and self.deadline is None:

@@ -223,10 +223,10 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
     elif name in ("floor", "floor-tuned"):
         import aiohttp
 
-        from async_counters import requests
+        from async_counters import builders
         from async_counters.transport.sigv4 import Credentials, Signer, host_header
 
-        body = json.dumps(requests.update(TABLE, "pk", "count", _key(0), 1)).encode()
+        body = json.dumps(builders.update(TABLE, "pk", "count", _key(0), 1)).encode()
         stamp = Signer(host=host_header(url), region="us-east-1").stamp(
             Credentials("local", "local"), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         )
@@ -248,7 +248,7 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
 
             yield floor_call
     elif name == "transport":
-        from async_counters import requests
+        from async_counters import builders
         from async_counters.transport.fast import FastTransport
         from async_counters.transport.sigv4 import Credentials
 
@@ -261,7 +261,7 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
         try:
 
             async def transport_call(i: int) -> Any:
-                params = requests.update(TABLE, "pk", "count", _key(i), 1)
+                params = builders.update(TABLE, "pk", "count", _key(i), 1)
                 return await transport.call("UpdateItem", params)
 
             yield transport_call

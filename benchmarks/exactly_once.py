@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from async_counters import CounterPool, requests
+from async_counters import CounterPool, builders
 
 TABLE = "exactly-once-bench"
 
@@ -28,11 +28,11 @@ TABLE = "exactly-once-bench"
 def request_bytes(exactly_once: bool) -> int:
     """The body the fast transport sends: built by the same builders the pool uses."""
     if exactly_once:
-        params = requests.update_once(
+        params = builders.update_once(
             TABLE, "pk", "count", "key:123", 1, writer=("~s:abcdefghijkl", "~v:abcdefghijkl"), seq=1
         )
     else:
-        params = requests.update(TABLE, "pk", "count", "key:123", 1)
+        params = builders.update(TABLE, "pk", "count", "key:123", 1)
     return len(orjson.dumps(params))
 
 

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from async_counters.checks import number, whole
+
 __all__ = [
     "DEFAULT_DURATION",
     "DISTRIBUTIONS",
@@ -51,22 +53,19 @@ _T = TypeVar("_T")
 
 
 def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int")
+    value = whole(value, name)
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def _positive_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number")
+    value = number(value, name)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value}")
 
 
 def _share(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number")
+    value = number(value, name)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be within [0, 1], got {value}")
 
@@ -189,14 +188,12 @@ class Workload:
         if self.amount_max >= 10**38:
             raise ValueError("--amount exceeds the 38 digits a DynamoDB number holds")
         _share("--decrements", self.decrement_share)
-        if isinstance(self.floor, bool) or not isinstance(self.floor, int):
-            raise TypeError("--floor must be an int")
+        whole(self.floor, "--floor")
         _positive_int("--concurrency", self.concurrency)
         if self.rate is not None:
             _positive_number("--rate", self.rate)
         _positive_int("--max-outstanding", self.max_outstanding)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError("--seed must be an int")
+        whole(self.seed, "--seed")
 
     @property
     def open_loop(self) -> bool:

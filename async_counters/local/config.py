@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Final
 
+from async_counters.checks import number, whole
 from async_counters.transport import is_loopback
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -53,15 +54,13 @@ def default_backend() -> str:
 
 
 def _check_rate(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    number(value, name)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def _check_probability(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    number(value, name)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be within [0, 1], got {value!r}")
 
@@ -103,8 +102,7 @@ class Latency:
     def __post_init__(self) -> None:
         for name in ("mean", "jitter"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+            number(value, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.jitter > self.mean:
@@ -187,8 +185,7 @@ class LocalConfig:
             raise ValueError(
                 f"host must be a loopback address (127.0.0.1, ::1 or localhost), got {self.host!r}"
             )
-        if isinstance(self.port, bool) or not isinstance(self.port, int):
-            raise TypeError(f"port must be an int, not {type(self.port).__name__}")
+        whole(self.port, "port")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be within [0, 65535], got {self.port}")
         if not isinstance(self.region, str) or not self.region:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from async_counters import CounterPool
+from async_counters.builders import shard_key
 from async_counters.local import Capacity, LocalDynamo
-from async_counters.requests import shard_key
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotocoreCredentials
 
-from async_counters import requests
+from async_counters import builders
 from async_counters.transport.sigv4 import (
     CONTENT_TYPE,
     Credentials,
@@ -38,9 +38,9 @@ ENDPOINTS = [
 ]
 
 BODIES = [
-    orjson.dumps(requests.update("counters", "pk", "count", "views:/home", 5)),
-    orjson.dumps(requests.update("t", "pk", "COUNT", "sku-ünï-😀", -3, floor=0)),
-    orjson.dumps(requests.get_item("t", "pk", "count", "a")),
+    orjson.dumps(builders.update("counters", "pk", "count", "views:/home", 5)),
+    orjson.dumps(builders.update("t", "pk", "COUNT", "sku-ünï-😀", -3, floor=0)),
+    orjson.dumps(builders.get_item("t", "pk", "count", "a")),
     b"",
 ]
 

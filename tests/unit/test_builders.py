@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from async_counters import requests
+from async_counters import builders
 
 
 def test_increment_is_an_add_through_placeholders() -> None:
-    params = requests.update("t", "pk", "count", "views:/home", 5)
+    params = builders.update("t", "pk", "count", "views:/home", 5)
     assert params == {
         "TableName": "t",
         "Key": {"pk": {"S": "views:/home"}},
@@ -34,7 +34,7 @@ def test_increment_is_an_add_through_placeholders() -> None:
     ],
 )
 def test_floored_decrement_condition(delta: int, floor: int, condition: str, minimum: str) -> None:
-    params = requests.update("t", "pk", "count", "k", delta, floor=floor)
+    params = builders.update("t", "pk", "count", "k", delta, floor=floor)
     assert params["ConditionExpression"] == condition
     assert params["ExpressionAttributeValues"] == {":n": {"N": str(delta)}, ":min": {"N": minimum}}
     assert params["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
@@ -42,21 +42,21 @@ def test_floored_decrement_condition(delta: int, floor: int, condition: str, min
 
 def test_user_strings_never_enter_expressions() -> None:
     nasty = "x) OR attribute_exists(#v"
-    params = requests.update("t", "pk", "COUNT", nasty, 1, floor=0)
+    params = builders.update("t", "pk", "COUNT", nasty, 1, floor=0)
     for name in ("UpdateExpression", "ConditionExpression"):
         assert nasty not in params[name] and "COUNT" not in params[name]
-    get = requests.get_item("t", "pk", "COUNT", nasty)
+    get = builders.get_item("t", "pk", "COUNT", nasty)
     assert get["ProjectionExpression"] == "#v"
     assert get["ConsistentRead"] is True
 
 
 def test_batch_get_is_consistent_and_bounded() -> None:
-    params = requests.batch_get("t", "pk", "count", ["a", "b"])
+    params = builders.batch_get("t", "pk", "count", ["a", "b"])
     table = params["RequestItems"]["t"]
     assert table["Keys"] == [{"pk": {"S": "a"}}, {"pk": {"S": "b"}}]
     assert table["ConsistentRead"] is True
     with pytest.raises(ValueError, match="100"):
-        requests.batch_get("t", "pk", "count", [str(i) for i in range(101)])
+        builders.batch_get("t", "pk", "count", [str(i) for i in range(101)])
 
 
 @pytest.mark.parametrize(
@@ -72,13 +72,13 @@ def test_batch_get_is_consistent_and_bounded() -> None:
     ],
 )
 def test_parse_number(item: dict[str, Any] | None, expected: int) -> None:
-    assert requests.parse_number(item, "count") == expected
+    assert builders.parse_number(item, "count") == expected
 
 
 @pytest.mark.parametrize("item", [{"count": {"N": "1.5"}}, {"count": {"S": "3"}}, {"count": 3}])
 def test_parse_number_refuses_what_is_not_a_whole_number(item: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        requests.parse_number(item, "count")
+        builders.parse_number(item, "count")
 
 
 @pytest.mark.parametrize(
@@ -93,11 +93,11 @@ def test_parse_number_refuses_what_is_not_a_whole_number(item: dict[str, Any]) -
 )
 def test_bad_keys(key: object, error: type[Exception]) -> None:
     with pytest.raises(error):
-        requests.check_key(key)
+        builders.check_key(key)
 
 
 def test_longest_key_is_accepted() -> None:
-    assert requests.check_key("é" * 1024) == "é" * 1024
+    assert builders.check_key("é" * 1024) == "é" * 1024
 
 
 @pytest.mark.parametrize(
@@ -115,11 +115,11 @@ def test_longest_key_is_accepted() -> None:
 )
 def test_bad_amounts(amount: object, error: type[Exception]) -> None:
     with pytest.raises(error):
-        requests.check_amount(amount)
+        builders.check_amount(amount)
 
 
 def test_largest_amount_is_accepted() -> None:
-    assert requests.check_amount(10**38 - 1) == 10**38 - 1
+    assert builders.check_amount(10**38 - 1) == 10**38 - 1
 
 
 @pytest.mark.parametrize(
@@ -128,4 +128,4 @@ def test_largest_amount_is_accepted() -> None:
 )
 def test_bad_floors(floor: object, error: type[Exception]) -> None:
     with pytest.raises(error):
-        requests.check_floor(floor, 1)
+        builders.check_floor(floor, 1)

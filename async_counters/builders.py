@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from .checks import whole
+
 __all__ = [
     "MAX_BATCH_GET",
     "MAX_KEY_BYTES",
@@ -81,8 +83,7 @@ def check_amount(amount: object) -> int:
     Zero and negative amounts are refused: an increment by 0 is a write that changes nothing, and
     a negative increment is a decrement without its floor; use ``decrement()`` to subtract.
     """
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise TypeError(f"amount must be an int, not {type(amount).__name__}")
+    amount = whole(amount, "amount")
     if amount < 1:
         raise ValueError(f"amount must be >= 1, got {amount} (use decrement() to subtract)")
     if amount > MAX_NUMBER:
@@ -94,8 +95,7 @@ def check_floor(floor: object, amount: int) -> int | None:
     """A floor is ``None`` or an int such that ``floor + amount`` fits in a DynamoDB number."""
     if floor is None:
         return None
-    if isinstance(floor, bool) or not isinstance(floor, int):
-        raise TypeError(f"floor must be an int or None, not {type(floor).__name__}")
+    floor = whole(floor, "floor", what="an int or None")
     if abs(floor) > MAX_NUMBER or abs(floor + amount) > MAX_NUMBER:
         raise ValueError("floor is beyond the 38 digits a DynamoDB number holds")
     return floor
