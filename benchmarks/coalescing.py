@@ -1,6 +1,6 @@
 """One hot key, 10,000 tasks each awaiting increments in a loop: merged writes beside plain ones.
 
-The embedded DynamoDB runs in its own process (fast backend, 5 ms latency); the client runs on one
+The embedded DynamoDB runs in its own process (memory backend, 5 ms latency); the client runs on one
 event loop (uvloop). Printed in one run:
 
 - the pool with ``coalesce=True``: acknowledged increments/s, requests/s sent to the key, and
@@ -103,7 +103,7 @@ def main() -> None:
 
     server = subprocess.Popen(
         [
-            *(sys.executable, "-m", "async_counters.local", "--backend", "fast", "--port", "0"),
+            *(sys.executable, "-m", "async_counters.local", "--backend", "memory", "--port", "0"),
             *("--latency-ms", str(args.latency_ms)),
         ],
         stdout=subprocess.PIPE,
@@ -122,7 +122,7 @@ def main() -> None:
 
     print(
         f"\nOne hot key, {args.tasks:,} tasks awaiting increments in a loop, {args.seconds:g} s "
-        f"each, {loop_name}, embedded DynamoDB (fast backend, own process, "
+        f"each, {loop_name}, embedded DynamoDB (memory backend, own process, "
         f"{args.latency_ms:g} ms latency)\n"
     )
     print("| client | acknowledged increments/s | requests/s | client CPU µs/increment | exact |")

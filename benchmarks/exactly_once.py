@@ -1,6 +1,6 @@
 """What exactly_once costs per increment, beside plain writes, in one run.
 
-The embedded DynamoDB runs in its own process (fast backend, 2 ms latency, no faults). The same
+The embedded DynamoDB runs in its own process (memory backend, 2 ms latency, no faults). The same
 workload (64 tasks incrementing 1,000 keys, each increment its own write) runs in plain mode and
 with ``exactly_once=True``; printed per acknowledged increment: requests sent, request and
 response body bytes, client CPU, and the item size each writer adds.
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--increments", type=int, default=20_000)
     args = parser.parse_args()
     server = subprocess.Popen(
-        [sys.executable, "-m", "async_counters.local", "--backend", "fast", "--latency-ms", "2"],
+        [sys.executable, "-m", "async_counters.local", "--backend", "memory", "--latency-ms", "2"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -91,7 +91,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"\n{args.increments:,} increments, 64 tasks, 1,000 keys, fast backend (own process)\n")
+    print(f"\n{args.increments:,} increments, 64 tasks, 1,000 keys, memory backend (own process)\n")
     print(
         "| mode | requests/increment | request bytes | response bytes | client CPU µs/increment "
         "| increments/s |"

@@ -1,7 +1,7 @@
 """UpdateItem calls/s the embedded DynamoDB sustains, per backend, at a fixed number in flight.
 
     python benchmarks/local_server.py                       # moto, fast, dynalite upstream
-    python benchmarks/local_server.py --backends fast --seconds 10 --in-flight 64
+    python benchmarks/local_server.py --backends memory --seconds 10 --in-flight 64
 
 Each backend runs as `async-counters local` in a process of its own (dynalite upstream is that
 front before a dynalite child process); this process is the client. The client sends prebuilt
@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-BACKENDS = {"moto": "moto", "fast": "fast", "dynalite upstream": "dynalite"}
+BACKENDS = {"moto": "moto", "memory": "memory", "dynalite upstream": "dynalite"}
 #: For reference, not a backend: dynalite alone, without the front (so, without the ledger).
 DIRECT = "dynalite direct"
 HEADERS = {

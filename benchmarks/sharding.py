@@ -1,6 +1,6 @@
 """One logical counter hotter than a partition: N = 8 shards beside N = 1, in one run.
 
-Runs ``async-counters bench`` twice on the embedded DynamoDB (fast backend, capacity model on:
+Runs ``async-counters bench`` twice on the embedded DynamoDB (memory backend, capacity model on:
 ``--partition-wcu`` per partition key, the table's own limit lifted out of the way), one key,
 many concurrent writers, no coalescing, and prints acknowledged increments/s against the cap
 times N. Each run verifies its total.
@@ -56,7 +56,7 @@ def main() -> None:
             rows.append((shards, rate, results["counts"], verification["status"]))
     print(
         f"\nOne counter, {args.concurrency} writers in {args.processes} process(es), no "
-        f"coalescing, fast backend, {args.partition_wcu:,} WCU/s per partition key, "
+        f"coalescing, memory backend, {args.partition_wcu:,} WCU/s per partition key, "
         f"{args.seconds:g} s each\n"
     )
     print("| shards | acknowledged/s | share of N x cap | throttles | verification |")

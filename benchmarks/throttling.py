@@ -1,6 +1,6 @@
 """One hot key against a partition's cap: the pool beside botocore's own retry modes, in one run.
 
-The embedded DynamoDB runs in its own process (fast backend, capacity model on: 1,000 WCU/s per
+The embedded DynamoDB runs in its own process (memory backend, capacity model on: 1,000 WCU/s per
 partition key, 5 ms +- 1 ms latency). Each contender, in a process of its own, runs 256 concurrent
 callers incrementing one key of its own for the same duration:
 
@@ -185,7 +185,7 @@ def _measure(args: argparse.Namespace, cap: float, name: str, peer: str) -> tupl
     """Run one contender against a fresh server (so each starts with the same full bucket)."""
     server = subprocess.Popen(
         [
-            *(sys.executable, "-m", "async_counters.local", "--backend", "fast", "--capacity"),
+            *(sys.executable, "-m", "async_counters.local", "--backend", "memory", "--capacity"),
             *("--partition-wcu", str(cap), "--table-wcu", str(cap * 40)),
             *("--latency-ms", str(args.latency_ms), "--jitter-ms", "1", "--port", "0"),
         ],
@@ -228,7 +228,7 @@ def _ledger_sum(ledger: Any, key: str) -> int:
 def _print_table(rows: list[Any], args: argparse.Namespace, cap: float) -> None:
     print(
         f"\nOne hot key capped at {cap:,.0f} WCU/s, {args.callers} callers, "
-        f"{args.latency_ms:g} ms latency, {args.seconds:g} s each (fast backend, own process)\n"
+        f"{args.latency_ms:g} ms latency, {args.seconds:g} s each (memory backend, own process)\n"
     )
     header = (
         "| client | goodput (share of cap) | requests per acknowledged increment "

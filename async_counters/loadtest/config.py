@@ -122,12 +122,12 @@ class ServerOptions:
     checked by the server's own parser and `LocalConfig` before anything starts.
     """
 
-    backend: str = "fast"
+    backend: str = "memory"
     flags: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not self.backend:
-            raise ValueError("--backend must name a backend (fast, moto, dynalite or a URL)")
+            raise ValueError("--backend must name a backend (memory, moto, dynalite or a URL)")
         for name in ("host", "port", "region", "backend"):
             if name in self.flags:
                 raise ValueError(f"the bench sets the embedded server's {name} itself")

@@ -34,7 +34,7 @@ from .config import RunConfig
 from .metrics import KeyTally, WorkerRecorder
 from .verify import Verification, verify
 
-__all__ = ["LEDGER_PREFIX", "Ledger", "RunRecords", "verify_run"]
+__all__ = ["LEDGER_PREFIX", "RunLedger", "RunRecords", "verify_run"]
 
 LEDGER_PREFIX: Final = "__bench__"
 #: Characters of per-key JSON per chunk: well under DynamoDB's 400 KB item limit.
@@ -80,7 +80,7 @@ class _Superseded(Exception):
     """A conditional ledger write found its own sequence number (or a newer one) in place."""
 
 
-class Ledger:
+class RunLedger:
     """Reads and writes a run's records through its own small DynamoDB client."""
 
     def __init__(self, transport: Transport, table: str, key_attribute: str, run_id: str) -> None:
@@ -94,7 +94,7 @@ class Ledger:
     @contextlib.asynccontextmanager
     async def open(
         cls, config: RunConfig, endpoint_url: str | None, run_id: str
-    ) -> AsyncIterator[Ledger]:
+    ) -> AsyncIterator[RunLedger]:
         """A ledger for ``run_id`` in the run's table (the client is closed on exit)."""
         from aiobotocore.session import get_session
 
@@ -289,7 +289,7 @@ class RunRecords:
         return reasons
 
 
-async def verify_run(ledger: Ledger, read_counters: Any) -> tuple[Verification, RunRecords]:
+async def verify_run(ledger: RunLedger, read_counters: Any) -> tuple[Verification, RunRecords]:
     """Check every counter of the run against the sum of all its workers' records.
 
     ``read_counters`` is an async callable returning the current values of a list of keys (a

@@ -20,8 +20,8 @@ from async_counters.transport import Outcome
 
 __all__ = [
     "COUNT_NAMES",
+    "HdrLatency",
     "KeyTally",
-    "LatencyHistogram",
     "Tick",
     "Timeline",
     "WorkerRecorder",
@@ -61,7 +61,7 @@ _OUTCOME_COUNT: Final = {
 }
 
 
-class LatencyHistogram:
+class HdrLatency:
     """An HdrHistogram of seconds (stored as µs), encodable to merge across processes."""
 
     __slots__ = ("_hdr",)
@@ -141,8 +141,8 @@ class WorkerRecorder(PoolHooks):
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
         self.interval: Counter[str] = Counter()
-        self.histogram = LatencyHistogram()
-        self.interval_histogram = LatencyHistogram()
+        self.histogram = HdrLatency()
+        self.interval_histogram = HdrLatency()
         self.acknowledged: defaultdict[str, int] = defaultdict(int)
         self.ambiguous_up: defaultdict[str, int] = defaultdict(int)
         self.ambiguous_down: defaultdict[str, int] = defaultdict(int)
@@ -249,7 +249,7 @@ def merge_key_tallies(tallies: Iterable[Mapping[str, KeyTally]]) -> dict[str, Ke
 class _Partial:
     __slots__ = ("counts", "histogram", "reported", "seconds")
 
-    def __init__(self, histogram: LatencyHistogram) -> None:
+    def __init__(self, histogram: HdrLatency) -> None:
         self.counts: Counter[str] = Counter()
         self.histogram = histogram
         self.reported: set[int] = set()
@@ -271,14 +271,14 @@ class Timeline:
         self._partial: dict[int, _Partial] = {}
         # Histograms of finished rows, reset for reuse: an HdrHistogram is ~200 KB of counts
         # that would otherwise be allocated and collected every interval.
-        self._spare: list[LatencyHistogram] = []
+        self._spare: list[HdrLatency] = []
         self.rows: list[dict[str, Any]] = []
         self.totals: Counter[str] = Counter()
 
     def add(self, worker: int, tick: Tick) -> None:
         partial = self._partial.get(tick["index"])
         if partial is None:
-            histogram = self._spare.pop() if self._spare else LatencyHistogram()
+            histogram = self._spare.pop() if self._spare else HdrLatency()
             partial = self._partial[tick["index"]] = _Partial(histogram)
         partial.counts.update(tick["counts"])
         partial.histogram.add_encoded(tick["histogram"])

@@ -29,7 +29,7 @@ from .config import RunConfig, safe_url
 from .embedded import EmbeddedServer
 from .metrics import (
     COUNT_NAMES,
-    LatencyHistogram,
+    HdrLatency,
     Timeline,
     WorkerResult,
     merge_key_tallies,
@@ -76,7 +76,7 @@ class RunOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     acknowledged_amount: int = 0
-    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    histogram: HdrLatency = field(default_factory=HdrLatency)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
     verification: Verification | None = None
@@ -188,9 +188,9 @@ async def _orchestrate(
             return
         tallies = merge_key_tallies(result["keys"] for result in results)
         if config.run_id is not None:
-            from .ledger import Ledger, verify_run
+            from .ledger import RunLedger, verify_run
 
-            async with Ledger.open(config, endpoint_url, config.run_id) as ledger:
+            async with RunLedger.open(config, endpoint_url, config.run_id) as ledger:
                 verification, records = await verify_run(ledger, pool.get_many)
             outcome.verification = verification
             outcome.run_records = {
@@ -348,6 +348,6 @@ def _aggregate(results: Sequence[WorkerResult], timeline: Timeline, outcome: Run
 
 
 def _histogram_summary(encoded: str) -> dict[str, float]:
-    histogram = LatencyHistogram()
+    histogram = HdrLatency()
     histogram.add_encoded(encoded)
     return histogram.summary_ms()

@@ -64,14 +64,14 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 async def _verify(config: RunConfig) -> tuple[Verification, Any]:
-    from .ledger import Ledger, verify_run
+    from .ledger import RunLedger, verify_run
     from .worker import open_pool
 
     assert config.run_id is not None
     endpoint_url = config.target.endpoint_url
     async with (
         open_pool(config, endpoint_url, max_in_flight=16) as pool,
-        Ledger.open(config, endpoint_url, config.run_id) as ledger,
+        RunLedger.open(config, endpoint_url, config.run_id) as ledger,
     ):
         return await verify_run(ledger, pool.get_many)
 

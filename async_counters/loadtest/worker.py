@@ -99,10 +99,10 @@ async def run_worker(
         pool = await stack.enter_async_context(open_pool(config, endpoint_url, hooks=recorder))
         record: RecordSink | None = None
         if config.run_id is not None:
-            from .ledger import Ledger
+            from .ledger import RunLedger
 
             ledger = await stack.enter_async_context(
-                Ledger.open(config, endpoint_url, config.run_id)
+                RunLedger.open(config, endpoint_url, config.run_id)
             )
             await ledger.register(worker_id)
 

@@ -10,7 +10,7 @@ and gives each instance its own tables. In front of the backend sit what DynamoD
 emulators lack, each off by default:
 
     LocalDynamo(
-        backend="fast",                          # "moto" (default), "fast", "dynalite", or a URL
+        backend="memory",                        # "moto" (default), "memory", "dynalite", or a URL
         capacity=Capacity(partition_write_units=100),    # throttle like a partition
         latency=Latency(mean=0.005, jitter=0.002),       # 5 ms +- 2 ms per request
         faults=Faults(error_after_apply=0.01, seed=7),   # ambiguous outcomes, reproducible
@@ -20,7 +20,7 @@ emulators lack, each off by default:
 
 The ledger is what was really applied, the ground truth for reliability tests. The same is
 reachable over HTTP under ``/_local/`` (``ledger``, ``faults``, ``stats``, ``config``) and from
-the command line: ``async-counters local --port 8000 [--backend fast --latency-ms 5 ...]``,
+the command line: ``async-counters local --port 8000 [--backend memory --latency-ms 5 ...]``,
 ``async-counters local ledger --endpoint-url URL [TABLE]``, ``async-counters local faults
 --endpoint-url URL [--error-after-apply 0.01 ...]``.
 """

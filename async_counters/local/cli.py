@@ -1,6 +1,6 @@
 """``async-counters local``: the embedded DynamoDB as a process of its own, and its admin.
 
-    async-counters local --port 8000 --backend fast --latency-ms 5 --jitter-ms 2
+    async-counters local --port 8000 --backend memory --latency-ms 5 --jitter-ms 2
     async-counters local ledger --endpoint-url http://127.0.0.1:8000 counters
     async-counters local faults --endpoint-url http://127.0.0.1:8000 --error-after-apply 0.01
 
@@ -91,7 +91,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -
     server.add_argument(
         f"{p}backend",
         default=None,
-        help=f"'moto' (default, or ${BACKEND_ENV}), 'fast', 'dynalite', or the http:// URL of "
+        help=f"'moto' (default, or ${BACKEND_ENV}), 'memory', 'dynalite', or the http:// URL of "
         "a DynamoDB endpoint to stand in front of",
     )
     capacity = parser.add_argument_group(

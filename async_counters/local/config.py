@@ -4,7 +4,7 @@
 so every option is reachable from Python, from the command line and from the load test.
 
     config = LocalConfig(
-        backend="fast",
+        backend="memory",
         capacity=Capacity(partition_write_units=100),
         latency=Latency(mean=0.005, jitter=0.002),
         faults=Faults(error_after_apply=0.01, seed=7),
@@ -26,10 +26,12 @@ DEFAULT_REGION: Final = "us-east-1"
 #: moto's DynamoDB model (fidelity first), applied one request at a time.
 MOTO: Final = "moto"
 #: The project's own in-memory model of the operations the pool uses (speed first).
-FAST: Final = "fast"
+MEMORY: Final = "memory"
+#: What `MEMORY` was called before 0.2 (when "fast" also named the transport); still accepted.
+MEMORY_ALIAS: Final = "fast"
 #: dynalite (npm), started by the server on 127.0.0.1 and served through the same front.
 DYNALITE: Final = "dynalite"
-BUILTIN_BACKENDS: Final = (MOTO, FAST, DYNALITE)
+BUILTIN_BACKENDS: Final = (MOTO, MEMORY, DYNALITE)
 #: Names the default backend of every `LocalDynamo` that is not given one (and of
 #: ``async-counters local``), so a whole test suite can be rerun against another backend.
 BACKEND_ENV: Final = "ASYNC_COUNTERS_LOCAL_BACKEND"
@@ -166,9 +168,10 @@ class Faults:
 class LocalConfig:
     """Everything a `LocalDynamo` is started with.
 
-    ``backend`` is ``"moto"`` (default, fidelity), ``"fast"`` (the project's own model of the
-    operations the pool uses), ``"dynalite"`` (started by the server; needs node and the npm
-    package) or the ``http://`` URL of another DynamoDB endpoint to stand in front of.
+    ``backend`` is ``"moto"`` (default, fidelity), ``"memory"`` (the project's own model of the
+    operations the pool uses; ``"fast"`` is its old name), ``"dynalite"`` (started by the server;
+    needs node and the npm package) or the ``http://`` URL of another DynamoDB endpoint to stand
+    in front of.
     ``capacity=None`` turns throttling off.
     """
 
@@ -190,10 +193,12 @@ class LocalConfig:
             raise ValueError(f"port must be within [0, 65535], got {self.port}")
         if not isinstance(self.region, str) or not self.region:
             raise ValueError("region must be a non-empty str")
+        if self.backend == MEMORY_ALIAS:
+            object.__setattr__(self, "backend", MEMORY)
         if self.backend not in BUILTIN_BACKENDS and not self.backend.startswith(
             ("http://", "https://")
         ):
             raise ValueError(
-                "backend must be 'moto', 'fast', 'dynalite' or an http(s):// URL, "
+                "backend must be 'moto', 'memory', 'dynalite' or an http(s):// URL, "
                 f"got {self.backend!r}"
             )

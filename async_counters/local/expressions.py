@@ -1,4 +1,4 @@
-"""DynamoDB's expression language for the fast backend: update, condition and projection.
+"""DynamoDB's expression language for the memory backend: update, condition and projection.
 
     ast = parse_update("SET #w = :seq ADD #v :n")      # pure, cached per text
     scope = Scope(names, values)                        # one request's placeholders
@@ -50,7 +50,7 @@ class InvalidExpression(Exception):
 
 
 class NotSupported(Exception):
-    """Valid DynamoDB the fast backend does not model (nested paths, for one)."""
+    """Valid DynamoDB the memory backend does not model (nested paths, for one)."""
 
 
 # The syntax tree. Names and values stay placeholders until a request's Scope resolves them.
@@ -235,7 +235,7 @@ class _Parser:
         following = self.peek()
         if following.text in (".", "["):
             raise NotSupported(
-                "The fast backend supports top-level attribute paths only; "
+                "The memory backend supports top-level attribute paths only; "
                 f"use the moto backend for nested paths like {token.text}{following.text}..."
             )
         return Path(token.text)

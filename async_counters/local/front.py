@@ -26,11 +26,11 @@ from aiohttp import web, web_protocol, web_request
 
 from async_counters.local import values as v
 from async_counters.local import wire
-from async_counters.local.backends import ACCOUNT_ID, Backend, Call, Reply
+from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
 from async_counters.local.capacity import READ, WRITE, CapacityModel, Kind
 from async_counters.local.config import Faults, LocalConfig
 from async_counters.local.faults import FaultInjector, LatencyModel
-from async_counters.local.ledger import Ledger, key_string, update_delta
+from async_counters.local.ledger import AppliedLedger, key_string, update_delta
 from async_counters.local.upstream import UpstreamError
 
 logger = logging.getLogger("async_counters.local")
@@ -83,7 +83,7 @@ class Front:
         self.config = config
         self.backend = backend
         self.stats = FrontStats()
-        self.ledger = Ledger()
+        self.ledger = AppliedLedger()
         self.capacity = None if config.capacity is None else CapacityModel(config.capacity)
         self.latency = LatencyModel(config.latency)
         self.injector = FaultInjector(config.faults)

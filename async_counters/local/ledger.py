@@ -100,7 +100,7 @@ def _exact(total: Decimal) -> int | Decimal:
     return int(total) if total == total.to_integral_value() else total
 
 
-class Ledger:
+class AppliedLedger:
     """Per table, per key: the applied sum and count. Written on the server's loop, read from
     any thread."""
 

@@ -14,7 +14,8 @@ import threading
 from types import TracebackType
 from typing import Final, Literal, Self
 
-from async_counters.local.backends import Backend, make_backend
+from async_counters.local.backend import Backend
+from async_counters.local.choice import make_backend
 from async_counters.local.config import (
     DEFAULT_HOST,
     DEFAULT_REGION,
@@ -42,7 +43,7 @@ class LocalDynamo:
             pool = CounterPool("counters", endpoint_url=server.endpoint_url)
 
     It accepts any credentials. Each instance has its own tables. ``port=0`` picks a free port.
-    ``backend`` is ``"moto"`` (default, or ``$ASYNC_COUNTERS_LOCAL_BACKEND``), ``"fast"``,
+    ``backend`` is ``"moto"`` (default, or ``$ASYNC_COUNTERS_LOCAL_BACKEND``), ``"memory"``,
     ``"dynalite"`` or the URL of another endpoint to stand in front of. ``capacity``,
     ``latency`` and ``faults`` make it behave like DynamoDB under load (see `LocalConfig`);
     faults can be changed while it runs. `ledger` tells what was really applied.

@@ -12,7 +12,7 @@ from typing import Final
 
 import aiohttp
 
-from async_counters.local.backends import Backend, Call, Reply
+from async_counters.local.backend import Backend, Call, Reply
 
 #: Headers a DynamoDB request needs downstream; hop-by-hop ones (Host, Content-Length) are not.
 FORWARDED_HEADERS: Final = (

@@ -1,6 +1,6 @@
 """DynamoDB attribute values as they travel (``{"N": "5"}``): numbers, comparison, sizes.
 
-The fast backend keeps items in this wire form, so nothing is converted on the way in or out;
+The memory backend keeps items in this wire form, so nothing is converted on the way in or out;
 numbers are parsed to `Decimal` only when arithmetic or comparison needs them.
 """
 

@@ -65,7 +65,7 @@ def test_closed_loop_run_exits_0_with_a_verified_json(tmp_path: Path) -> None:
     config = data["config"]
     assert config["workload"]["increments"] == 800
     assert config["workload"]["amount_min"] == 1 and config["workload"]["amount_max"] == 5
-    assert config["server"]["backend"] == "fast"
+    assert config["server"]["backend"] == "memory"
     assert data["target"]["kind"] == "embedded"
     latency = data["results"]["latency_ms"]
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"]
@@ -222,7 +222,7 @@ def test_a_killed_bench_leaves_no_server_behind() -> None:
         "import time\n"
         "from async_counters.loadtest.config import ServerOptions\n"
         "from async_counters.loadtest.embedded import EmbeddedServer\n"
-        "server = EmbeddedServer(ServerOptions(backend='fast')).__enter__()\n"
+        "server = EmbeddedServer(ServerOptions(backend='memory')).__enter__()\n"
         "print(server.endpoint_url, flush=True)\n"
         "time.sleep(TIMEOUT)\n".replace("TIMEOUT", str(TIMEOUT))
     )
@@ -243,7 +243,7 @@ def test_a_killed_bench_leaves_no_server_behind() -> None:
 
 def test_the_local_server_stops_when_its_input_closes() -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "async_counters.local", "--backend", "fast", "--exit-with-stdin"],
+        [sys.executable, "-m", "async_counters.local", "--backend", "memory", "--exit-with-stdin"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

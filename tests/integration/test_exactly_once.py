@@ -34,7 +34,7 @@ FAULTS = Faults(
 KEYS = [f"k{i}" for i in range(5)]
 
 
-@pytest.fixture(scope="module", params=["fast", "moto", "dynalite"])
+@pytest.fixture(scope="module", params=["memory", "moto", "dynalite"])
 def server(request: pytest.FixtureRequest) -> Iterator[LocalDynamo]:
     if request.param == "dynalite":
         request.getfixturevalue("dynalite_package")  # skips when node is missing
@@ -43,8 +43,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[LocalDynamo]:
 
 
 def _increments(server: LocalDynamo) -> int:
-    """50,000 on the fast backend; fewer where each request costs the server more."""
-    return 50_000 if server.config.backend == "fast" else 6_000
+    """50,000 on the memory backend; fewer where each request costs the server more."""
+    return 50_000 if server.config.backend == "memory" else 6_000
 
 
 async def _run(

@@ -15,7 +15,7 @@ from async_counters.local import Capacity, Faults, Latency, LocalDynamo
 
 @pytest.fixture(scope="module")
 def faulty_server() -> Iterator[LocalDynamo]:
-    with LocalDynamo(backend="fast") as server:
+    with LocalDynamo(backend="memory") as server:
         yield server
 
 
@@ -90,7 +90,7 @@ def capped_server() -> Iterator[LocalDynamo]:
     capacity = Capacity(partition_write_units=200, burst_seconds=0.2)
     # 5 ms per request: the cold keys' callers are bound by round trips, not by this machine's CPU.
     latency = Latency(mean=0.005)
-    with LocalDynamo(backend="fast", capacity=capacity, latency=latency) as server:
+    with LocalDynamo(backend="memory", capacity=capacity, latency=latency) as server:
         yield server
 
 

@@ -89,7 +89,7 @@ async def table() -> str:
 async def test_throttles_a_hot_key_like_dynamodb(table: str) -> None:
     # 10 units of burst, refilling one unit per 100 s: the 11th write is refused.
     capacity = Capacity(partition_write_units=0.01, burst_seconds=1000)
-    async with LocalDynamo(backend="fast", capacity=capacity) as server:
+    async with LocalDynamo(backend="memory", capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
             for _ in range(10):
@@ -114,7 +114,7 @@ async def test_throttles_a_hot_key_like_dynamodb(table: str) -> None:
 
 async def test_the_throttling_answer_is_exact_on_the_wire(table: str) -> None:
     capacity = Capacity(partition_write_units=0.01, burst_seconds=200)  # two writes
-    async with LocalDynamo(backend="fast", capacity=capacity) as server:
+    async with LocalDynamo(backend="memory", capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
         payload = {
@@ -149,7 +149,7 @@ async def test_the_throttling_answer_is_exact_on_the_wire(table: str) -> None:
 async def test_the_table_limit_throttles_across_keys(table: str) -> None:
     capacity = Capacity(table_write_units=0.01, burst_seconds=500)  # five writes
     async with (
-        LocalDynamo(backend="fast", capacity=capacity) as server,
+        LocalDynamo(backend="memory", capacity=capacity) as server,
         client(server.endpoint_url) as c,
     ):
         await create_table(c, table)
@@ -161,7 +161,7 @@ async def test_the_table_limit_throttles_across_keys(table: str) -> None:
         assert reasons == ["TableWriteProvisionedThroughputExceeded"]
 
 
-@pytest.mark.parametrize("backend", ["moto", "fast"])
+@pytest.mark.parametrize("backend", ["moto", "memory"])
 async def test_puts_are_throttled_by_their_partition_key(backend: str, table: str) -> None:
     capacity = Capacity(partition_write_units=0.01, burst_seconds=200)  # two writes per key
     async with (
@@ -185,7 +185,7 @@ async def test_puts_are_throttled_by_their_partition_key(backend: str, table: st
 
 async def test_batch_get_returns_throttled_keys_as_unprocessed(table: str) -> None:
     capacity = Capacity(partition_read_units=0.01, burst_seconds=200)  # two reads per key
-    async with LocalDynamo(backend="fast", capacity=capacity) as server:
+    async with LocalDynamo(backend="memory", capacity=capacity) as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
             await add(c, table, "a", 1)
@@ -206,7 +206,7 @@ async def test_batch_get_returns_throttled_keys_as_unprocessed(table: str) -> No
         assert server.stats()["unprocessed_keys"] == 1
 
 
-@pytest.mark.parametrize("backend", ["moto", "fast"])
+@pytest.mark.parametrize("backend", ["moto", "memory"])
 async def test_throttled_writes_never_reach_the_ledger(backend: str, table: str) -> None:
     """Many writers retrying through throttling: the value, the ledger and the successes agree."""
     capacity = Capacity(partition_write_units=400, burst_seconds=0.05)
@@ -263,7 +263,7 @@ async def one_update(server: LocalDynamo, table: str, faults: Faults, key: str =
 async def test_each_fault_does_what_it_says_to_the_ledger(
     kind: str, outcome: str, applied: bool, table: str
 ) -> None:
-    async with LocalDynamo(backend="fast") as server:
+    async with LocalDynamo(backend="memory") as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
         faults = Faults(delay=3.0, **{kind: 1.0})  # type: ignore[arg-type]
@@ -278,7 +278,7 @@ async def test_each_fault_does_what_it_says_to_the_ledger(
 async def fault_sequence(seed: int, table: str) -> list[str]:
     faults = Faults(error_before_apply=0.3, error_after_apply=0.2, seed=seed)
     async with (
-        LocalDynamo(backend="fast", faults=faults) as server,
+        LocalDynamo(backend="memory", faults=faults) as server,
         client(server.endpoint_url) as c,
     ):
         await create_table(c, table)
@@ -300,7 +300,7 @@ async def test_the_same_seed_gives_the_same_faults_over_http(table: str) -> None
 
 
 async def test_faults_change_while_the_server_runs(table: str) -> None:
-    async with LocalDynamo(backend="fast") as server:
+    async with LocalDynamo(backend="memory") as server:
         url = server.endpoint_url
         async with client(url) as c, aiohttp.ClientSession() as admin:
             await create_table(c, table)
@@ -323,7 +323,7 @@ async def test_faults_change_while_the_server_runs(table: str) -> None:
 async def test_latency_is_added_to_every_request(table: str) -> None:
     latency = Latency(mean=0.05, jitter=0.01)
     async with (
-        LocalDynamo(backend="fast", latency=latency) as server,
+        LocalDynamo(backend="memory", latency=latency) as server,
         client(server.endpoint_url) as c,
     ):
         await create_table(c, table)
@@ -339,7 +339,7 @@ async def test_latency_is_added_to_every_request(table: str) -> None:
 
 
 async def test_the_ledger_is_readable_everywhere(table: str) -> None:
-    async with LocalDynamo(backend="fast") as server:
+    async with LocalDynamo(backend="memory") as server:
         async with client(server.endpoint_url) as c:
             await create_table(c, table)
             await add(c, table, "a", 5)
@@ -386,7 +386,7 @@ async def test_the_ledger_is_readable_everywhere(table: str) -> None:
 
 async def test_upstream_mode_puts_the_same_front_before_another_endpoint(table: str) -> None:
     capacity = Capacity(partition_write_units=0.01, burst_seconds=500)  # five writes per key
-    async with LocalDynamo(backend="fast") as inner:
+    async with LocalDynamo(backend="memory") as inner:
         async with LocalDynamo(backend=inner.endpoint_url, capacity=capacity) as outer:
             async with client(outer.endpoint_url) as c:
                 await create_table(c, table)
@@ -445,7 +445,7 @@ async def test_the_dynalite_backend_starts_its_own_dynalite(dynalite_package: An
 
 @pytest.fixture
 async def fast_server() -> AsyncIterator[LocalDynamo]:
-    async with LocalDynamo(backend="fast") as server:
+    async with LocalDynamo(backend="memory") as server:
         yield server
 
 

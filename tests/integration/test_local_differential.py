@@ -1,7 +1,7 @@
-"""The fast backend against references: one corpus of requests sent over HTTP to each.
+"""The memory backend against references: one corpus of requests sent over HTTP to each.
 
 Where a reference is known to answer differently from DynamoDB itself, the case is listed with
-the reason; where every reference is off, the fast backend is held to DynamoDB's own answer.
+the reason; where every reference is off, the memory backend is held to DynamoDB's own answer.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def normalize(
 
 @pytest.fixture(scope="module")
 def fast_answers() -> list[tuple[int, dict[str, Any]]]:
-    with LocalDynamo(backend="fast") as server:
+    with LocalDynamo(backend="memory") as server:
         return asyncio.run(send_corpus(server.endpoint_url))
 
 

@@ -1,4 +1,4 @@
-"""The pool's integration suite (test_pool.py) again, on the fast backend and on dynalite.
+"""The pool's integration suite (test_pool.py) again, on the memory backend and on dynalite.
 
 test_pool.py runs on the default backend, moto. Here the same tests are collected a second time
 with `local_server` overridden, so the pool is shown right on each emulator, dynalite included
@@ -25,7 +25,7 @@ def transport_name() -> str:
     return "fast"
 
 
-@pytest.fixture(scope="module", params=["fast", "dynalite"])
+@pytest.fixture(scope="module", params=["memory", "dynalite"])
 def local_server(request: pytest.FixtureRequest) -> Iterator[LocalDynamo]:
     if request.param == "dynalite":
         request.getfixturevalue("dynalite_package")  # skips when node is missing

@@ -14,7 +14,7 @@ from async_counters.local import Capacity, LocalDynamo
 
 @pytest.fixture(scope="module")
 def fast_server() -> Iterator[LocalDynamo]:
-    with LocalDynamo(backend="fast") as server:
+    with LocalDynamo(backend="memory") as server:
         yield server
 
 
@@ -91,7 +91,7 @@ async def test_changing_the_shard_count_keeps_the_total(
 
 async def test_throttled_reads_of_shards_are_retried(table_name: str) -> None:
     capacity = Capacity(partition_read_units=30, burst_seconds=0.1)
-    with LocalDynamo(backend="fast", capacity=capacity) as server:
+    with LocalDynamo(backend="memory", capacity=capacity) as server:
         async with CounterPool(table_name, endpoint_url=server.endpoint_url, shards=16) as pool:
             await pool.ensure_table()
             await asyncio.gather(*(pool.increment("k") for _ in range(160)))

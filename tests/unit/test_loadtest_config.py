@@ -22,7 +22,7 @@ def parse(*argv: str) -> RunConfig:
 def test_defaults_make_a_short_verified_run_on_the_embedded_server() -> None:
     config = parse()
     assert config.target.kind == "embedded"
-    assert config.server.backend == "fast"
+    assert config.server.backend == "memory"
     assert config.workload.increments is None and config.workload.duration == 10.0
     assert config.workload.key_prefix.startswith("bench:")
     assert config.loop == "uvloop"

@@ -9,8 +9,8 @@ from async_counters.loadtest.config import Workload
 from async_counters.loadtest.keys import OperationSource, key_chooser
 from async_counters.loadtest.ledger import chunk_tallies, parse_tallies
 from async_counters.loadtest.metrics import (
+    HdrLatency,
     KeyTally,
-    LatencyHistogram,
     Timeline,
     WorkerRecorder,
     merge_key_tallies,
@@ -19,10 +19,10 @@ from async_counters.transport import Outcome
 
 
 def test_histogram_round_trips_through_its_encoding() -> None:
-    histogram = LatencyHistogram()
+    histogram = HdrLatency()
     for ms in range(1, 1001):
         histogram.record(ms / 1000)
-    merged = LatencyHistogram()
+    merged = HdrLatency()
     merged.add_encoded(histogram.encode())
     merged.add_encoded(histogram.encode())
     summary = merged.summary_ms()

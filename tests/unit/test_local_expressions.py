@@ -1,4 +1,4 @@
-"""The fast backend's expression engine and the ledger's reading of updates, as tables."""
+"""The memory backend's expression engine and the ledger's reading of updates, as tables."""
 
 from __future__ import annotations
 

@@ -156,6 +156,10 @@ def test_the_default_backend_can_come_from_the_environment(
 ) -> None:
     monkeypatch.delenv("ASYNC_COUNTERS_LOCAL_BACKEND", raising=False)
     assert LocalConfig().backend == "moto"
-    monkeypatch.setenv("ASYNC_COUNTERS_LOCAL_BACKEND", "fast")
-    assert LocalConfig().backend == "fast"
+    monkeypatch.setenv("ASYNC_COUNTERS_LOCAL_BACKEND", "memory")
+    assert LocalConfig().backend == "memory"
     assert LocalConfig(backend="moto").backend == "moto"
+
+
+def test_the_memory_backend_is_still_accepted_by_its_old_name() -> None:
+    assert LocalConfig(backend="fast").backend == "memory"

@@ -1,4 +1,4 @@
-"""The fast backend: the project's own in-memory model of the operations the pool uses.
+"""The memory backend: the project's own in-memory model of the operations the pool uses.
 
 CreateTable, DescribeTable, DeleteTable, ListTables, UpdateItem, GetItem and BatchGetItem (and
 PutItem and DeleteItem, which tests use to set items up), with
@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 from async_counters.local import expressions as ex
 from async_counters.local import values as v
 from async_counters.local import wire
-from async_counters.local.backends import ACCOUNT_ID, Backend, Call, Reply
+from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
 
 MAX_ITEM_BYTES: Final = 400 * 1024
 MAX_BATCH_GET_KEYS: Final = 100
@@ -34,7 +34,7 @@ _WARM_THROUGHPUT: Final = {"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4
 KeyTuple = tuple[str, ...]
 
 
-class DynamoError(Exception):
+class ErrorAnswer(Exception):
     """An error answer: DynamoDB's type and message, and extra body fields."""
 
     def __init__(self, type_: str, message: str, **extra: Any) -> None:
@@ -44,12 +44,12 @@ class DynamoError(Exception):
         self.extra = extra
 
 
-def _validation(message: str) -> DynamoError:
-    return DynamoError(wire.VALIDATION, message)
+def _validation(message: str) -> ErrorAnswer:
+    return ErrorAnswer(wire.VALIDATION, message)
 
 
-def _not_supported(message: str) -> DynamoError:
-    return _validation(f"{message} (not modelled by the fast backend; use the moto backend)")
+def _not_supported(message: str) -> ErrorAnswer:
+    return _validation(f"{message} (not modelled by the memory backend; use the moto backend)")
 
 
 @dataclass(slots=True)
@@ -103,7 +103,7 @@ class Table:
         return description
 
 
-class FastBackend(Backend):
+class MemoryBackend(Backend):
     """Tables in dicts, answered synchronously: atomic on the server's event loop."""
 
     def __init__(self, *, region: str) -> None:
@@ -127,7 +127,7 @@ class FastBackend(Backend):
             return Reply.error(
                 400,
                 wire.UNKNOWN_OPERATION,
-                f"The fast backend does not implement {call.operation}; use the moto backend",
+                f"The memory backend does not implement {call.operation}; use the moto backend",
             )
         try:
             payload = call.json()
@@ -137,7 +137,7 @@ class FastBackend(Backend):
             )
         try:
             result = operation(payload)
-        except DynamoError as error:
+        except ErrorAnswer as error:
             return Reply.error(400, error.type, error.message, **error.extra)
         return Reply(200, wire.dumps(result))
 
@@ -147,7 +147,7 @@ class FastBackend(Backend):
             return None
         try:
             item = found.items.get(_key(found, key))
-        except DynamoError:
+        except ErrorAnswer:
             return None
         return None if item is None else v.item_size(item)
 
@@ -230,7 +230,7 @@ class FastBackend(Backend):
                 "PAY_PER_REQUEST]"
             )
         if name in self.tables:
-            raise DynamoError(wire.RESOURCE_IN_USE, f"Table already exists: {name}")
+            raise ErrorAnswer(wire.RESOURCE_IN_USE, f"Table already exists: {name}")
         range_key = key_names[1] if len(key_names) == 2 else None
         table = Table(
             name=name,
@@ -272,7 +272,7 @@ class FastBackend(Backend):
             message = "Requested resource not found"
             if describing:
                 message += f": Table: {name} not found"
-            raise DynamoError(wire.RESOURCE_NOT_FOUND, message)
+            raise ErrorAnswer(wire.RESOURCE_NOT_FOUND, message)
         return table
 
     # Items.
@@ -320,7 +320,7 @@ class FastBackend(Backend):
         try:
             if condition is not None and not ex.matches(condition, current, scope):
                 extra = {"Item": existing} if on_failure == "ALL_OLD" and existing else {}
-                raise DynamoError(
+                raise ErrorAnswer(
                     wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra
                 )
             new = ex.apply_update(update, current, scope) if update is not None else dict(current)
@@ -430,7 +430,7 @@ class FastBackend(Backend):
         existing = table.items.get(key)
         if condition is not None and not ex.matches(condition, existing or {}, scope):
             extra = {"Item": existing} if on_failure == "ALL_OLD" and existing else {}
-            raise DynamoError(
+            raise ErrorAnswer(
                 wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra
             )
         return existing
@@ -674,7 +674,7 @@ def _projection_names(p: Mapping[str, Any]) -> list[str] | None:
 def _consistent(p: Mapping[str, Any]) -> bool:
     consistent = p.get("ConsistentRead", False)
     if not isinstance(consistent, bool):
-        raise DynamoError(wire.SERIALIZATION, "NUMBER_VALUE cannot be converted to Boolean")
+        raise ErrorAnswer(wire.SERIALIZATION, "NUMBER_VALUE cannot be converted to Boolean")
     return consistent
 
 

@@ -1,4 +1,4 @@
-"""The fast backend called directly (no HTTP): what the differential corpus cannot see."""
+"""The memory backend called directly (no HTTP): what the differential corpus cannot see."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from async_counters.local.backends import Call
-from async_counters.local.fast import FastBackend, read_units, write_units
+from async_counters.local.backend import Call
+from async_counters.local.memory import MemoryBackend, read_units, write_units
 
 
-async def send(backend: FastBackend, operation: str, **payload: Any) -> tuple[int, Any]:
+async def send(backend: MemoryBackend, operation: str, **payload: Any) -> tuple[int, Any]:
     reply = await backend.handle(Call(operation, json.dumps(payload).encode(), {}))
     return reply.status, json.loads(reply.body)
 
 
 @pytest.fixture
-async def backend() -> FastBackend:
-    backend = FastBackend(region="eu-west-1")
+async def backend() -> MemoryBackend:
+    backend = MemoryBackend(region="eu-west-1")
     status, _ = await send(
         backend,
         "CreateTable",
@@ -46,7 +46,7 @@ def test_read_units(size: int, consistent: bool, units: float) -> None:
     assert read_units(size, consistent=consistent) == units
 
 
-async def test_consumed_capacity_is_reported_when_asked(backend: FastBackend) -> None:
+async def test_consumed_capacity_is_reported_when_asked(backend: MemoryBackend) -> None:
     big = "x" * 1500  # with its name and key, the item is past 1 KB: 2 write units
     status, body = await send(
         backend,
@@ -74,7 +74,7 @@ async def test_consumed_capacity_is_reported_when_asked(backend: FastBackend) ->
     assert body["ConsumedCapacity"] == [{"TableName": "tbl", "CapacityUnits": 2.0}]
 
 
-async def test_numbers_are_canonical_and_bounded(backend: FastBackend) -> None:
+async def test_numbers_are_canonical_and_bounded(backend: MemoryBackend) -> None:
     async def add(amount: str) -> tuple[int, Any]:
         return await send(
             backend,
@@ -95,20 +95,20 @@ async def test_numbers_are_canonical_and_bounded(backend: FastBackend) -> None:
     assert "38 significant digits" in body["message"]
 
 
-async def test_an_unknown_operation_names_the_alternative(backend: FastBackend) -> None:
+async def test_an_unknown_operation_names_the_alternative(backend: MemoryBackend) -> None:
     status, body = await send(backend, "TransactWriteItems", TransactItems=[])
     assert status == 400
     assert body["__type"].endswith("#UnknownOperationException")
     assert "moto backend" in body["message"]
 
 
-async def test_a_body_that_is_not_json(backend: FastBackend) -> None:
+async def test_a_body_that_is_not_json(backend: MemoryBackend) -> None:
     reply = await backend.handle(Call("GetItem", b"{not json", {}))
     assert reply.status == 400
     assert json.loads(reply.body)["__type"].endswith("#SerializationException")
 
 
-async def test_arns_name_the_region(backend: FastBackend) -> None:
+async def test_arns_name_the_region(backend: MemoryBackend) -> None:
     _, body = await send(backend, "DescribeTable", TableName="tbl")
     assert body["Table"]["TableArn"] == "arn:aws:dynamodb:eu-west-1:123456789012:table/tbl"
     assert body["Table"]["BillingModeSummary"] == {"BillingMode": "PAY_PER_REQUEST"}

@@ -1,0 +1,28 @@
+"""Which backend a `LocalConfig.backend` names: moto, memory, dynalite or an upstream URL."""
+
+from __future__ import annotations
+
+from async_counters.local.backend import Backend
+from async_counters.local.config import MEMORY, MEMORY_ALIAS
+
+
+def make_backend(name: str, *, region: str, endpoint: str) -> Backend:
+    """The backend a `LocalConfig.backend` names (imported only when chosen: moto is slow to
+    import and an extra)."""
+    if name == "moto":
+        from async_counters.local.moto_backend import MotoBackend
+
+        return MotoBackend(region=region, endpoint=endpoint)
+    if name in (MEMORY, MEMORY_ALIAS):
+        from async_counters.local.memory import MemoryBackend
+
+        return MemoryBackend(region=region)
+    if name == "dynalite":
+        from async_counters.local.dynalite import DynaliteBackend
+
+        return DynaliteBackend()
+    if name.startswith(("http://", "https://")):
+        from async_counters.local.upstream import UpstreamBackend
+
+        return UpstreamBackend(name)
+    raise ValueError(f"unknown backend {name!r}")
