@@ -3,19 +3,54 @@
 An applied UpdateItem counts once for its key, and its arithmetic on counters (``ADD #v :n``,
 ``SET #v = if_not_exists(#v, :z) + :n``, ``SET #v = #v - :n``) adds to the key's sum. Throttled,
 refused and failed-before-apply requests never reach it; faults after apply do.
+
+The arithmetic is exact at any size: whole amounts (every counter's) are summed as `int`, and a
+fractional one in a context wide enough for any sum of DynamoDB numbers, which raises rather
+than round. Python's default context keeps 28 digits, DynamoDB 38: a ledger summing in it would
+disagree with the server it watches above 10**28.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from async_counters.local import expressions as ex
 from async_counters.local import values as v
+
+#: A counter's arithmetic: an int when whole (exact at any size), else a Decimal.
+Amount = int | Decimal
+
+# Enough digits for any sum of DynamoDB numbers (1E-130 to 1E+126, 256 digits apart) with room
+# for many terms; a sum that would still need rounding raises instead.
+_EXACT: Final = decimal.Context(
+    prec=400,
+    Emax=999_999,
+    Emin=-999_999,
+    traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow],
+)
+
+
+def exact(number: Decimal) -> Amount:
+    """``number`` as an int when it is whole, else unchanged (both exact)."""
+    return int(number) if number == number.to_integral_value() else number
+
+
+def add(left: Amount, right: Amount) -> Amount:
+    """``left + right``, exactly: in ints when both are whole, never rounded."""
+    if isinstance(left, int) and isinstance(right, int):
+        return left + right
+    return exact(_EXACT.add(Decimal(left), Decimal(right)))
+
+
+def _negate(amount: Amount) -> Amount:
+    # `copy_negate` is exact; unary minus would round to the default context's 28 digits.
+    return -amount if isinstance(amount, int) else amount.copy_negate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +58,7 @@ class LedgerEntry:
     """Applied updates to one item: how many, and the sum of their counter arithmetic
     (an int, unless some amount applied was fractional)."""
 
-    sum: int | Decimal
+    sum: Amount
     count: int
 
     def to_json(self) -> dict[str, Any]:
@@ -42,45 +77,42 @@ def key_string(key: Mapping[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
-def update_delta(payload: Mapping[str, Any]) -> Decimal | None:
+def update_delta(payload: Mapping[str, Any]) -> Amount | None:
     """The counter arithmetic an UpdateItem request would apply, or None if it cannot be read.
 
     Pure: reads the request only. The caller records it once the backend accepted the request.
     """
     text = payload.get("UpdateExpression")
     if not isinstance(text, str):
-        return Decimal(0)
+        return 0
     try:
         update = ex.parse_update(text)
         scope = ex.Scope(
             payload.get("ExpressionAttributeNames") or {},
             payload.get("ExpressionAttributeValues") or {},
         )
-        total = Decimal(0)
+        total: Amount = 0
         for action in update.actions:
-            total += _action_delta(action, scope)
+            total = add(total, _action_delta(action, scope))
     except (ex.InvalidExpression, ex.NotSupported, v.InvalidValue, KeyError, TypeError):
         return None
     return total
 
 
-def _action_delta(action: ex.Action, scope: ex.Scope) -> Decimal:
+def _action_delta(action: ex.Action, scope: ex.Scope) -> Amount:
     if action.clause == "ADD" and isinstance(action.value, ex.Value):
-        value = scope.values.get(action.value.token)
-        if isinstance(value, dict) and "N" in value:
-            return v.parse_number(value["N"])
-        return Decimal(0)
+        return _number(action.value, scope)
     if action.clause != "SET" or not isinstance(action.value, ex.Arithmetic):
-        return Decimal(0)
+        return 0
     target = scope.name(action.path)
     arithmetic = action.value
     left, right = arithmetic.left, arithmetic.right
     if _reads(left, target, scope) and isinstance(right, ex.Value):
         amount = _number(right, scope)
-        return amount if arithmetic.operator == "+" else -amount
+        return amount if arithmetic.operator == "+" else _negate(amount)
     if arithmetic.operator == "+" and _reads(right, target, scope) and isinstance(left, ex.Value):
         return _number(left, scope)
-    return Decimal(0)
+    return 0
 
 
 def _reads(operand: ex.Operand, target: str, scope: ex.Scope) -> bool:
@@ -89,15 +121,11 @@ def _reads(operand: ex.Operand, target: str, scope: ex.Scope) -> bool:
     return isinstance(operand, ex.Path) and scope.name(operand) == target
 
 
-def _number(value: ex.Value, scope: ex.Scope) -> Decimal:
+def _number(value: ex.Value, scope: ex.Scope) -> Amount:
     found = scope.values.get(value.token)
     if isinstance(found, dict) and "N" in found:
-        return v.parse_number(found["N"])
-    return Decimal(0)
-
-
-def _exact(total: Decimal) -> int | Decimal:
-    return int(total) if total == total.to_integral_value() else total
+        return exact(v.parse_number(found["N"]))
+    return 0
 
 
 class AppliedLedger:
@@ -108,20 +136,20 @@ class AppliedLedger:
         self._lock = threading.Lock()
         self._tables: dict[str, dict[str, list[Any]]] = {}
 
-    def record(self, table: str, key: str, delta: Decimal) -> None:
+    def record(self, table: str, key: str, delta: Amount) -> None:
         with self._lock:
             entries = self._tables.setdefault(table, {})
             entry = entries.get(key)
             if entry is None:
                 entries[key] = [delta, 1]
             else:
-                entry[0] += delta
+                entry[0] = add(entry[0], delta)
                 entry[1] += 1
 
     def table(self, table: str) -> dict[str, LedgerEntry]:
         with self._lock:
             entries = dict(self._tables.get(table, {}))
-            return {key: LedgerEntry(_exact(e[0]), int(e[1])) for key, e in entries.items()}
+            return {key: LedgerEntry(e[0], e[1]) for key, e in entries.items()}
 
     def tables(self) -> list[str]:
         with self._lock:

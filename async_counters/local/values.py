@@ -80,7 +80,7 @@ def check_number(number: Decimal) -> Decimal:
     adjusted = number.adjusted()
     if digits <= MAX_DIGITS and -130 <= adjusted <= 124:
         return number  # the common case, decided without normalizing
-    magnitude = abs(number)
+    magnitude = number.copy_abs()  # exact: abs() would round to the default 28 digits
     if magnitude > MAX_MAGNITUDE:
         raise InvalidValue(
             "Number overflow. Attempting to store a number with magnitude larger than supported "

@@ -10,7 +10,7 @@ import pytest
 
 from async_counters.local import expressions as ex
 from async_counters.local import values as v
-from async_counters.local.ledger import key_string, update_delta
+from async_counters.local.ledger import AppliedLedger, key_string, update_delta
 
 NAMES = {"#v": "count", "#w": "writer", "#l": "tags"}
 VALUES: dict[str, Any] = {
@@ -153,7 +153,19 @@ def test_refused_conditions(condition: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "canonical"),
-    [("5", "5"), ("05", "5"), ("1.50", "1.5"), ("1e2", "100"), ("-0", "0"), ("-1.000", "-1")],
+    [
+        ("5", "5"),
+        ("05", "5"),
+        ("1.50", "1.5"),
+        ("1e2", "100"),
+        ("-0", "0"),
+        ("-1.000", "-1"),
+        # DynamoDB's extremes, held exactly (not rounded to Python's default 28 digits).
+        (str(10**38 - 1), str(10**38 - 1)),
+        ("9.9999999999999999999999999999999999999E+125", str(10**126 - 10**88)),
+        ("-9.9999999999999999999999999999999999999E+125", str(10**88 - 10**126)),
+        ("1E-130", "0." + "0" * 129 + "1"),
+    ],
 )
 def test_numbers_are_stored_canonical(text: str, canonical: str) -> None:
     assert v.canonical({"N": text}) == {"N": canonical}
@@ -194,12 +206,34 @@ def payload(expression: str, values: dict[str, Any]) -> dict[str, Any]:
         ("SET #w = :s ADD #v :n", {":s": {"N": "9"}, ":n": {"N": "7"}}, Decimal(7)),
         ("SET #v = :n", {":n": {"N": "100"}}, Decimal(0)),
         ("REMOVE #v", {}, Decimal(0)),
+        # At DynamoDB's 38 digits, where Python's default context (28) would round.
+        ("ADD #v :n", {":n": {"N": str(10**28 + 1)}}, 10**28 + 1),
+        ("SET #v = #v - :n", {":n": {"N": str(10**38 - 1)}}, -(10**38 - 1)),
+        (
+            "SET #v = :n + #v",
+            {":n": {"N": "9.9999999999999999999999999999999999999E+125"}},
+            10**126 - 10**88,
+        ),
+        ("ADD #v :n", {":n": {"N": "0.5"}}, Decimal("0.5")),
     ],
 )
 def test_the_ledger_reads_counter_arithmetic(
     expression: str, values: dict[str, Any], delta: Any
 ) -> None:
     assert update_delta(payload(expression, values)) == delta
+
+
+def test_the_ledger_sums_exactly_at_any_size() -> None:
+    ledger = AppliedLedger()
+    big = 10**38 - 1
+    for delta in (big, -big, 10**28 + 1, big - (10**28 + 1), Decimal("1E-130"), Decimal("0.1")):
+        ledger.record("t", "k", delta)
+    assert ledger.table("t")["k"].sum == Decimal(f"{big}.1{'0' * 128}1")
+    ledger.record("t", "k", Decimal("-1E-130"))
+    ledger.record("t", "k", Decimal("-0.1"))
+    entry = ledger.table("t")["k"]
+    assert (type(entry.sum), entry.sum, entry.count) == (int, big, 8)  # whole again: an int
+    assert ledger.to_json("t") == {"tables": {"t": {"k": {"sum": big, "count": 8}}}}
 
 
 def test_the_ledger_ignores_what_it_cannot_read() -> None:
