@@ -13,9 +13,15 @@ CounterError
 Every class says, in ``applied``, what is known about the write: ``False`` when it was certainly not
 applied, ``None`` when nobody can know. Bad arguments raise ``TypeError``/``ValueError`` before
 anything is sent; no botocore or aiohttp exception reaches a caller.
+
+What came from the service (a code, a message, the reason a write is ambiguous) is redacted
+(`async_counters.redact`) before it is kept or shown: an error is logged and sent to error
+trackers, and a service message can quote a session token, an access key ID or a signature.
 """
 
 from __future__ import annotations
+
+from async_counters.redact import redact
 
 __all__ = [
     "AmbiguousWriteError",
@@ -61,6 +67,7 @@ class _RetriesExhausted(CounterError):
         self, what: str, *, key: str | None, attempts: int, elapsed: float, last_code: str
     ) -> None:
         target = "" if key is None else f" for {key!r}"
+        last_code = redact(last_code)
         super().__init__(
             f"{what}{target} after {attempts} attempt(s) in {elapsed:.2f}s "
             f"(last: {last_code}); nothing applied",
@@ -98,6 +105,7 @@ class AmbiguousWriteError(CounterError):
     applied = None
 
     def __init__(self, *, key: str, amount: int, attempts: int, reason: str) -> None:
+        reason = redact(reason)
         super().__init__(
             f"write of {amount} to {key!r} may or may not have applied ({reason}) "
             f"on attempt {attempts}",
@@ -125,6 +133,7 @@ class DynamoError(CounterError):
     def __init__(
         self, code: str, message: str, *, status: int | None = None, key: str | None = None
     ) -> None:
+        code, message = redact(code), redact(message)
         super().__init__(f"{code}: {message}", key=key)
         self.code = code
         self.message = message

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from async_counters.errors import CounterError
+from async_counters.redact import redact
 
 from .config import RunConfig, safe_url
 from .embedded import EmbeddedServer
@@ -140,7 +141,7 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
         except KeyboardInterrupt:
             outcome.failures.append("interrupted before the run could be verified")
         except (CounterError, OSError, RuntimeError, LookupError, ValueError) as exc:
-            outcome.failures.append(f"{type(exc).__name__}: {exc}")
+            outcome.failures.append(redact(f"{type(exc).__name__}: {exc}"))
         finally:
             view.finished()
     return outcome
@@ -233,7 +234,7 @@ async def _run_workers(
         elif kind == "done":
             results[index] = payload
         elif kind == "failed":
-            outcome.failures.append(f"worker {index} failed: {payload}")
+            outcome.failures.append(redact(f"worker {index} failed: {payload}"))
 
     async def listen(index: int, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from async_counters.redact import redact
+
 __all__ = [
     "Outcome",
     "Transport",
@@ -43,6 +45,8 @@ class TransportError(Exception):
 
     ``item`` carries the current item that DynamoDB returns inside a failed conditional write when
     ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` was asked (None where the server ignores it).
+    ``code`` and ``message`` come from the service: credentials quoted in them are redacted here,
+    where every transport's errors are made (`async_counters.redact`).
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class TransportError(Exception):
         status: int | None = None,
         item: Mapping[str, Any] | None = None,
     ) -> None:
+        code, message = redact(code), redact(message)
         super().__init__(f"{code}: {message}" if message else code)
         self.outcome = outcome
         self.code = code
