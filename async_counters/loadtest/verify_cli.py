@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from async_counters.redact import redact
+
 from .config import DEFAULT_TABLE, RunConfig, Target, safe_url
 from .verify import EXIT_INCONCLUSIVE, EXIT_USAGE, SHOWN_MISMATCHES, Verification
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         verification, records = asyncio.run(_verify(config))
     except Exception as exc:
-        sys.stderr.write(f"async-counters verify: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(redact(f"async-counters verify: {type(exc).__name__}: {exc}\n"))
         return EXIT_INCONCLUSIVE
     out = sys.stdout
     if not args.quiet:

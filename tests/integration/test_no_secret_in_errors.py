@@ -231,3 +231,20 @@ async def test_bench_json_and_output_hold_no_credential(
     failures = data["results"]["failures"]
     assert any("InvalidSignatureException" in f and "[REDACTED]" in f for f in failures), failures
     assert_none_in(quoting_server.secrets, [text, output])
+
+
+async def test_verify_output_holds_no_credential(
+    quoting_server: QuotingServer, temporary_credentials: dict[str, str]
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "async_counters.cli", "verify"),
+        *("--run-id", "r1", "--endpoint-url", quoting_server.url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **temporary_credentials},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), BENCH_TIMEOUT)
+    output = out.decode() + err.decode()
+    assert process.returncode not in (0, None), output
+    assert "InvalidSignatureException" in output and "[REDACTED]" in output, output
+    assert_none_in(quoting_server.secrets, [output])
