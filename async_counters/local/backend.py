@@ -43,10 +43,17 @@ class Call:
 
 @dataclass(slots=True)
 class Reply:
-    """A DynamoDB answer: HTTP status and body bytes (headers are the front's business)."""
+    """A DynamoDB answer: HTTP status and body bytes (headers are the front's business).
+
+    A backend that knows more says so: ``replayed`` when the answer repeats an earlier one and
+    nothing was applied (an idempotent `TransactWriteItems` retry), and ``units``, the capacity
+    units each item of the request consumed, in the request's order (its keys, its actions).
+    """
 
     status: int
     body: bytes
+    replayed: bool = False
+    units: tuple[float, ...] | None = None
 
     @classmethod
     def error(cls, status: int, type_: str, message: str, **extra: Any) -> Reply:

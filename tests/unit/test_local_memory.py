@@ -96,7 +96,7 @@ async def test_numbers_are_canonical_and_bounded(backend: MemoryBackend) -> None
 
 
 async def test_an_unknown_operation_names_the_alternative(backend: MemoryBackend) -> None:
-    status, body = await send(backend, "TransactWriteItems", TransactItems=[])
+    status, body = await send(backend, "Scan", TableName="tbl")
     assert status == 400
     assert body["__type"].endswith("#UnknownOperationException")
     assert "moto backend" in body["message"]
