@@ -56,8 +56,10 @@ class Reply:
     units: tuple[float, ...] | None = None
 
     @classmethod
-    def error(cls, status: int, type_: str, message: str, **extra: Any) -> Reply:
-        return cls(status, wire.error_body(type_, message, **extra))
+    def error(
+        cls, status: int, type_: str, message: str, *, message_key: str = "message", **extra: Any
+    ) -> Reply:
+        return cls(status, wire.error_body(type_, message, message_key=message_key, **extra))
 
 
 class Backend(abc.ABC):

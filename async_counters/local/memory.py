@@ -25,6 +25,7 @@ from async_counters.local import expressions as ex
 from async_counters.local import tokens, ttl, wire
 from async_counters.local import values as v
 from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
+from async_counters.local.config import TTL_DELAY_SECONDS
 
 MAX_ITEM_BYTES: Final = 400 * 1024
 MAX_BATCH_GET_KEYS: Final = 100
@@ -192,7 +193,7 @@ class MemoryBackend(Backend):
         self,
         *,
         region: str,
-        ttl_delay: float = ttl.DEFAULT_TTL_DELAY,
+        ttl_delay: float = TTL_DELAY_SECONDS,
         clock: Callable[[], float] = time.time,
         max_tokens: int = tokens.MAX_TOKENS,
     ) -> None:
@@ -577,12 +578,7 @@ class MemoryBackend(Backend):
             try:
                 replay = self.tokens.check(token, items_digest)
             except tokens.TokenMismatch:
-                raise ErrorAnswer(
-                    wire.IDEMPOTENT_MISMATCH,
-                    "The request uses the same client token as a previous, but non-identical "
-                    "request. Do not reuse a client token with different requests, unless an "
-                    "hour has passed.",
-                ) from None
+                raise ErrorAnswer(wire.IDEMPOTENT_MISMATCH, tokens.MISMATCH_MESSAGE) from None
             if replay is not None:
                 # Nothing is applied again; reading the items is what a replay costs.
                 read = [2 * read_units(_size(b), consistent=True) for b in befores]
@@ -609,11 +605,9 @@ class MemoryBackend(Backend):
                     reason["Item"] = refusal.extra["Item"]
                 reasons.append(reason)
         if any(reason["Code"] != "None" for reason in reasons):
-            codes = ", ".join(reason["Code"] for reason in reasons)
             raise ErrorAnswer(
                 wire.TRANSACTION_CANCELED,
-                "Transaction cancelled, please refer cancellation reasons for specific reasons "
-                f"[{codes}]",
+                wire.cancellation_message([reason["Code"] for reason in reasons]),
                 message_key="Message",
                 CancellationReasons=reasons,
             )

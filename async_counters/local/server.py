@@ -19,6 +19,7 @@ from async_counters.local.choice import make_backend
 from async_counters.local.config import (
     DEFAULT_HOST,
     DEFAULT_REGION,
+    TTL_DELAY_SECONDS,
     Capacity,
     Faults,
     Latency,
@@ -47,6 +48,7 @@ class LocalDynamo:
     ``"dynalite"`` or the URL of another endpoint to stand in front of. ``capacity``,
     ``latency`` and ``faults`` make it behave like DynamoDB under load (see `LocalConfig`);
     faults can be changed while it runs. `ledger` tells what was really applied.
+    ``ttl_delay`` is how long the memory backend keeps an item past its TTL (see `LocalConfig`).
     A server is started once and stopped once; it cannot be restarted.
     """
 
@@ -60,6 +62,7 @@ class LocalDynamo:
         capacity: Capacity | None = None,
         latency: Latency | None = None,
         faults: Faults | None = None,
+        ttl_delay: float = TTL_DELAY_SECONDS,
     ) -> None:
         self._config = LocalConfig(
             host=host,
@@ -69,6 +72,7 @@ class LocalDynamo:
             capacity=capacity,
             latency=latency or Latency(),
             faults=faults or Faults(),
+            ttl_delay=ttl_delay,
         )
         self._state: _State = "unstarted"
         self._lock = threading.Lock()
@@ -93,6 +97,7 @@ class LocalDynamo:
             capacity=config.capacity,
             latency=config.latency,
             faults=config.faults,
+            ttl_delay=config.ttl_delay,
         )
 
     @property
@@ -245,7 +250,10 @@ class LocalDynamo:
         server: asyncio.Server | None = None
         try:
             backend = make_backend(
-                self._config.backend, region=self._config.region, endpoint=self.endpoint_url
+                self._config.backend,
+                region=self._config.region,
+                endpoint=self.endpoint_url,
+                ttl_delay=self._config.ttl_delay,
             )
             await backend.open()
             self._front = Front(self._config, backend)

@@ -28,6 +28,12 @@ IDEMPOTENCY_SECONDS: Final = 600.0
 MAX_TOKENS: Final = 200_000
 
 
+MISMATCH_MESSAGE: Final = (
+    "The request uses the same client token as a previous, but non-identical request. Do not "
+    "reuse a client token with different requests, unless an hour has passed."
+)
+
+
 class TokenMismatch(Exception):
     """The token was used, within its window, for other items."""
 

@@ -22,10 +22,6 @@ from typing import Any, Final, Generic, TypeVar
 
 from async_counters.local import values as v
 
-#: Between DynamoDB's "a few days" and a test's patience: long enough that every test and
-#: benchmark run sees expired items still readable, as on DynamoDB; short enough that a server
-#: left running sheds what expired.
-DEFAULT_TTL_DELAY: Final = 300.0
 #: How often the server's loop sweeps, and how many items one sweep may delete.
 SWEEP_INTERVAL: Final = 1.0
 SWEEP_LIMIT: Final = 1000

@@ -40,6 +40,14 @@ def error_body(type_: str, message: str, *, message_key: str = "message", **extr
     return dumps({"__type": type_, message_key: message, **extra})
 
 
+def cancellation_message(codes: list[str]) -> str:
+    """The message of a TransactionCanceledException, naming each action's reason code."""
+    return (
+        "Transaction cancelled, please refer cancellation reasons for specific reasons "
+        f"[{', '.join(codes)}]"
+    )
+
+
 def crc32(body: bytes) -> str:
     """The value of ``x-amz-crc32`` for a body: its CRC32 as an unsigned decimal."""
     return str(zlib.crc32(body))
