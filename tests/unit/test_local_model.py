@@ -77,6 +77,28 @@ def test_an_item_larger_than_the_bucket_passes_when_the_bucket_is_full() -> None
     assert m.take("t", "k", WRITE, 1) == []
 
 
+def test_take_all_judges_items_on_one_bucket_together_and_takes_all_or_none() -> None:
+    m, _ = model(partition_write_units=5, burst_seconds=1)
+    assert admitted(m, 1, key="a") == 1  # 4 left on "a"
+    assert m.take_all([("t", "a", WRITE, 2), ("t", "a", WRITE, 3), ("t", "b", WRITE, 1)]) == [
+        ["TableWriteKeyRangeThroughputExceeded"],
+        ["TableWriteKeyRangeThroughputExceeded"],
+        [],
+    ]
+    assert admitted(m, 10, key="b") == 5  # the refused transaction took nothing from "b"
+    assert m.take_all([("t", "a", WRITE, 2), ("t", "a", WRITE, 2)]) == [[], []]
+    assert admitted(m, 1, key="a") == 0
+
+
+def test_charge_settles_an_estimate_into_debt_or_back_up_to_full() -> None:
+    m, _ = model(partition_write_units=10, burst_seconds=1)
+    assert m.take("t", "k", WRITE, 2) == []
+    m.charge("t", "k", WRITE, 12)  # it really cost 14: 4 in debt
+    assert m.take("t", "k", WRITE, 1)
+    m.charge("t", "k", WRITE, -100)  # given back, but never past full
+    assert admitted(m, 20) == 10
+
+
 def draws(faults: Faults, n: int = 200, operation: str = "UpdateItem") -> list[Any]:
     injector = FaultInjector(faults)
     return [injector.draw(operation) for _ in range(n)]
