@@ -144,7 +144,10 @@ class Front:
             return respond(
                 Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {target!r}")
             )
-        call = Call(target[len(wire.TARGET_PREFIX) :], body, request.headers)
+        return await self.serve(Call(target[len(wire.TARGET_PREFIX) :], body, request.headers))
+
+    async def serve(self, call: Call) -> web.StreamResponse:
+        """One DynamoDB call, once a transaction's token is known not to be in progress."""
         token = transaction_token(call)
         if token is None:
             return await self.apply(call)
