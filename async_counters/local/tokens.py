@@ -24,8 +24,9 @@ from typing import Any, Final, Literal
 
 #: DynamoDB's idempotency window, counted from the transaction's completion.
 IDEMPOTENCY_SECONDS: Final = 600.0
-#: About 100 bytes a record: 200,000 tokens hold 10 minutes of 330 transactions/s in ~20 MB.
-MAX_TOKENS: Final = 200_000
+#: About 300 bytes a record (measured: benchmarks/memory_transactions.py): 300,000 tokens hold
+#: 10 minutes of 500 transactions/s in about 90 MB.
+MAX_TOKENS: Final = 300_000
 
 
 MISMATCH_MESSAGE: Final = (
