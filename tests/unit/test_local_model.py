@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
 
-from async_counters.local import Capacity, Faults, Latency, LocalConfig
+from async_counters.local import Capacity, Faults, Latency, LocalConfig, cli
 from async_counters.local.capacity import READ, WRITE, CapacityModel
 from async_counters.local.faults import FaultInjector, LatencyModel
 
@@ -161,6 +162,9 @@ def test_latency_stays_within_its_jitter() -> None:
         (lambda: LocalConfig(port=70000), ValueError),
         (lambda: LocalConfig(port=True), TypeError),
         (lambda: LocalConfig(backend="postgres"), ValueError),
+        (lambda: LocalConfig(ttl_delay=-1), ValueError),
+        (lambda: LocalConfig(ttl_delay=float("nan")), ValueError),
+        (lambda: LocalConfig(ttl_delay="soon"), TypeError),  # type: ignore[arg-type]
     ],
 )
 def test_nonsense_configuration_is_refused(build: Any, error: type[Exception]) -> None:
@@ -185,3 +189,12 @@ def test_the_default_backend_can_come_from_the_environment(
 
 def test_the_memory_backend_is_still_accepted_by_its_old_name() -> None:
     assert LocalConfig(backend="fast").backend == "memory"
+
+
+def test_the_ttl_delay_flag_reaches_the_config() -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_config_arguments(parser)
+    assert cli.config_from_args(parser.parse_args([])).ttl_delay == 300.0
+    args = parser.parse_args(["--ttl-delay-seconds", "2.5", "--backend", "memory"])
+    assert cli.config_from_args(args).ttl_delay == 2.5
+    assert "TransactWriteItems" in cli.config_from_args(args).faults.operations
