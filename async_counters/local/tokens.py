@@ -6,7 +6,8 @@ refused with ``IdempotentParameterMismatchException``. A token is remembered by 
 request's items (not the request: ``ReturnConsumedCapacity`` only changes what is reported), so
 a record is a few dozen bytes, and records are forgotten once their window has passed. The count
 is bounded as well: past ``max_tokens``, the oldest are forgotten early (and counted), so a
-flood of transactions can slow nothing and fill no memory.
+flood of transactions can slow nothing and fill no memory. Only a transaction that completed is
+remembered: a cancelled one changed nothing, and its retry is judged afresh.
 
     tokens = TokenMemory(clock=time.monotonic)
     tokens.check("t-1", digest)        # None (new), or "replay"; raises TokenMismatch
