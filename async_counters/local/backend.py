@@ -85,3 +85,8 @@ class Backend(abc.ABC):
     def hash_key(self, table: str) -> str | None:
         """The name of a table's partition key, if this backend can tell."""
         return None
+
+    def sweep(self) -> int | None:
+        """Delete now what TTL is due to delete; how many items, or None if this backend never
+        deletes expired items."""
+        return None

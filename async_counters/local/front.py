@@ -13,7 +13,8 @@ answer is sent, held answers included: a retry with that token meanwhile is answ
 
 Admin endpoints live under ``/_local/``, a path no DynamoDB client uses:
 ``GET /_local/ledger[?table=T]``, ``DELETE /_local/ledger``, ``GET|PUT /_local/faults``,
-``GET /_local/stats`` and ``GET /_local/config``.
+``GET /_local/stats``, ``GET /_local/config`` and ``POST /_local/ttl/sweep`` (delete now what
+TTL is due to delete, rather than at the next background sweep).
 """
 
 from __future__ import annotations
@@ -402,6 +403,11 @@ class Front:
             return json_response(self.stats.snapshot())
         if name == "config" and method == "GET":
             return json_response(config_to_json(self.config, self.faults))
+        if name == "ttl/sweep" and method == "POST":
+            deleted = self.backend.sweep()
+            if deleted is None:
+                return json_response({"error": _NO_SWEEP}, status=400)
+            return json_response({"deleted": deleted})
         return web.Response(status=404, text=f"no admin endpoint {method} {name!r}\n")
 
 
@@ -418,6 +424,7 @@ _METERED: Final = frozenset(
     {"UpdateItem", "PutItem", "DeleteItem", "GetItem", "BatchGetItem", "TransactWriteItems"}
 )
 _IN_PROGRESS_MESSAGE: Final = "Transaction is ongoing for the idempotency token"
+_NO_SWEEP: Final = "this backend never deletes expired items; the memory backend does"
 
 #: Capacity taken for one item: (table, partition key, kind, units).
 Charge = tuple[str, str, Kind, float]

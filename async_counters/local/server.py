@@ -213,6 +213,26 @@ class LocalDynamo:
         """Forget every ledger entry (the tables keep their items)."""
         self._running_front().ledger.reset()
 
+    def sweep_ttl(self) -> int:
+        """Delete now, on the server's loop, the items whose TTL passed at least ``ttl_delay``
+        ago (as many as one sweep may); how many. For a test that wants expired items gone at
+        a moment it chooses rather than at the next background sweep (memory backend only).
+
+            server = LocalDynamo(backend="memory", ttl_delay=0)
+            ...
+            server.sweep_ttl()           # every expired item is gone from here on
+        """
+        front, loop = self._running_front(), self._loop
+        assert loop is not None
+
+        async def sweep() -> int | None:
+            return front.backend.sweep()
+
+        deleted = asyncio.run_coroutine_threadsafe(sweep(), loop).result(START_TIMEOUT)
+        if deleted is None:
+            raise RuntimeError(f"the {self._config.backend} backend never deletes expired items")
+        return deleted
+
     @property
     def faults(self) -> Faults:
         """The faults in force now."""

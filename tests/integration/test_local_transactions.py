@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from aiobotocore.session import get_session
 from botocore.config import Config
@@ -162,3 +163,33 @@ async def test_expired_items_stay_readable_then_are_deleted_in_the_background(
         async with client(lingering.endpoint_url) as c:
             # Expired, and (with the default delay of minutes) still there, as on DynamoDB.
             assert await read(c, table, "expired") == 1
+
+
+async def test_a_test_can_sweep_expired_items_away_when_it_chooses(table: str) -> None:
+    async with (
+        LocalDynamo(backend="memory", ttl_delay=0) as server,
+        client(server.endpoint_url) as c,
+    ):
+        await create_table(c, table)
+        await c.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+        )
+        for key in ("a", "b"):
+            await c.put_item(
+                TableName=table,
+                Item={"pk": {"S": key}, "count": {"N": "1"}, "ttl": {"N": "1700000000"}},
+            )
+        await c.put_item(TableName=table, Item={"pk": {"S": "kept"}, "count": {"N": "1"}})
+        # The background sweep may have taken some already; after this one, none is left.
+        swept = await asyncio.to_thread(server.sweep_ttl)
+        url = f"{server.endpoint_url}/_local/ttl/sweep"
+        async with aiohttp.ClientSession() as http, http.post(url) as response:
+            assert response.status == 200
+            assert (await response.json())["deleted"] == 0
+        assert swept <= 2
+        assert await read(c, table, "a") is None
+        assert await read(c, table, "b") is None
+        assert await read(c, table, "kept") == 1
+    async with LocalDynamo(backend="moto") as server:
+        with pytest.raises(RuntimeError, match="never deletes"):
+            await asyncio.to_thread(server.sweep_ttl)
