@@ -18,6 +18,8 @@ emulators lack, each off by default:
     server.set_faults(Faults(drop_after_apply=0.1))      # while it runs
     server.ledger("counters")["views"]                   # LedgerEntry(sum=..., count=...)
 
+The memory backend also models TransactWriteItems (ClientRequestToken idempotency included),
+TTL that deletes late (``ttl_delay``; ``server.sweep_ttl()`` sweeps now) and ConsumedCapacity.
 The ledger is what was really applied, the ground truth for reliability tests. The same is
 reachable over HTTP under ``/_local/`` (``ledger``, ``faults``, ``stats``, ``config``) and from
 the command line: ``async-counters local --port 8000 [--backend memory --latency-ms 5 ...]``,

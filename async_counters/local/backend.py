@@ -43,14 +43,23 @@ class Call:
 
 @dataclass(slots=True)
 class Reply:
-    """A DynamoDB answer: HTTP status and body bytes (headers are the front's business)."""
+    """A DynamoDB answer: HTTP status and body bytes (headers are the front's business).
+
+    A backend that knows more says so: ``replayed`` when the answer repeats an earlier one and
+    nothing was applied (an idempotent `TransactWriteItems` retry), and ``units``, the capacity
+    units each item of the request consumed, in the request's order (its keys, its actions).
+    """
 
     status: int
     body: bytes
+    replayed: bool = False
+    units: tuple[float, ...] | None = None
 
     @classmethod
-    def error(cls, status: int, type_: str, message: str, **extra: Any) -> Reply:
-        return cls(status, wire.error_body(type_, message, **extra))
+    def error(
+        cls, status: int, type_: str, message: str, *, message_key: str = "message", **extra: Any
+    ) -> Reply:
+        return cls(status, wire.error_body(type_, message, message_key=message_key, **extra))
 
 
 class Backend(abc.ABC):
@@ -75,4 +84,9 @@ class Backend(abc.ABC):
 
     def hash_key(self, table: str) -> str | None:
         """The name of a table's partition key, if this backend can tell."""
+        return None
+
+    def sweep(self) -> int | None:
+        """Delete now what TTL is due to delete; how many items, or None if this backend never
+        deletes expired items."""
         return None

@@ -7,12 +7,14 @@ and must not be applied.
 
     model = CapacityModel(Capacity(partition_write_units=100))
     reasons = model.take("counters", "views", WRITE, 1)   # [] admitted; else throttling reasons
+    model.take_all([("counters", "a", WRITE, 2), ("counters", "b", WRITE, 2)])  # a transaction
+    model.charge("counters", "views", WRITE, 1)           # what a request really consumed
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 from async_counters.local.config import Capacity
@@ -64,9 +66,9 @@ class CapacityModel:
             return c.partition_write_units, c.table_write_units
         return c.partition_read_units, c.table_read_units
 
-    def take(self, table: str, key: str, kind: Kind, units: float) -> list[str]:
-        """Take ``units`` for one item; the throttling reasons if refused (nothing taken)."""
-        now = self.clock()
+    def _buckets(
+        self, table: str, key: str, kind: Kind, now: float
+    ) -> tuple[TokenBucket, TokenBucket]:
         partition_rate, table_rate = self._bucket_rates(kind)
         burst = self.capacity.burst_seconds
         partition = self._partitions.get((table, key, kind))
@@ -79,12 +81,40 @@ class CapacityModel:
             self._tables[(table, kind)] = whole
         partition.refill(now)
         whole.refill(now)
-        reasons = []
-        if not partition.can_take(units):
-            reasons.append(f"Table{kind}KeyRangeThroughputExceeded")
-        if not whole.can_take(units):
-            reasons.append(f"Table{kind}ProvisionedThroughputExceeded")
-        if not reasons:
-            partition.take(units)
-            whole.take(units)
-        return reasons
+        return partition, whole
+
+    def take(self, table: str, key: str, kind: Kind, units: float) -> list[str]:
+        """Take ``units`` for one item; the throttling reasons if refused (nothing taken)."""
+        return self.take_all([(table, key, kind, units)])[0]
+
+    def take_all(self, items: Sequence[tuple[str, str, Kind, float]]) -> list[list[str]]:
+        """Take units for several items at once (a transaction), all or none: each item's
+        throttling reasons, every list empty when all were taken. Items sharing a bucket are
+        judged by what they need together."""
+        now = self.clock()
+        buckets = [self._buckets(table, key, kind, now) for table, key, kind, _ in items]
+        needed: dict[int, float] = {}
+        for (partition, whole), (_, _, _, units) in zip(buckets, items, strict=True):
+            needed[id(partition)] = needed.get(id(partition), 0.0) + units
+            needed[id(whole)] = needed.get(id(whole), 0.0) + units
+        all_reasons: list[list[str]] = []
+        for (partition, whole), (_, _, kind, _) in zip(buckets, items, strict=True):
+            reasons = []
+            if not partition.can_take(needed[id(partition)]):
+                reasons.append(f"Table{kind}KeyRangeThroughputExceeded")
+            if not whole.can_take(needed[id(whole)]):
+                reasons.append(f"Table{kind}ProvisionedThroughputExceeded")
+            all_reasons.append(reasons)
+        if not any(all_reasons):
+            for (partition, whole), (_, _, _, units) in zip(buckets, items, strict=True):
+                partition.take(units)
+                whole.take(units)
+        return all_reasons
+
+    def charge(self, table: str, key: str, kind: Kind, units: float) -> None:
+        """Take ``units`` after the fact, whatever is left (a bucket may go into debt), or give
+        them back when negative (never past full): to settle an estimate taken at admission
+        with what the request really consumed."""
+        partition, whole = self._buckets(table, key, kind, self.clock())
+        for bucket in (partition, whole):
+            bucket.tokens = min(bucket.size, bucket.tokens - units)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from async_counters.local.backend import Backend
-from async_counters.local.config import MEMORY, MEMORY_ALIAS
+from async_counters.local.config import MEMORY, MEMORY_ALIAS, TTL_DELAY_SECONDS
 
 
-def make_backend(name: str, *, region: str, endpoint: str) -> Backend:
+def make_backend(
+    name: str, *, region: str, endpoint: str, ttl_delay: float = TTL_DELAY_SECONDS
+) -> Backend:
     """The backend a `LocalConfig.backend` names (imported only when chosen: moto is slow to
     import and an extra)."""
     if name == "moto":
@@ -16,7 +18,7 @@ def make_backend(name: str, *, region: str, endpoint: str) -> Backend:
     if name in (MEMORY, MEMORY_ALIAS):
         from async_counters.local.memory import MemoryBackend
 
-        return MemoryBackend(region=region)
+        return MemoryBackend(region=region, ttl_delay=ttl_delay)
     if name == "dynalite":
         from async_counters.local.dynalite import DynaliteBackend
 

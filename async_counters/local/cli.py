@@ -28,6 +28,8 @@ from async_counters.local.config import (
     BACKEND_ENV,
     DEFAULT_HOST,
     DEFAULT_REGION,
+    FAULT_OPERATIONS,
+    TTL_DELAY_SECONDS,
     Capacity,
     Faults,
     Latency,
@@ -94,6 +96,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -
         help=f"'moto' (default, or ${BACKEND_ENV}), 'memory', 'dynalite', or the http:// URL of "
         "a DynamoDB endpoint to stand in front of",
     )
+    server.add_argument(
+        f"{p}ttl-delay-seconds",
+        type=float,
+        default=TTL_DELAY_SECONDS,
+        metavar="SECONDS",
+        help="how long the memory backend keeps an item past its TTL before deleting it, as "
+        "DynamoDB deletes late (default %(default)g; 0: at the next sweep)",
+    )
     capacity = parser.add_argument_group(
         "capacity (throttling like DynamoDB; off unless one of these is given)"
     )
@@ -141,7 +151,7 @@ def _add_fault_arguments(group: Any, *, prefix: str = "") -> None:
         f"{p}fault-operations",
         default=None,
         metavar="OP,OP",
-        help="operations faults may hit (default UpdateItem)",
+        help=f"operations faults may hit (default {','.join(sorted(FAULT_OPERATIONS))})",
     )
     group.add_argument(
         f"{p}seed", type=int, default=None, help="seed for faults and latency jitter"
@@ -207,6 +217,7 @@ def config_from_args(args: argparse.Namespace, *, prefix: str = "") -> LocalConf
         capacity=capacity,
         latency=latency,
         faults=faults_from_args(args, prefix=prefix) or Faults(),
+        ttl_delay=_get(args, prefix, "ttl_delay_seconds"),
     )
 
 

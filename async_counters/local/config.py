@@ -46,8 +46,13 @@ TABLE_READ_UNITS: Final = 12000.0
 BURST_SECONDS: Final = 1.0
 #: How long a "delayed past the client's timeout" response is held back.
 FAULT_DELAY_SECONDS: Final = 5.0
-#: Faults hit item writes unless told otherwise: control-plane calls and reads stay reliable.
-FAULT_OPERATIONS: Final = frozenset({"UpdateItem"})
+#: Faults hit the pool's item writes unless told otherwise: control-plane calls and reads stay
+#: reliable.
+FAULT_OPERATIONS: Final = frozenset({"UpdateItem", "TransactWriteItems"})
+#: How long the memory backend keeps an expired item before deleting it: DynamoDB takes
+#: "typically within a few days". Long enough that every test and benchmark run meets expired
+#: items still readable, as on DynamoDB; short enough that a server left running sheds them.
+TTL_DELAY_SECONDS: Final = 300.0
 
 
 def default_backend() -> str:
@@ -172,7 +177,8 @@ class LocalConfig:
     operations the pool uses; ``"fast"`` is its old name), ``"dynalite"`` (started by the server;
     needs node and the npm package) or the ``http://`` URL of another DynamoDB endpoint to stand
     in front of.
-    ``capacity=None`` turns throttling off.
+    ``capacity=None`` turns throttling off. ``ttl_delay`` is how long the memory backend keeps
+    an item past its TTL before deleting it (moto and dynalite never delete).
     """
 
     host: str = DEFAULT_HOST
@@ -182,8 +188,12 @@ class LocalConfig:
     capacity: Capacity | None = None
     latency: Latency = field(default_factory=Latency)
     faults: Faults = field(default_factory=Faults)
+    ttl_delay: float = TTL_DELAY_SECONDS
 
     def __post_init__(self) -> None:
+        number(self.ttl_delay, "ttl_delay")
+        if not math.isfinite(self.ttl_delay) or self.ttl_delay < 0:
+            raise ValueError(f"ttl_delay must be a finite number >= 0, got {self.ttl_delay!r}")
         if not isinstance(self.host, str) or not is_loopback(self.host):
             raise ValueError(
                 f"host must be a loopback address (127.0.0.1, ::1 or localhost), got {self.host!r}"

@@ -2,13 +2,19 @@
 
 For each DynamoDB call, in order: latency, the fault draw (a 500 before apply ends it there),
 the capacity model (a throttled call ends there, not applied), the backend, the ledger (only
-what the backend accepted), then the faults that strike after apply. Every answer carries a
-``x-amz-crc32`` computed over the exact bytes sent. Connections are HTTP/1.1 keep-alive.
-Signatures are not checked, so any credentials work.
+what the backend accepted, and never a transaction's idempotent replay), the capacity settled
+with what the backend says the call consumed, then the faults that strike after apply. Every
+answer carries a ``x-amz-crc32`` computed over the exact bytes sent. Connections are HTTP/1.1
+keep-alive. Signatures are not checked, so any credentials work.
+
+A `TransactWriteItems` with a ``ClientRequestToken`` is in progress from its arrival until its
+answer is sent, held answers included: a retry with that token meanwhile is answered
+``TransactionInProgressException``, as DynamoDB answers a retry that overtakes the original.
 
 Admin endpoints live under ``/_local/``, a path no DynamoDB client uses:
 ``GET /_local/ledger[?table=T]``, ``DELETE /_local/ledger``, ``GET|PUT /_local/faults``,
-``GET /_local/stats`` and ``GET /_local/config``.
+``GET /_local/stats``, ``GET /_local/config`` and ``POST /_local/ttl/sweep`` (delete now what
+TTL is due to delete, rather than at the next background sweep).
 """
 
 from __future__ import annotations
@@ -19,18 +25,23 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web, web_protocol, web_request
 
+from async_counters.local import tokens, wire
 from async_counters.local import values as v
-from async_counters.local import wire
 from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
 from async_counters.local.capacity import READ, WRITE, CapacityModel, Kind
 from async_counters.local.config import Faults, LocalConfig
 from async_counters.local.faults import FaultInjector, LatencyModel
-from async_counters.local.ledger import AppliedLedger, key_string, update_delta
+from async_counters.local.ledger import (
+    AppliedLedger,
+    key_string,
+    transaction_deltas,
+    update_delta,
+)
 from async_counters.local.upstream import UpstreamError
 
 logger = logging.getLogger("async_counters.local")
@@ -64,6 +75,8 @@ class FrontStats:
     error_after_apply: int = 0
     drop_after_apply: int = 0
     delay_after_apply: int = 0
+    transactions_replayed: int = 0
+    transactions_in_progress: int = 0
 
     def count(self, name: str, amount: int = 1) -> None:
         setattr(self, name, getattr(self, name) + amount)
@@ -88,6 +101,9 @@ class Front:
         self.latency = LatencyModel(config.latency)
         self.injector = FaultInjector(config.faults)
         self._closing: asyncio.Event | None = None
+        # Tokens of the transactions this front is handling now, with their items' digests:
+        # as many as requests in flight, each gone when its answer is sent.
+        self._in_progress: dict[str, bytes] = {}
 
     def closing(self) -> asyncio.Event:
         """Set when the server stops: held answers are let go at once."""
@@ -129,10 +145,35 @@ class Front:
             return respond(
                 Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {target!r}")
             )
-        call = Call(target[len(wire.TARGET_PREFIX) :], body, request.headers)
+        return await self.serve(Call(target[len(wire.TARGET_PREFIX) :], body, request.headers))
+
+    async def serve(self, call: Call) -> web.StreamResponse:
+        """One DynamoDB call, once a transaction's token is known not to be in progress."""
+        token = transaction_token(call)
+        if token is None:
+            return await self.apply(call)
+        items_digest = tokens.digest(call.json().get("TransactItems"))
+        earlier = self._in_progress.get(token)
+        if earlier is not None:
+            await self.wait_latency()
+            if earlier != items_digest:
+                return respond(Reply.error(400, wire.IDEMPOTENT_MISMATCH, tokens.MISMATCH_MESSAGE))
+            self.stats.transactions_in_progress += 1
+            return respond(Reply.error(400, wire.TRANSACTION_IN_PROGRESS, _IN_PROGRESS_MESSAGE))
+        self._in_progress[token] = items_digest
+        try:
+            return await self.apply(call)
+        finally:
+            del self._in_progress[token]
+
+    async def wait_latency(self) -> None:
         delay = self.latency.draw()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    async def apply(self, call: Call) -> web.StreamResponse:
+        """One call through latency, faults, capacity, the backend and the ledger."""
+        await self.wait_latency()
         fault = self.injector.draw(call.operation)
         if fault == "error_before_apply":
             self.stats.count(fault)
@@ -143,13 +184,14 @@ class Front:
             return respond(throttle(self.config.region, call_table(call), [_INJECTED_REASON]))
 
         unprocessed: dict[str, Any] | None = None
+        charges: list[Charge] = []
         if self.capacity is not None:
-            throttled, unprocessed = self.admit(call)
+            throttled, unprocessed, charges = self.admit(call)
             if throttled is not None:
                 self.stats.throttled += 1
                 return respond(throttled)
 
-        delta = self.ledger_delta(call)
+        deltas = self.ledger_deltas(call)
         try:
             reply = await self.backend.handle(call)
         except UpstreamError as exc:
@@ -158,8 +200,13 @@ class Front:
             return respond(internal_error())
         if reply.status == 200:
             self.stats.succeeded += 1
-            if delta is not None:
-                self.ledger.record(*delta)
+            if reply.replayed:
+                self.stats.transactions_replayed += 1
+            else:
+                for delta in deltas:
+                    self.ledger.record(*delta)
+            if charges and reply.units is not None:
+                self.settle(charges, reply.units, replayed=reply.replayed)
             if unprocessed:
                 reply = with_unprocessed_keys(reply, unprocessed)
 
@@ -174,86 +221,136 @@ class Front:
                 await asyncio.wait_for(self.closing().wait(), self.faults.delay)
         return respond(reply)
 
-    def ledger_delta(self, call: Call) -> tuple[str, str, Any] | None:
-        """(table, key, delta) an UpdateItem will add to the ledger if the backend accepts it."""
-        if call.operation != "UpdateItem":
-            return None
-        try:
-            payload = call.json()
-            table, key = payload["TableName"], payload["Key"]
-        except (ValueError, KeyError, TypeError):
-            return None
-        if not isinstance(table, str) or not isinstance(key, dict):
-            return None
-        delta = update_delta(payload)
-        return None if delta is None else (table, key_string(key), delta)
-
-    # The capacity model.
-
-    def admit(self, call: Call) -> tuple[Reply | None, dict[str, Any] | None]:
-        """Take capacity for a call: (a throttling answer, or None; BatchGetItem's unprocessed
-        keys, when only some of its keys were throttled and the call was trimmed to the rest)."""
-        assert self.capacity is not None
-        operation = call.operation
-        if operation not in ("UpdateItem", "PutItem", "DeleteItem", "GetItem", "BatchGetItem"):
-            return None, None
+    def ledger_deltas(self, call: Call) -> list[tuple[str, str, Any]]:
+        """(table, key, delta) an UpdateItem, or each Update of a TransactWriteItems, will add
+        to the ledger if the backend applies it."""
+        if call.operation not in ("UpdateItem", "TransactWriteItems"):
+            return []
         try:
             payload = call.json()
         except ValueError:
-            return None, None
+            return []
+        if call.operation == "TransactWriteItems":
+            return list(transaction_deltas(payload))
+        table, key = payload.get("TableName"), payload.get("Key")
+        if not isinstance(table, str) or not isinstance(key, dict):
+            return []
+        delta = update_delta(payload)
+        return [] if delta is None else [(table, key_string(key), delta)]
+
+    # The capacity model.
+
+    def admit(self, call: Call) -> tuple[Reply | None, dict[str, Any] | None, list[Charge]]:
+        """Take capacity for a call: (a throttling answer, or None; BatchGetItem's unprocessed
+        keys, when only some of its keys were throttled and the call was trimmed to the rest;
+        what was taken, item by item in the request's order, to settle once answered)."""
+        assert self.capacity is not None
+        operation = call.operation
+        if operation not in _METERED:
+            return None, None, []
+        try:
+            payload = call.json()
+        except ValueError:
+            return None, None, []
         if operation == "BatchGetItem":
             return self.admit_batch(call, payload)
+        if operation == "TransactWriteItems":
+            return self.admit_transaction(payload)
         table, key = payload.get("TableName"), payload.get("Key")
         if operation == "PutItem":
             key = payload.get("Item")
         if not isinstance(table, str) or not isinstance(key, dict):
-            return None, None
+            return None, None, []
         kind: Kind = READ if operation == "GetItem" else WRITE
+        charge = (table, key_string(self.partition_of(table, key)), kind)
         units = self.units(table, key, kind, payload)
-        if operation == "PutItem":
-            key = self.partition_of(table, key)
-        reasons = self.capacity.take(table, key_string(key), kind, units)
+        reasons = self.capacity.take(*charge, units)
         if reasons:
-            return throttle(self.config.region, table, reasons), None
-        return None, None
+            return throttle(self.config.region, table, reasons), None, []
+        return None, None, [(*charge, units)]
 
     def admit_batch(
         self, call: Call, payload: dict[str, Any]
-    ) -> tuple[Reply | None, dict[str, Any] | None]:
+    ) -> tuple[Reply | None, dict[str, Any] | None, list[Charge]]:
         assert self.capacity is not None
         requests = payload.get("RequestItems")
         if not isinstance(requests, dict):
-            return None, None
+            return None, None, []
         admitted: dict[str, Any] = {}
         unprocessed: dict[str, Any] = {}
         reasons: list[tuple[str, list[str]]] = []
+        charges: list[Charge] = []
         for table, request in requests.items():
             keys = request.get("Keys") if isinstance(request, dict) else None
             if not isinstance(keys, list):
-                return None, None
+                return None, None, []
             kept: list[Any] = []
             refused: list[Any] = []
             for key in keys:
                 if not isinstance(key, dict):
-                    return None, None
+                    return None, None, []
                 units = self.units(table, key, READ, request)
-                why = self.capacity.take(table, key_string(key), READ, units)
+                partition = key_string(self.partition_of(table, key))
+                why = self.capacity.take(table, partition, READ, units)
                 (refused if why else kept).append(key)
                 if why:
                     reasons.append((table, why))
+                else:
+                    charges.append((table, partition, READ, units))
             if kept:
                 admitted[table] = {**request, "Keys": kept}
             if refused:
                 unprocessed[table] = {**request, "Keys": refused}
         if not unprocessed:
-            return None, None
+            return None, None, charges
         if not admitted:
             table, why = reasons[0]
-            return throttle(self.config.region, table, why), None
+            return throttle(self.config.region, table, why), None, []
         self.stats.unprocessed_keys += sum(len(r["Keys"]) for r in unprocessed.values())
         call.payload = {**payload, "RequestItems": admitted}
         call.body = wire.dumps(call.payload)
-        return None, unprocessed
+        return None, unprocessed, charges
+
+    def admit_transaction(
+        self, payload: dict[str, Any]
+    ) -> tuple[Reply | None, dict[str, Any] | None, list[Charge]]:
+        """Take a transaction's capacity, all of it or none: two writes per item (prepare and
+        commit), each charged to the item's partition. A throttled transaction is cancelled,
+        with a throttling reason for each item that could not be served, as DynamoDB does."""
+        assert self.capacity is not None
+        actions = payload.get("TransactItems")
+        if not isinstance(actions, list):
+            return None, None, []
+        charges: list[Charge] = []
+        for action in actions:
+            kind = next(iter(action), None) if isinstance(action, dict) else None
+            request = action.get(kind) if isinstance(action, dict) else None
+            if not isinstance(request, dict):
+                return None, None, []  # malformed: the backend says why
+            table = request.get("TableName")
+            key = request.get("Item" if kind == "Put" else "Key")
+            if not isinstance(table, str) or not isinstance(key, dict):
+                return None, None, []
+            units = 2 * self.units(table, key, WRITE, request)
+            charges.append((table, key_string(self.partition_of(table, key)), WRITE, units))
+        refused = self.capacity.take_all(charges)
+        if not any(refused):
+            return None, None, charges
+        return cancelled([throttling_reason(why) for why in refused]), None, []
+
+    def settle(self, charges: Sequence[Charge], units: Sequence[float], *, replayed: bool) -> None:
+        """Make what admission took (an estimate) what the backend says the call consumed: the
+        same numbers as its ConsumedCapacity. A replayed transaction read its items instead of
+        writing them."""
+        assert self.capacity is not None
+        if len(charges) != len(units):
+            return
+        for (table, key, kind, taken), consumed in zip(charges, units, strict=True):
+            if replayed:
+                self.capacity.charge(table, key, kind, -taken)
+                self.capacity.charge(table, key, READ, consumed)
+            else:
+                self.capacity.charge(table, key, kind, consumed - taken)
 
     def partition_of(self, table: str, item: Mapping[str, Any]) -> Mapping[str, Any]:
         """A PutItem's partition key: named by the backend's schema if it knows it, else the
@@ -306,6 +403,11 @@ class Front:
             return json_response(self.stats.snapshot())
         if name == "config" and method == "GET":
             return json_response(config_to_json(self.config, self.faults))
+        if name == "ttl/sweep" and method == "POST":
+            deleted = self.backend.sweep()
+            if deleted is None:
+                return json_response({"error": _NO_SWEEP}, status=400)
+            return json_response({"deleted": deleted})
         return web.Response(status=404, text=f"no admin endpoint {method} {name!r}\n")
 
 
@@ -317,6 +419,46 @@ def respond(reply: Reply) -> web.Response:
 
 #: The reason an injected throttle gives: the partition's, like a hot key's.
 _INJECTED_REASON: Final = "TableWriteKeyRangeThroughputExceeded"
+#: Operations the capacity model charges.
+_METERED: Final = frozenset(
+    {"UpdateItem", "PutItem", "DeleteItem", "GetItem", "BatchGetItem", "TransactWriteItems"}
+)
+_IN_PROGRESS_MESSAGE: Final = "Transaction is ongoing for the idempotency token"
+_NO_SWEEP: Final = "this backend never deletes expired items; the memory backend does"
+
+#: Capacity taken for one item: (table, partition key, kind, units).
+Charge = tuple[str, str, Kind, float]
+
+
+def transaction_token(call: Call) -> str | None:
+    """A TransactWriteItems call's ClientRequestToken, if it has a usable one."""
+    if call.operation != "TransactWriteItems":
+        return None
+    try:
+        token = call.json().get("ClientRequestToken")
+    except ValueError:
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+def throttling_reason(reasons: list[str]) -> dict[str, str]:
+    """A cancellation reason for one transaction item: None, or why its capacity ran out."""
+    if not reasons:
+        return {"Code": "None"}
+    if "KeyRange" in reasons[0]:
+        return {"Code": "ThrottlingError", "Message": _KEY_RANGE_MESSAGE}
+    return {"Code": "ProvisionedThroughputExceeded", "Message": _TABLE_MESSAGE}
+
+
+def cancelled(reasons: list[dict[str, str]]) -> Reply:
+    """DynamoDB's TransactionCanceledException, one reason per action (not applied)."""
+    return Reply.error(
+        400,
+        wire.TRANSACTION_CANCELED,
+        wire.cancellation_message([reason["Code"] for reason in reasons]),
+        message_key="Message",
+        CancellationReasons=reasons,
+    )
 
 
 def call_table(call: Call) -> str:
@@ -357,7 +499,7 @@ def with_unprocessed_keys(reply: Reply, unprocessed: dict[str, Any]) -> Reply:
         else:
             merged[table] = request
     body["UnprocessedKeys"] = merged
-    return Reply(reply.status, wire.dumps(body))
+    return dataclasses.replace(reply, body=wire.dumps(body))
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:

@@ -1,8 +1,10 @@
 """The ledger: what the server really applied, per item key. The ground truth of every test.
 
 An applied UpdateItem counts once for its key, and its arithmetic on counters (``ADD #v :n``,
-``SET #v = if_not_exists(#v, :z) + :n``, ``SET #v = #v - :n``) adds to the key's sum. Throttled,
-refused and failed-before-apply requests never reach it; faults after apply do.
+``SET #v = if_not_exists(#v, :z) + :n``, ``SET #v = #v - :n``) adds to the key's sum; so does
+each Update of an applied TransactWriteItems. Throttled, refused, cancelled and
+failed-before-apply requests never reach it, nor does an idempotent replay of a transaction
+(applied once, however often it is answered); faults after apply do.
 
 The arithmetic is exact at any size: whole amounts (every counter's) are summed as `int`, and a
 fractional one in a context wide enough for any sum of DynamoDB numbers, which raises rather
@@ -97,6 +99,26 @@ def update_delta(payload: Mapping[str, Any]) -> Amount | None:
     except (ex.InvalidExpression, ex.NotSupported, v.InvalidValue, KeyError, TypeError):
         return None
     return total
+
+
+def transaction_deltas(payload: Mapping[str, Any]) -> list[tuple[str, str, Amount]]:
+    """(table, key, delta) for each Update of a TransactWriteItems request whose arithmetic can
+    be read; Put, Delete and ConditionCheck actions add nothing. Pure, like `update_delta`."""
+    actions = payload.get("TransactItems")
+    if not isinstance(actions, list):
+        return []
+    deltas = []
+    for action in actions:
+        update = action.get("Update") if isinstance(action, dict) else None
+        if not isinstance(update, dict):
+            continue
+        table, key = update.get("TableName"), update.get("Key")
+        if not isinstance(table, str) or not isinstance(key, dict):
+            continue
+        delta = update_delta(update)
+        if delta is not None:
+            deltas.append((table, key_string(key), delta))
+    return deltas
 
 
 def _action_delta(action: ex.Action, scope: ex.Scope) -> Amount:

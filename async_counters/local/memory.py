@@ -1,14 +1,18 @@
 """The memory backend: the project's own in-memory model of the operations the pool uses.
 
-CreateTable, DescribeTable, DeleteTable, ListTables, UpdateItem, GetItem and BatchGetItem (and
-PutItem and DeleteItem, which tests use to set items up), with
-DynamoDB's validation errors for what DynamoDB refuses. Items stay in wire form and expressions
-are parsed once per text, so a call costs tens of microseconds where moto spends milliseconds.
-Anything else is answered ``UnknownOperationException``: use the moto backend for it.
+CreateTable, DescribeTable, DeleteTable, ListTables, UpdateItem, PutItem, DeleteItem, GetItem,
+BatchGetItem, TransactWriteItems (with ClientRequestToken idempotency), UpdateTimeToLive and
+DescribeTimeToLive, with DynamoDB's validation errors for what DynamoDB refuses and its consumed
+capacity. Expired items linger for ``ttl_delay`` seconds, then a sweep on the server's loop
+deletes them, a bounded number at a time. Items stay in wire form, so a call costs tens of
+microseconds where moto spends milliseconds. Anything else is answered
+``UnknownOperationException``: use the moto backend for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import re
 import time
@@ -18,12 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from async_counters.local import expressions as ex
+from async_counters.local import tokens, ttl, wire
 from async_counters.local import values as v
-from async_counters.local import wire
 from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
+from async_counters.local.config import TTL_DELAY_SECONDS
 
 MAX_ITEM_BYTES: Final = 400 * 1024
 MAX_BATCH_GET_KEYS: Final = 100
+MAX_TRANSACTION_ITEMS: Final = 100
+_TRANSACT_ACTIONS: Final = ("ConditionCheck", "Put", "Delete", "Update")
 _TABLE_NAME: Final = re.compile(r"[a-zA-Z0-9_.-]+")
 _RETURN_VALUES: Final = ("ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW")
 _RETURN_ON_FAILURE: Final = ("ALL_OLD", "NONE")
@@ -37,11 +44,22 @@ KeyTuple = tuple[str, ...]
 class ErrorAnswer(Exception):
     """An error answer: DynamoDB's type and message, and extra body fields."""
 
-    def __init__(self, type_: str, message: str, **extra: Any) -> None:
+    def __init__(self, type_: str, message: str, *, message_key: str = "message", **extra: Any):
         super().__init__(message)
         self.type = type_
         self.message = message
+        self.message_key = message_key
         self.extra = extra
+
+
+@dataclass(slots=True)
+class Answer:
+    """An operation's result, with the capacity units each of its items consumed and whether
+    it only repeated an earlier answer (see `Reply`)."""
+
+    result: dict[str, Any]
+    units: tuple[float, ...] | None = None
+    replayed: bool = False
 
 
 def _validation(message: str) -> ErrorAnswer:
@@ -68,6 +86,8 @@ class Table:
     created: float = field(default_factory=time.time)
     table_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     items: dict[KeyTuple, v.Item] = field(default_factory=dict)
+    #: The TTL attribute while TTL is enabled, else None.
+    ttl_attribute: str | None = None
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -103,13 +123,94 @@ class Table:
         return description
 
 
-class MemoryBackend(Backend):
-    """Tables in dicts, answered synchronously: atomic on the server's event loop."""
+@dataclass(slots=True, kw_only=True)
+class _Write:
+    """One item write (or condition check), validated but not applied: the item it targets,
+    its condition, and how it turns the item before into the item after."""
 
-    def __init__(self, *, region: str) -> None:
+    kind: str
+    table: Table
+    key: KeyTuple
+    condition: ex.Condition | None
+    scope: ex.Scope
+    on_failure: str
+    update: ex.Update | None = None
+    targets: list[str] = field(default_factory=list)
+    key_item: v.Item = field(default_factory=dict)
+    item: v.Item | None = None
+
+    def after(self, before: v.Item | None) -> v.Item | None:
+        """The item after this write (None: no item); ErrorAnswer if DynamoDB refuses it."""
+        if self.kind == "ConditionCheck":
+            return before
+        if self.kind == "Delete":
+            return None
+        if self.kind == "Put":
+            return self.item
+        current: v.Item = before if before is not None else {}
+        try:
+            new = (
+                ex.apply_update(self.update, current, self.scope)
+                if self.update is not None
+                else dict(current)
+            )
+        except (ex.OperandError, v.InvalidValue) as exc:
+            raise _validation(str(exc)) from None
+        new.update(self.key_item)
+        if v.item_size(new) > MAX_ITEM_BYTES:
+            raise _validation("Item size to update has exceeded the maximum allowed size")
+        return new
+
+
+def _check(write: _Write, existing: v.Item | None) -> None:
+    """ConditionalCheckFailed (with the item, if asked) unless the write's condition holds."""
+    condition = write.condition
+    if condition is None:
+        return
+    try:
+        holds = ex.matches(condition, existing or {}, write.scope)
+    except (ex.OperandError, v.InvalidValue) as exc:
+        raise _validation(str(exc)) from None
+    if not holds:
+        extra: dict[str, Any] = (
+            {"Item": existing} if write.on_failure == "ALL_OLD" and existing else {}
+        )
+        raise ErrorAnswer(wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra)
+
+
+def _size(item: v.Item | None) -> int:
+    return 0 if item is None else v.item_size(item)
+
+
+class MemoryBackend(Backend):
+    """Tables in dicts, answered synchronously: atomic on the server's event loop.
+
+    ``clock`` (epoch seconds) decides TTL expiry and token windows; ``ttl_delay`` is how long an
+    expired item lingers before a sweep may delete it.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        ttl_delay: float = TTL_DELAY_SECONDS,
+        clock: Callable[[], float] = time.time,
+        max_tokens: int = tokens.MAX_TOKENS,
+    ) -> None:
         self.region = region
+        self.ttl_delay = ttl_delay
+        self.clock = clock
         self.tables: dict[str, Table] = {}
-        self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self.tokens = tokens.TokenMemory(clock=clock, max_tokens=max_tokens)
+        self.expiring: ttl.ExpiryQueue[Table] = ttl.ExpiryQueue()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._planners: dict[str, Callable[[Mapping[str, Any]], _Write]] = {
+            "Update": self._plan_transact_update,
+            "Put": self._plan_put,
+            "Delete": self._plan_delete,
+            "ConditionCheck": self._plan_check,
+        }
+        self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any] | Answer]] = {
             "CreateTable": self.create_table,
             "DescribeTable": self.describe_table,
             "DeleteTable": self.delete_table,
@@ -119,7 +220,41 @@ class MemoryBackend(Backend):
             "DeleteItem": self.delete_item,
             "GetItem": self.get_item,
             "BatchGetItem": self.batch_get_item,
+            "TransactWriteItems": self.transact_write_items,
+            "UpdateTimeToLive": self.update_time_to_live,
+            "DescribeTimeToLive": self.describe_time_to_live,
         }
+
+    async def open(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(ttl.SWEEP_INTERVAL)
+            self.sweep()
+
+    def sweep(self, *, limit: int = ttl.SWEEP_LIMIT) -> int:
+        """Delete up to ``limit`` items whose TTL passed at least ``ttl_delay`` ago; how many.
+
+        Only what is due is looked at (no scan), and each item is checked again: a write since
+        may have moved its expiry, deleted it or turned TTL off."""
+        now = self.clock()
+        deleted = 0
+        for table, key in self.expiring.pop_due(now, limit=limit):
+            attribute = table.ttl_attribute
+            if attribute is None or self.tables.get(table.name) is not table:
+                continue
+            if ttl.deletable(ttl.expiry(table.items.get(key), attribute), now, self.ttl_delay):
+                del table.items[key]
+                deleted += 1
+        return deleted
 
     async def handle(self, call: Call) -> Reply:
         operation = self._operations.get(call.operation)
@@ -138,7 +273,11 @@ class MemoryBackend(Backend):
         try:
             result = operation(payload)
         except ErrorAnswer as error:
-            return Reply.error(400, error.type, error.message, **error.extra)
+            return Reply.error(
+                400, error.type, error.message, message_key=error.message_key, **error.extra
+            )
+        if isinstance(result, Answer):
+            return Reply(200, wire.dumps(result.result), result.replayed, result.units)
         return Reply(200, wire.dumps(result))
 
     def item_size(self, table: str, key: Mapping[str, Any]) -> int | None:
@@ -275,11 +414,238 @@ class MemoryBackend(Backend):
             raise ErrorAnswer(wire.RESOURCE_NOT_FOUND, message)
         return table
 
+    # Time to live.
+
+    def update_time_to_live(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p)
+        spec = _required(p, "TimeToLiveSpecification", "timeToLiveSpecification")
+        enabled = spec.get("Enabled") if isinstance(spec, dict) else None
+        attribute = spec.get("AttributeName") if isinstance(spec, dict) else None
+        if not isinstance(enabled, bool):
+            raise _validation(
+                "1 validation error detected: Value null at 'timeToLiveSpecification.enabled' "
+                "failed to satisfy constraint: Member must not be null"
+            )
+        if not isinstance(attribute, str) or not 1 <= len(attribute) <= 255:
+            raise _validation(
+                "1 validation error detected: Value null at "
+                "'timeToLiveSpecification.attributeName' failed to satisfy constraint: Member "
+                "must not be null"
+            )
+        current = table.ttl_attribute
+        if current is not None and current != attribute:
+            raise _validation(
+                "TimeToLive is active on a different AttributeName: current AttributeName is "
+                f"{current}"
+            )
+        if enabled == (current is not None):
+            raise _validation(f"TimeToLive is already {'enabled' if enabled else 'disabled'}")
+        table.ttl_attribute = attribute if enabled else None
+        if enabled:
+            # Items written before TTL was on expire too: queued once, here, not per request.
+            for key, item in table.items.items():
+                expires = ttl.expiry(item, attribute)
+                if expires is not None:
+                    self.expiring.push(due=float(expires) + self.ttl_delay, table=table, key=key)
+        return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attribute}}
+
+    def describe_time_to_live(self, p: dict[str, Any]) -> dict[str, Any]:
+        table = self._table(p)
+        if table.ttl_attribute is None:
+            return {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}}
+        return {
+            "TimeToLiveDescription": {
+                "TimeToLiveStatus": "ENABLED",
+                "AttributeName": table.ttl_attribute,
+            }
+        }
+
     # Items.
 
-    def update_item(self, p: dict[str, Any]) -> dict[str, Any]:
+    def update_item(self, p: dict[str, Any]) -> Answer:
+        write = self._plan_update(p)
+        return_values = _enum(p, "ReturnValues", "returnValues", _RETURN_VALUES)
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        table = write.table
+        existing = table.items.get(write.key)
+        _check(write, existing)
+        current: v.Item = existing if existing is not None else {}
+        new = write.after(existing)
+        assert new is not None
+        self._store(table, write.key, existing, new)
+
+        result: dict[str, Any] = {}
+        attributes: v.Item | None = None
+        if return_values == "ALL_NEW":
+            attributes = new
+        elif return_values == "ALL_OLD":
+            attributes = existing
+        elif return_values == "UPDATED_NEW":
+            attributes = {n: new[n] for n in write.targets if n in new}
+        elif return_values == "UPDATED_OLD":
+            attributes = {n: current[n] for n in write.targets if n in current}
+        if attributes:
+            result["Attributes"] = attributes
+        units = float(write_units(max(v.item_size(new), v.item_size(current))))
+        _consumed(result, capacity_mode, table.name, units)
+        return Answer(result, (units,))
+
+    def put_item(self, p: dict[str, Any]) -> Answer:
+        write = self._plan_put(p)
+        return_values = p.get("ReturnValues", "NONE")
+        if return_values not in ("ALL_OLD", "NONE"):
+            raise _validation("ReturnValues can only be ALL_OLD or NONE")
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        table = write.table
+        existing = table.items.get(write.key)
+        _check(write, existing)
+        stored = write.after(existing)
+        assert stored is not None
+        self._store(table, write.key, existing, stored)
+        result: dict[str, Any] = {}
+        if return_values == "ALL_OLD" and existing:
+            result["Attributes"] = existing
+        units = float(write_units(max(v.item_size(stored), _size(existing))))
+        _consumed(result, capacity_mode, table.name, units)
+        return Answer(result, (units,))
+
+    def delete_item(self, p: dict[str, Any]) -> Answer:
+        write = self._plan_delete(p)
+        return_values = p.get("ReturnValues", "NONE")
+        if return_values not in ("ALL_OLD", "NONE"):
+            raise _validation("Return values set to invalid value")
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        table = write.table
+        existing = table.items.get(write.key)
+        _check(write, existing)
+        table.items.pop(write.key, None)
+        result: dict[str, Any] = {}
+        if return_values == "ALL_OLD" and existing:
+            result["Attributes"] = existing
+        units = float(write_units(_size(existing)))
+        _consumed(result, capacity_mode, table.name, units)
+        return Answer(result, (units,))
+
+    def transact_write_items(self, p: dict[str, Any]) -> Answer:
+        """All of up to 100 writes and condition checks, or none (TransactionCanceled, with a
+        reason per action); idempotent for 10 minutes under a ClientRequestToken."""
+        actions = _required(p, "TransactItems", "transactItems")
+        if not isinstance(actions, list) or not 1 <= len(actions) <= MAX_TRANSACTION_ITEMS:
+            count = len(actions) if isinstance(actions, list) else 0
+            raise _validation(
+                "1 validation error detected: Value at 'transactItems' failed to satisfy "
+                "constraint: Member must have length "
+                + (
+                    f"less than or equal to {MAX_TRANSACTION_ITEMS}"
+                    if count
+                    else "greater than or equal to 1"
+                )
+            )
+        token = p.get("ClientRequestToken")
+        if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 36):
+            raise _validation(
+                f"1 validation error detected: Value '{token}' at 'clientRequestToken' failed "
+                "to satisfy constraint: Member must have length less than or equal to 36"
+            )
+        capacity_mode = _enum(
+            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        )
+        _enum(p, "ReturnItemCollectionMetrics", "returnItemCollectionMetrics", ("SIZE", "NONE"))
+        writes: list[_Write] = []
+        for action in actions:
+            kind = next(iter(action), None) if isinstance(action, dict) else None
+            if kind not in _TRANSACT_ACTIONS or len(action) != 1:
+                raise _validation(
+                    "TransactItems can only contain one of Check, Put, Update or Delete"
+                )
+            request = action[kind]
+            if not isinstance(request, dict):
+                raise _validation(f"{kind} must be a structure")
+            writes.append(self._planners[kind](request))
+        targets = {(id(w.table), w.key) for w in writes}
+        if len(targets) != len(writes):
+            raise _validation("Transaction request cannot include multiple operations on one item")
+
+        befores = [w.table.items.get(w.key) for w in writes]
+        items_digest = tokens.digest(actions) if token is not None else b""
+        if token is not None:
+            try:
+                replay = self.tokens.check(token, items_digest)
+            except tokens.TokenMismatch:
+                raise ErrorAnswer(wire.IDEMPOTENT_MISMATCH, tokens.MISMATCH_MESSAGE) from None
+            if replay is not None:
+                # Nothing is applied again; reading the items is what a replay costs.
+                read = [2 * read_units(_size(b), consistent=True) for b in befores]
+                result: dict[str, Any] = {}
+                _consumed_by_tables(result, capacity_mode, writes, read, "ReadCapacityUnits")
+                return Answer(result, tuple(read), replayed=True)
+
+        afters: list[v.Item | None] = []
+        reasons: list[dict[str, Any]] = []
+        for write, before in zip(writes, befores, strict=True):
+            try:
+                _check(write, before)
+                afters.append(write.after(before))
+                reasons.append({"Code": "None"})
+            except ErrorAnswer as refusal:
+                afters.append(before)
+                code = (
+                    "ConditionalCheckFailed"
+                    if refusal.type == wire.CONDITIONAL_CHECK_FAILED
+                    else "ValidationError"
+                )
+                reason: dict[str, Any] = {"Code": code, "Message": refusal.message}
+                if "Item" in refusal.extra:
+                    reason["Item"] = refusal.extra["Item"]
+                reasons.append(reason)
+        if any(reason["Code"] != "None" for reason in reasons):
+            raise ErrorAnswer(
+                wire.TRANSACTION_CANCELED,
+                wire.cancellation_message([reason["Code"] for reason in reasons]),
+                message_key="Message",
+                CancellationReasons=reasons,
+            )
+        for write, before, after in zip(writes, befores, afters, strict=True):
+            if write.kind == "ConditionCheck":
+                continue
+            if after is None:
+                write.table.items.pop(write.key, None)
+            else:
+                self._store(write.table, write.key, before, after)
+        if token is not None:
+            self.tokens.remember(token, items_digest)
+        # Two underlying writes per item (prepare and commit), each sized by the larger of the
+        # item before and after; a ConditionCheck is billed as a write too.
+        units = [
+            2.0 * write_units(max(_size(before), _size(after)))
+            for before, after in zip(befores, afters, strict=True)
+        ]
+        result = {}
+        _consumed_by_tables(result, capacity_mode, writes, units, "WriteCapacityUnits")
+        return Answer(result, tuple(units))
+
+    def _store(self, table: Table, key: KeyTuple, before: v.Item | None, after: v.Item) -> None:
+        table.items[key] = after
+        attribute = table.ttl_attribute
+        if attribute is None:
+            return
+        expires = ttl.expiry(after, attribute)
+        if expires is not None and expires != ttl.expiry(before, attribute):
+            self.expiring.push(due=float(expires) + self.ttl_delay, table=table, key=key)
+
+    # Writes, validated before anything is applied: the single-item operations and the
+    # actions of a transaction share them.
+
+    def _plan_update(self, p: Mapping[str, Any]) -> _Write:
         table = self._table(p)
-        key = _key(table, _required(p, "Key", "key"))
+        key_value = _required(p, "Key", "key")
+        key = _key(table, key_value)
         for legacy in ("AttributeUpdates", "Expected", "ConditionalOperator"):
             if legacy in p:
                 raise _not_supported(f"The legacy parameter {legacy} is not supported")
@@ -304,52 +670,19 @@ class MemoryBackend(Backend):
                     )
         condition = _condition(condition_text, scope)
         _check_unused(scope)
-        return_values = _enum(p, "ReturnValues", "returnValues", _RETURN_VALUES)
-        on_failure = _enum(
-            p,
-            "ReturnValuesOnConditionCheckFailure",
-            "returnValuesOnConditionCheckFailure",
-            _RETURN_ON_FAILURE,
+        return _Write(
+            kind="Update",
+            table=table,
+            key=key,
+            condition=condition,
+            scope=scope,
+            on_failure=_on_failure(p),
+            update=update,
+            targets=targets,
+            key_item=dict(zip(table.key_names, key_values(table, key_value), strict=True)),
         )
-        capacity_mode = _enum(
-            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
-        )
 
-        existing = table.items.get(key)
-        current: v.Item = existing if existing is not None else {}
-        try:
-            if condition is not None and not ex.matches(condition, current, scope):
-                extra = {"Item": existing} if on_failure == "ALL_OLD" and existing else {}
-                raise ErrorAnswer(
-                    wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra
-                )
-            new = ex.apply_update(update, current, scope) if update is not None else dict(current)
-        except (ex.OperandError, v.InvalidValue) as exc:
-            raise _validation(str(exc)) from None
-        for name, value in zip(table.key_names, key_values(table, p["Key"]), strict=True):
-            new[name] = value
-        size = v.item_size(new)
-        if size > MAX_ITEM_BYTES:
-            raise _validation("Item size to update has exceeded the maximum allowed size")
-        table.items[key] = new
-
-        result: dict[str, Any] = {}
-        attributes: v.Item | None = None
-        if return_values == "ALL_NEW":
-            attributes = new
-        elif return_values == "ALL_OLD":
-            attributes = existing
-        elif return_values == "UPDATED_NEW":
-            attributes = {n: new[n] for n in targets if n in new}
-        elif return_values == "UPDATED_OLD":
-            attributes = {n: current[n] for n in targets if n in current}
-        if attributes:
-            result["Attributes"] = attributes
-        units = write_units(max(size, v.item_size(current)))
-        _consumed(result, capacity_mode, table.name, units)
-        return result
-
-    def put_item(self, p: dict[str, Any]) -> dict[str, Any]:
+    def _plan_put(self, p: Mapping[str, Any]) -> _Write:
         table = self._table(p)
         item = _required(p, "Item", "item")
         if not isinstance(item, dict):
@@ -357,9 +690,6 @@ class MemoryBackend(Backend):
         for legacy in ("Expected", "ConditionalOperator"):
             if legacy in p:
                 raise _not_supported(f"The legacy parameter {legacy} is not supported")
-        return_values = p.get("ReturnValues", "NONE")
-        if return_values not in ("ALL_OLD", "NONE"):
-            raise _validation("ReturnValues can only be ALL_OLD or NONE")
         for name, role_type in zip(
             table.key_names, (table.hash_type, table.range_type), strict=False
         ):
@@ -382,60 +712,49 @@ class MemoryBackend(Backend):
             raise _validation(f"One or more parameter values were invalid: {exc}") from None
         if v.item_size(stored) > MAX_ITEM_BYTES:
             raise _validation("Item size has exceeded the maximum allowed size")
-        existing = self._check_condition(table, key, p)
-        table.items[key] = stored
-        capacity_mode = _enum(
-            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        condition, scope = self._plan_condition(p)
+        return _Write(
+            kind="Put",
+            table=table,
+            key=key,
+            condition=condition,
+            scope=scope,
+            on_failure=_on_failure(p),
+            item=stored,
         )
-        result: dict[str, Any] = {}
-        if return_values == "ALL_OLD" and existing:
-            result["Attributes"] = existing
-        size = max(v.item_size(stored), v.item_size(existing) if existing else 0)
-        _consumed(result, capacity_mode, table.name, write_units(size))
-        return result
 
-    def delete_item(self, p: dict[str, Any]) -> dict[str, Any]:
+    def _plan_delete(self, p: Mapping[str, Any], kind: str = "Delete") -> _Write:
         table = self._table(p)
         key = _key(table, _required(p, "Key", "key"))
         for legacy in ("Expected", "ConditionalOperator"):
             if legacy in p:
                 raise _not_supported(f"The legacy parameter {legacy} is not supported")
-        return_values = p.get("ReturnValues", "NONE")
-        if return_values not in ("ALL_OLD", "NONE"):
-            raise _validation("Return values set to invalid value")
-        existing = self._check_condition(table, key, p)
-        table.items.pop(key, None)
-        capacity_mode = _enum(
-            p, "ReturnConsumedCapacity", "returnConsumedCapacity", _CAPACITY_MODES
+        condition, scope = self._plan_condition(p)
+        return _Write(
+            kind=kind,
+            table=table,
+            key=key,
+            condition=condition,
+            scope=scope,
+            on_failure=_on_failure(p),
         )
-        result: dict[str, Any] = {}
-        if return_values == "ALL_OLD" and existing:
-            result["Attributes"] = existing
-        size = v.item_size(existing) if existing else 0
-        _consumed(result, capacity_mode, table.name, write_units(size))
-        return result
 
-    def _check_condition(self, table: Table, key: KeyTuple, p: Mapping[str, Any]) -> v.Item | None:
-        """The stored item, once the request's ConditionExpression holds for it."""
+    def _plan_transact_update(self, p: Mapping[str, Any]) -> _Write:
+        _required(p, "UpdateExpression", "updateExpression")
+        return self._plan_update(p)
+
+    def _plan_check(self, p: Mapping[str, Any]) -> _Write:
+        _required(p, "ConditionExpression", "conditionExpression")
+        return self._plan_delete(p, kind="ConditionCheck")
+
+    def _plan_condition(self, p: Mapping[str, Any]) -> tuple[ex.Condition | None, ex.Scope]:
         text = p.get("ConditionExpression")
         scope = _scope(p, expressions={"ConditionExpression": text})
         condition = _condition(text, scope)
         _check_unused(scope)
-        on_failure = _enum(
-            p,
-            "ReturnValuesOnConditionCheckFailure",
-            "returnValuesOnConditionCheckFailure",
-            _RETURN_ON_FAILURE,
-        )
-        existing = table.items.get(key)
-        if condition is not None and not ex.matches(condition, existing or {}, scope):
-            extra = {"Item": existing} if on_failure == "ALL_OLD" and existing else {}
-            raise ErrorAnswer(
-                wire.CONDITIONAL_CHECK_FAILED, "The conditional request failed", **extra
-            )
-        return existing
+        return condition, scope
 
-    def get_item(self, p: dict[str, Any]) -> dict[str, Any]:
+    def get_item(self, p: dict[str, Any]) -> Answer:
         table = self._table(p)
         key = _key(table, _required(p, "Key", "key"))
         names = _projection_names(p)
@@ -447,11 +766,11 @@ class MemoryBackend(Backend):
         result: dict[str, Any] = {}
         if item is not None:
             result["Item"] = item if names is None else {n: item[n] for n in names if n in item}
-        size = v.item_size(item) if item is not None else 0
-        _consumed(result, capacity_mode, table.name, read_units(size, consistent=consistent))
-        return result
+        units = read_units(_size(item), consistent=consistent)
+        _consumed(result, capacity_mode, table.name, units)
+        return Answer(result, (units,))
 
-    def batch_get_item(self, p: dict[str, Any]) -> dict[str, Any]:
+    def batch_get_item(self, p: dict[str, Any]) -> Answer:
         requests = _required(p, "RequestItems", "requestItems")
         if not isinstance(requests, dict) or not requests:
             raise _validation(
@@ -480,21 +799,25 @@ class MemoryBackend(Backend):
             plans.append((table, keys, _projection_names(request), _consistent(request)))
         responses: dict[str, list[v.Item]] = {}
         consumed: list[dict[str, Any]] = []
+        each: list[float] = []
         for table, keys, names, consistent in plans:
             found = responses.setdefault(table.name, [])
-            units = 0.0
+            total = 0.0
             for key in keys:
                 item = table.items.get(key)
-                units += read_units(v.item_size(item) if item else 0, consistent=consistent)
+                # Each item is rounded up to its own 4 KB, then the table's are added up.
+                units = read_units(_size(item), consistent=consistent)
+                each.append(units)
+                total += units
                 if item is not None:
                     found.append(
                         item if names is None else {n: item[n] for n in names if n in item}
                     )
-            consumed.append({"TableName": table.name, "CapacityUnits": units})
+            consumed.append(_capacity(capacity_mode, table.name, total))
         result: dict[str, Any] = {"Responses": responses, "UnprocessedKeys": {}}
         if capacity_mode != "NONE":
             result["ConsumedCapacity"] = consumed
-        return result
+        return Answer(result, tuple(each))
 
 
 # Request validation shared by the operations.
@@ -699,12 +1022,39 @@ def read_units(size: int, *, consistent: bool) -> float:
     return float(units) if consistent else units / 2
 
 
+def _on_failure(p: Mapping[str, Any]) -> str:
+    return _enum(
+        p,
+        "ReturnValuesOnConditionCheckFailure",
+        "returnValuesOnConditionCheckFailure",
+        _RETURN_ON_FAILURE,
+    )
+
+
+def _capacity(mode: str, table: str, units: float, kind: str | None = None) -> dict[str, Any]:
+    """One table's ConsumedCapacity: the total, and the table's own part under INDEXES (the
+    only part here: no secondary indexes). Transactions also name the kind of units."""
+    split = {} if kind is None else {kind: float(units)}
+    consumed: dict[str, Any] = {"TableName": table, "CapacityUnits": float(units), **split}
+    if mode == "INDEXES":
+        consumed["Table"] = {"CapacityUnits": float(units), **split}
+    return consumed
+
+
 def _consumed(result: dict[str, Any], mode: str, table: str, units: float) -> None:
-    if mode == "TOTAL":
-        result["ConsumedCapacity"] = {"TableName": table, "CapacityUnits": float(units)}
-    elif mode == "INDEXES":
-        result["ConsumedCapacity"] = {
-            "TableName": table,
-            "CapacityUnits": float(units),
-            "Table": {"CapacityUnits": float(units)},
-        }
+    if mode != "NONE":
+        result["ConsumedCapacity"] = _capacity(mode, table, units)
+
+
+def _consumed_by_tables(
+    result: dict[str, Any], mode: str, writes: list[_Write], units: list[float], kind: str
+) -> None:
+    """A transaction's ConsumedCapacity: a list, one entry per table, in order of first use."""
+    if mode == "NONE":
+        return
+    totals: dict[str, float] = {}
+    for write, amount in zip(writes, units, strict=True):
+        totals[write.table.name] = totals.get(write.table.name, 0.0) + amount
+    result["ConsumedCapacity"] = [
+        _capacity(mode, name, total, kind) for name, total in totals.items()
+    ]

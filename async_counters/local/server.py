@@ -19,6 +19,7 @@ from async_counters.local.choice import make_backend
 from async_counters.local.config import (
     DEFAULT_HOST,
     DEFAULT_REGION,
+    TTL_DELAY_SECONDS,
     Capacity,
     Faults,
     Latency,
@@ -47,6 +48,7 @@ class LocalDynamo:
     ``"dynalite"`` or the URL of another endpoint to stand in front of. ``capacity``,
     ``latency`` and ``faults`` make it behave like DynamoDB under load (see `LocalConfig`);
     faults can be changed while it runs. `ledger` tells what was really applied.
+    ``ttl_delay`` is how long the memory backend keeps an item past its TTL (see `LocalConfig`).
     A server is started once and stopped once; it cannot be restarted.
     """
 
@@ -60,6 +62,7 @@ class LocalDynamo:
         capacity: Capacity | None = None,
         latency: Latency | None = None,
         faults: Faults | None = None,
+        ttl_delay: float = TTL_DELAY_SECONDS,
     ) -> None:
         self._config = LocalConfig(
             host=host,
@@ -69,6 +72,7 @@ class LocalDynamo:
             capacity=capacity,
             latency=latency or Latency(),
             faults=faults or Faults(),
+            ttl_delay=ttl_delay,
         )
         self._state: _State = "unstarted"
         self._lock = threading.Lock()
@@ -93,6 +97,7 @@ class LocalDynamo:
             capacity=config.capacity,
             latency=config.latency,
             faults=config.faults,
+            ttl_delay=config.ttl_delay,
         )
 
     @property
@@ -208,6 +213,26 @@ class LocalDynamo:
         """Forget every ledger entry (the tables keep their items)."""
         self._running_front().ledger.reset()
 
+    def sweep_ttl(self) -> int:
+        """Delete now, on the server's loop, the items whose TTL passed at least ``ttl_delay``
+        ago (as many as one sweep may); how many. For a test that wants expired items gone at
+        a moment it chooses rather than at the next background sweep (memory backend only).
+
+            server = LocalDynamo(backend="memory", ttl_delay=0)
+            ...
+            server.sweep_ttl()           # every expired item is gone from here on
+        """
+        front, loop = self._running_front(), self._loop
+        assert loop is not None
+
+        async def sweep() -> int | None:
+            return front.backend.sweep()
+
+        deleted = asyncio.run_coroutine_threadsafe(sweep(), loop).result(START_TIMEOUT)
+        if deleted is None:
+            raise RuntimeError(f"the {self._config.backend} backend never deletes expired items")
+        return deleted
+
     @property
     def faults(self) -> Faults:
         """The faults in force now."""
@@ -245,7 +270,10 @@ class LocalDynamo:
         server: asyncio.Server | None = None
         try:
             backend = make_backend(
-                self._config.backend, region=self._config.region, endpoint=self.endpoint_url
+                self._config.backend,
+                region=self._config.region,
+                endpoint=self.endpoint_url,
+                ttl_delay=self._config.ttl_delay,
             )
             await backend.open()
             self._front = Front(self._config, backend)

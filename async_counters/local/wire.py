@@ -24,6 +24,9 @@ RESOURCE_NOT_FOUND: Final = DYNAMODB + "ResourceNotFoundException"
 RESOURCE_IN_USE: Final = DYNAMODB + "ResourceInUseException"
 CONDITIONAL_CHECK_FAILED: Final = DYNAMODB + "ConditionalCheckFailedException"
 THROUGHPUT_EXCEEDED: Final = DYNAMODB + "ProvisionedThroughputExceededException"
+TRANSACTION_CANCELED: Final = DYNAMODB + "TransactionCanceledException"
+TRANSACTION_IN_PROGRESS: Final = DYNAMODB + "TransactionInProgressException"
+IDEMPOTENT_MISMATCH: Final = DYNAMODB + "IdempotentParameterMismatchException"
 
 
 def dumps(payload: Any) -> bytes:
@@ -31,9 +34,18 @@ def dumps(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def error_body(type_: str, message: str, **extra: Any) -> bytes:
-    """A JSON 1.0 error body: ``{"__type": ..., "message": ..., **extra}``."""
-    return dumps({"__type": type_, "message": message, **extra})
+def error_body(type_: str, message: str, *, message_key: str = "message", **extra: Any) -> bytes:
+    """A JSON 1.0 error body: ``{"__type": ..., "message": ..., **extra}`` (DynamoDB spells the
+    message ``Message`` in a few errors, `TransactionCanceledException` among them)."""
+    return dumps({"__type": type_, message_key: message, **extra})
+
+
+def cancellation_message(codes: list[str]) -> str:
+    """The message of a TransactionCanceledException, naming each action's reason code."""
+    return (
+        "Transaction cancelled, please refer cancellation reasons for specific reasons "
+        f"[{', '.join(codes)}]"
+    )
 
 
 def crc32(body: bytes) -> str:

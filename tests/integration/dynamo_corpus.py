@@ -41,6 +41,22 @@ def _get(pk: str, **extra: Any) -> dict[str, Any]:
     return {"TableName": T, "Key": _key(pk), "ConsistentRead": True, **extra}
 
 
+def _tx_add(pk: str, amount: str, **extra: Any) -> dict[str, Any]:
+    """A transaction's Update action adding to a counter."""
+    update: dict[str, Any] = {
+        "TableName": T,
+        "Key": _key(pk),
+        "UpdateExpression": "ADD #v :n",
+        "ExpressionAttributeNames": {"#v": "count"},
+        "ExpressionAttributeValues": {":n": {"N": amount}, **extra.pop("values", {})},
+    }
+    return {"Update": {**update, **extra}}
+
+
+def _transact(*actions: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"TransactItems": list(actions), **extra}
+
+
 CORPUS: list[Case] = [
     # Tables.
     ("describe a missing table", "DescribeTable", {"TableName": T}),
@@ -609,6 +625,110 @@ CORPUS: list[Case] = [
         {"TableName": T, "Key": _key("p"), "ReturnValues": "ALL_OLD"},
     ),
     ("get the deleted item", "GetItem", _get("p")),
+    # Transactions: what exactly-once may be built on.
+    (
+        "transact two adds",
+        "TransactWriteItems",
+        _transact(_tx_add("tx1", "1"), _tx_add("tx2", "2")),
+    ),
+    ("get a transacted counter", "GetItem", _get("tx2")),
+    (
+        "transact with a failed condition",
+        "TransactWriteItems",
+        _transact(
+            _tx_add("tx1", "5"),
+            _tx_add(
+                "tx2",
+                "-5",
+                ConditionExpression="#v >= :five",
+                values={":five": {"N": "5"}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ),
+        ),
+    ),
+    ("get after the cancelled transaction", "GetItem", _get("tx1")),
+    (
+        "transact one item twice",
+        "TransactWriteItems",
+        _transact(_tx_add("tx1", "1"), _tx_add("tx1", "1")),
+    ),
+    (
+        "transact a put, a delete and a check",
+        "TransactWriteItems",
+        _transact(
+            {"Put": {"TableName": T, "Item": {"pk": {"S": "tx3"}, "count": {"N": "3"}}}},
+            {"Delete": {"TableName": T, "Key": _key("tx2")}},
+            {
+                "ConditionCheck": {
+                    "TableName": T,
+                    "Key": _key("tx1"),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+        ),
+    ),
+    ("get the transacted put", "GetItem", _get("tx3")),
+    ("get the transacted delete", "GetItem", _get("tx2")),
+    (
+        "transact with a token",
+        "TransactWriteItems",
+        _transact(_tx_add("tx4", "1"), ClientRequestToken="corpus-token-1"),
+    ),
+    (
+        "the same token and items again",
+        "TransactWriteItems",
+        _transact(_tx_add("tx4", "1"), ClientRequestToken="corpus-token-1"),
+    ),
+    ("get the counter after the replay", "GetItem", _get("tx4")),
+    (
+        "the same token for other items",
+        "TransactWriteItems",
+        _transact(_tx_add("tx4", "2"), ClientRequestToken="corpus-token-1"),
+    ),
+    (
+        "transact with consumed capacity",
+        "TransactWriteItems",
+        _transact(_tx_add("tx5", "1"), ReturnConsumedCapacity="TOTAL"),
+    ),
+    ("transact nothing", "TransactWriteItems", _transact()),
+    (
+        "transact 101 items",
+        "TransactWriteItems",
+        _transact(*(_tx_add(f"many{i}", "1") for i in range(101))),
+    ),
+    (
+        "transact on a missing table",
+        "TransactWriteItems",
+        _transact(
+            _tx_add("tx1", "1")
+            | {"Update": {**_tx_add("tx1", "1")["Update"], "TableName": "corpus-missing"}}
+        ),
+    ),
+    (
+        "put a string count to transact on",
+        "PutItem",
+        {"TableName": T, "Item": {"pk": {"S": "txs"}, "count": {"S": "not a number"}}},
+    ),
+    ("transact an add to a string", "TransactWriteItems", _transact(_tx_add("txs", "1"))),
+    # Time to live.
+    ("describe time to live, off", "DescribeTimeToLive", {"TableName": T}),
+    (
+        "enable time to live",
+        "UpdateTimeToLive",
+        {"TableName": T, "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "expires"}},
+    ),
+    ("describe time to live, on", "DescribeTimeToLive", {"TableName": T}),
+    (
+        "enable time to live again",
+        "UpdateTimeToLive",
+        {"TableName": T, "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "expires"}},
+    ),
+    (
+        "put an item expired long ago",
+        "PutItem",
+        {"TableName": T, "Item": {"pk": {"S": "expired"}, "expires": {"N": "1700000000"}}},
+    ),
+    ("an expired item is still read", "GetItem", _get("expired")),
     # Tear down.
     ("delete the composite table", "DeleteTable", {"TableName": C}),
     ("delete it again", "DeleteTable", {"TableName": C}),

@@ -74,6 +74,80 @@ async def test_consumed_capacity_is_reported_when_asked(backend: MemoryBackend) 
     assert body["ConsumedCapacity"] == [{"TableName": "tbl", "CapacityUnits": 2.0}]
 
 
+async def test_consumed_capacity_of_every_item_operation(backend: MemoryBackend) -> None:
+    """TOTAL and INDEXES as DynamoDB reports them: 1 WCU per started KB of the larger of the
+    item before and after, 1 RCU per started 4 KB (half when eventually consistent)."""
+    key = {"pk": {"S": "k"}}
+    item = {"pk": {"S": "k"}, "blob": {"S": "x" * 5000}}  # 5 KB: 5 WCU, 2 RCU
+    _, body = await send(
+        backend, "PutItem", TableName="tbl", Item=item, ReturnConsumedCapacity="INDEXES"
+    )
+    assert body["ConsumedCapacity"] == {
+        "TableName": "tbl",
+        "CapacityUnits": 5.0,
+        "Table": {"CapacityUnits": 5.0},
+    }
+    _, body = await send(
+        backend,
+        "UpdateItem",
+        TableName="tbl",
+        Key=key,
+        UpdateExpression="REMOVE #b",
+        ExpressionAttributeNames={"#b": "blob"},
+        ReturnConsumedCapacity="TOTAL",
+    )
+    assert body["ConsumedCapacity"] == {"TableName": "tbl", "CapacityUnits": 5.0}  # the before
+    await send(backend, "PutItem", TableName="tbl", Item=item)
+    for consistent, units in ((True, 2.0), (False, 1.0)):
+        _, body = await send(
+            backend,
+            "GetItem",
+            TableName="tbl",
+            Key=key,
+            ConsistentRead=consistent,
+            ReturnConsumedCapacity="INDEXES",
+        )
+        assert body["ConsumedCapacity"] == {
+            "TableName": "tbl",
+            "CapacityUnits": units,
+            "Table": {"CapacityUnits": units},
+        }
+    _, body = await send(
+        backend,
+        "BatchGetItem",
+        RequestItems={"tbl": {"Keys": [key, {"pk": {"S": "none"}}]}},
+        ReturnConsumedCapacity="INDEXES",
+    )
+    assert body["ConsumedCapacity"] == [
+        {"TableName": "tbl", "CapacityUnits": 1.5, "Table": {"CapacityUnits": 1.5}}
+    ]
+    _, body = await send(
+        backend, "DeleteItem", TableName="tbl", Key=key, ReturnConsumedCapacity="TOTAL"
+    )
+    assert body["ConsumedCapacity"] == {"TableName": "tbl", "CapacityUnits": 5.0}
+    _, body = await send(
+        backend, "DeleteItem", TableName="tbl", Key=key, ReturnConsumedCapacity="TOTAL"
+    )
+    assert body["ConsumedCapacity"] == {"TableName": "tbl", "CapacityUnits": 1.0}  # nothing there
+    _, body = await send(backend, "GetItem", TableName="tbl", Key=key)
+    assert "ConsumedCapacity" not in body
+
+
+async def test_replies_carry_each_items_units(backend: MemoryBackend) -> None:
+    """What the front charges its capacity model: the numbers ConsumedCapacity reports."""
+    await send(backend, "PutItem", TableName="tbl", Item={"pk": {"S": "k"}, "b": {"S": "x" * 5000}})
+    payload = {
+        "RequestItems": {
+            "tbl": {"Keys": [{"pk": {"S": "k"}}, {"pk": {"S": "none"}}], "ConsistentRead": True}
+        }
+    }
+    reply = await backend.handle(Call("BatchGetItem", json.dumps(payload).encode(), {}))
+    assert reply.units == (2.0, 1.0)
+    payload = {"TableName": "tbl", "Key": {"pk": {"S": "k"}}}
+    reply = await backend.handle(Call("DeleteItem", json.dumps(payload).encode(), {}))
+    assert reply.units == (5.0,)
+
+
 async def test_numbers_are_canonical_and_bounded(backend: MemoryBackend) -> None:
     async def add(amount: str) -> tuple[int, Any]:
         return await send(
@@ -96,7 +170,7 @@ async def test_numbers_are_canonical_and_bounded(backend: MemoryBackend) -> None
 
 
 async def test_an_unknown_operation_names_the_alternative(backend: MemoryBackend) -> None:
-    status, body = await send(backend, "TransactWriteItems", TransactItems=[])
+    status, body = await send(backend, "Scan", TableName="tbl")
     assert status == 400
     assert body["__type"].endswith("#UnknownOperationException")
     assert "moto backend" in body["message"]

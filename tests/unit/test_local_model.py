@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
 
-from async_counters.local import Capacity, Faults, Latency, LocalConfig
+from async_counters.local import Capacity, Faults, Latency, LocalConfig, cli
 from async_counters.local.capacity import READ, WRITE, CapacityModel
 from async_counters.local.faults import FaultInjector, LatencyModel
 
@@ -77,6 +78,28 @@ def test_an_item_larger_than_the_bucket_passes_when_the_bucket_is_full() -> None
     assert m.take("t", "k", WRITE, 1) == []
 
 
+def test_take_all_judges_items_on_one_bucket_together_and_takes_all_or_none() -> None:
+    m, _ = model(partition_write_units=5, burst_seconds=1)
+    assert admitted(m, 1, key="a") == 1  # 4 left on "a"
+    assert m.take_all([("t", "a", WRITE, 2), ("t", "a", WRITE, 3), ("t", "b", WRITE, 1)]) == [
+        ["TableWriteKeyRangeThroughputExceeded"],
+        ["TableWriteKeyRangeThroughputExceeded"],
+        [],
+    ]
+    assert admitted(m, 10, key="b") == 5  # the refused transaction took nothing from "b"
+    assert m.take_all([("t", "a", WRITE, 2), ("t", "a", WRITE, 2)]) == [[], []]
+    assert admitted(m, 1, key="a") == 0
+
+
+def test_charge_settles_an_estimate_into_debt_or_back_up_to_full() -> None:
+    m, _ = model(partition_write_units=10, burst_seconds=1)
+    assert m.take("t", "k", WRITE, 2) == []
+    m.charge("t", "k", WRITE, 12)  # it really cost 14: 4 in debt
+    assert m.take("t", "k", WRITE, 1)
+    m.charge("t", "k", WRITE, -100)  # given back, but never past full
+    assert admitted(m, 20) == 10
+
+
 def draws(faults: Faults, n: int = 200, operation: str = "UpdateItem") -> list[Any]:
     injector = FaultInjector(faults)
     return [injector.draw(operation) for _ in range(n)]
@@ -139,6 +162,9 @@ def test_latency_stays_within_its_jitter() -> None:
         (lambda: LocalConfig(port=70000), ValueError),
         (lambda: LocalConfig(port=True), TypeError),
         (lambda: LocalConfig(backend="postgres"), ValueError),
+        (lambda: LocalConfig(ttl_delay=-1), ValueError),
+        (lambda: LocalConfig(ttl_delay=float("nan")), ValueError),
+        (lambda: LocalConfig(ttl_delay="soon"), TypeError),  # type: ignore[arg-type]
     ],
 )
 def test_nonsense_configuration_is_refused(build: Any, error: type[Exception]) -> None:
@@ -163,3 +189,12 @@ def test_the_default_backend_can_come_from_the_environment(
 
 def test_the_memory_backend_is_still_accepted_by_its_old_name() -> None:
     assert LocalConfig(backend="fast").backend == "memory"
+
+
+def test_the_ttl_delay_flag_reaches_the_config() -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_config_arguments(parser)
+    assert cli.config_from_args(parser.parse_args([])).ttl_delay == 300.0
+    args = parser.parse_args(["--ttl-delay-seconds", "2.5", "--backend", "memory"])
+    assert cli.config_from_args(args).ttl_delay == 2.5
+    assert "TransactWriteItems" in cli.config_from_args(args).faults.operations
