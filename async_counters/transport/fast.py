@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import functools
 import http.client
 import re
 import ssl
@@ -45,16 +43,15 @@ import aiohttp
 import orjson
 from aiohttp.connector import Connection
 from aiohttp.http_parser import RawResponseMessage
-from botocore.configprovider import ConfiguredEndpointProvider
 from botocore.httpsession import get_cert_path
-from botocore.utils import ensure_boolean, get_environ_proxies
+from botocore.utils import get_environ_proxies
 from yarl import URL
 
 from ..slots import Slots
-from . import Outcome, TransportError, is_loopback_url, outcome_for_code
+from . import Outcome, TransportError, endpoints, is_loopback_url, outcome_for_code
 from .sigv4 import Credentials, Signer, Stamp, host_header
 
-__all__ = ["CredentialProvider", "FastTransport", "open_fast_transport", "resolve_endpoint"]
+__all__ = ["CredentialProvider", "FastTransport", "open_fast_transport"]
 
 _API_PREFIX = "DynamoDB_20120810."
 _TARGETS = {
@@ -71,7 +68,7 @@ _TARGETS = {
     )
 }
 _OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")
-_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 _USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
 _LINE_BREAK = re.compile(r"[\r\n\0]")
 #: How long an idle connection is kept for reuse.
@@ -79,8 +76,6 @@ _KEEPALIVE_SECONDS = 15.0
 #: Pooled connections tried before giving up, when each holds bytes nobody asked for.
 _CONNECT_ATTEMPTS = 3
 _NO_CREDENTIALS = "Unable to locate credentials"
-#: Where botocore sends region ``local``: DynamoDB Local's default address.
-LOCAL_ENDPOINT = "http://localhost:8000"
 
 
 class _Deadline:
@@ -453,14 +448,10 @@ def _environment_proxy(endpoint_url: str) -> str | None:
 
 
 def _check_region(region: str) -> None:
-    """Refuse what is not a region name before it is put in a header or a host name."""
-    if not isinstance(region, str) or not _REGION.fullmatch(region) or len(region) > 63:
+    """Refuse what is not a region name (botocore's test: a host label) before it is put in a
+    header."""
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"not an AWS region name: {region!r}")
-    if "fips" in region.split("-"):
-        raise ValueError(
-            f"{region!r} is a FIPS pseudo-region: give the region itself and set "
-            "AWS_USE_FIPS_ENDPOINT=true (or use_fips_endpoint in the profile)"
-        )
 
 
 def _service_error(status: int, raw: bytes) -> TransportError:
@@ -496,43 +487,19 @@ def _service_error(status: int, raw: bytes) -> TransportError:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Settings:
-    """What botocore reads from the environment and the profile for a DynamoDB client."""
-
-    region: str | None = None
-    endpoint_url: str | None = None  # AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, the profile's
-    use_fips: bool = False
-    use_dualstack: bool = False
-    ca_bundle: str | None = None  # AWS_CA_BUNDLE or the profile's ca_bundle
+def _core_session(session: Any) -> Any:
+    """The botocore-level session behind ``session`` (an aioboto3 ``Session`` wraps an
+    aiobotocore one), or None for a session of neither kind."""
+    if hasattr(session, "get_config_variable"):
+        return session
+    core = getattr(session, "_session", None)
+    return core if hasattr(core, "get_config_variable") else None
 
 
-def _read_settings(session: Any, *, endpoint: bool) -> _Settings:
-    """The session's settings, as botocore resolves them for a client (this may read the config
-    files: run it in a thread). ``endpoint``: the endpoint is still to be found."""
-    core = session
-    if not hasattr(core, "get_config_variable"):  # an aioboto3 Session wraps an aiobotocore one
-        core = getattr(session, "_session", None)
-    if core is None:  # a session of neither kind: only what it says of its region
-        region = getattr(session, "region_name", None)
-        return _Settings(region=region if isinstance(region, str) and region else None)
-    get = core.get_config_variable
-    region = get("region")
-    configured = None
-    if endpoint and not ensure_boolean(get("ignore_configured_endpoint_urls") or False):
-        configured = ConfiguredEndpointProvider(
-            full_config=core.full_config,
-            scoped_config=core.get_scoped_config(),
-            client_name="dynamodb",
-        ).provide()
-    ca_bundle = get("ca_bundle")
-    return _Settings(
-        region=region if isinstance(region, str) and region else None,
-        endpoint_url=configured if isinstance(configured, str) and configured else None,
-        use_fips=ensure_boolean(get("use_fips_endpoint") or False),
-        use_dualstack=ensure_boolean(get("use_dualstack_endpoint") or False),
-        ca_bundle=ca_bundle if isinstance(ca_bundle, str) and ca_bundle else None,
-    )
+def _ca_bundle(core: Any) -> str | None:
+    """``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` (may read the config files)."""
+    found = core.get_config_variable("ca_bundle")
+    return found if isinstance(found, str) and found else None
 
 
 def _verifying(ca_bundle: str) -> ssl.SSLContext:
@@ -554,35 +521,18 @@ async def _session_credentials(session: Any) -> CredentialProvider | None:
     return found  # type: ignore[no-any-return]
 
 
-@functools.cache
-def _endpoint_hostname(region: str, fips: bool, dualstack: bool) -> str | None:
-    from botocore.loaders import create_loader
-    from botocore.regions import EndpointResolver
-
-    resolver = EndpointResolver(create_loader().load_data("endpoints"))
-    found = resolver.construct_endpoint(
-        "dynamodb", region, use_fips_endpoint=fips, use_dualstack_endpoint=dualstack
-    )
-    hostname = found.get("hostname") if found else None
-    return hostname if isinstance(hostname, str) else None
-
-
-async def resolve_endpoint(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
-    """DynamoDB's regional HTTPS endpoint (``https://dynamodb.{region}.amazonaws.com`` and the
-    like in other partitions; the FIPS and dual-stack variants on request), from botocore's
-    endpoint data, read once in a thread."""
+async def _account_id(credentials: Credentials | CredentialProvider | None) -> str | None:
+    """The account ID the credentials carry (``AWS_ACCOUNT_ID``, the profile's
+    ``aws_account_id``, SSO, an assumed role), as botocore reads it for account-based endpoints;
+    None when they carry none or cannot be had now (a call will say why)."""
+    if credentials is None or isinstance(credentials, Credentials):
+        return None
     try:
-        hostname = await asyncio.to_thread(_endpoint_hostname, region, fips, dualstack)
+        frozen = await credentials.get_frozen_credentials()
     except Exception:
-        hostname = None
-    if hostname is None:
-        if fips or dualstack:
-            raise ValueError(
-                f"DynamoDB has no {'FIPS ' if fips else ''}{'dual-stack ' if dualstack else ''}"
-                f"endpoint known for region {region!r}"
-            )
-        hostname = f"dynamodb.{region}.amazonaws.com"
-    return f"https://{hostname}"
+        return None
+    account_id = getattr(frozen, "account_id", None)
+    return account_id if isinstance(account_id, str) and account_id else None
 
 
 async def open_fast_transport(
@@ -602,10 +552,10 @@ async def open_fast_transport(
     ``fallback_region``, else `ValueError`. Credentials: the session's provider chain
     (environment, profiles, SSO, container and instance roles), or, with
     ``placeholder_credentials``, the fixed pair ``local``/``local`` that local servers accept.
-    Endpoint: ``endpoint_url``, else the configured one (``AWS_ENDPOINT_URL_DYNAMODB``,
-    ``AWS_ENDPOINT_URL`` or the profile's, unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``), else
-    the region's (its FIPS or dual-stack variant with ``AWS_USE_FIPS_ENDPOINT`` or
-    ``AWS_USE_DUALSTACK_ENDPOINT``); region ``local`` is DynamoDB Local at ``localhost:8000``.
+    Endpoint and signing region: chosen once, here, by botocore's own endpoint rules
+    (`endpoints.choose`): ``endpoint_url`` or the configured one, else the region's, its FIPS or
+    dual-stack variant, or the account-based endpoint of the credentials' account ID, as
+    ``account_id_endpoint_mode`` says; region ``local`` is DynamoDB Local at ``localhost:8000``.
     TLS is verified against ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` when set, else
     against botocore's default bundle (certifi's when installed), as botocore does. A proxy in
     ``HTTPS_PROXY``/``HTTP_PROXY`` is used as botocore uses it (``NO_PROXY`` honoured), except
@@ -615,33 +565,37 @@ async def open_fast_transport(
         from aiobotocore.session import get_session
 
         session = get_session()
-    settings = await asyncio.to_thread(_read_settings, session, endpoint=endpoint_url is None)
-    region = region_name or settings.region or fallback_region
-    if not region:
-        raise ValueError(
-            "no AWS region: pass region_name= or set AWS_DEFAULT_REGION (or a profile's)"
-        )
-    _check_region(region)
-    if region == "local":  # botocore's name for DynamoDB Local on this machine
-        endpoint_url = endpoint_url or LOCAL_ENDPOINT
-        region = "us-east-1"  # what botocore signs for it
+    core = _core_session(session)
+    if core is None:  # a session of neither kind: only its region is taken from it
+        from aiobotocore.session import get_session
+
+        given_region = getattr(session, "region_name", None)
+        region_name = region_name or (given_region if isinstance(given_region, str) else None)
+        core = get_session()
+    if region_name is None:
+        configured = await asyncio.to_thread(core.get_config_variable, "region")
+        region_name = configured or fallback_region
     credentials: Credentials | CredentialProvider | None
     if placeholder_credentials:
         credentials = Credentials("local", "local")
     else:
-        credentials = await _session_credentials(session)
-    if endpoint_url is None:
-        endpoint_url = settings.endpoint_url or await resolve_endpoint(
-            region, fips=settings.use_fips, dualstack=settings.use_dualstack
-        )
-    proxy = await asyncio.to_thread(_environment_proxy, endpoint_url)
-    ssl_context = None
-    if endpoint_url.lower().startswith("https:"):
-        # As botocore: the configured bundle, else its default one (certifi's, or its own).
-        ssl_context = await asyncio.to_thread(_verifying, settings.ca_bundle or get_cert_path(True))
-    return FastTransport(
+        credentials = await _session_credentials(core)
+    endpoint = await asyncio.to_thread(
+        endpoints.choose,
+        core,
+        region_name=region_name,
         endpoint_url=endpoint_url,
-        region_name=region,
+        account_id=await _account_id(credentials),
+    )
+    proxy = await asyncio.to_thread(_environment_proxy, endpoint.url)
+    ssl_context = None
+    if endpoint.url.lower().startswith("https:"):
+        # As botocore: the configured bundle, else its default one (certifi's, or its own).
+        ca_bundle = await asyncio.to_thread(_ca_bundle, core)
+        ssl_context = await asyncio.to_thread(_verifying, ca_bundle or get_cert_path(True))
+    return FastTransport(
+        endpoint_url=endpoint.url,
+        region_name=endpoint.signing_region,
         credentials=credentials,
         max_in_flight=max_in_flight,
         connect_timeout=connect_timeout,
