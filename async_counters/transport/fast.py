@@ -21,20 +21,21 @@ What a failure means for the request, the part the pool's retry decisions rest o
   connection, a reused keep-alive connection closed under us, a truncated or malformed answer, a
   body whose CRC32 does not match, a 200 whose body is not JSON): the request may have been
   applied, ``AMBIGUOUS``;
-- an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`).
+- an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`); an
+  ``InvalidSignatureException`` caused by the clock says so, with the skew (`skew`).
 
-Nothing is ever re-sent here: every request reaches the server at most once.
+Nothing is re-sent here, with one exception: a request refused because the credentials' token
+expired (``ExpiredToken``, ``ExpiredTokenException``: refused before it ran) is sent once more
+after the credentials are renewed (`expiry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import http.client
 import re
 import ssl
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -48,7 +49,7 @@ from botocore.utils import get_environ_proxies
 from yarl import URL
 
 from ..slots import Slots
-from . import Outcome, TransportError, endpoints, is_loopback_url, outcome_for_code
+from . import Outcome, TransportError, answers, endpoints, expiry, is_loopback_url, skew
 from .sigv4 import Credentials, Signer, Stamp, host_header
 
 __all__ = ["CredentialProvider", "FastTransport", "open_fast_transport"]
@@ -185,6 +186,7 @@ class FastTransport:
         self._stamp: Stamp | None = None
         self._head = ""  # the request head up to the per-request headers, for ``_stamp``
         self._refreshed = -1  # the second of the last successful credentials refresh
+        self._generation = 0  # renewals after an expired token (`expiry`)
         self._refresh_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._deadlines = _ReadDeadlines(self._loop, read_timeout)
@@ -232,6 +234,34 @@ class FastTransport:
         return f"<FastTransport {self._url} {self._signer.region}>"
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        generation = self._generation
+        try:
+            return await self._send(operation, params)
+        except TransportError as error:
+            if not expiry.is_expired_token(error):
+                raise
+            await self._renew(generation, error)
+        try:  # once more, signed with the renewed credentials
+            return await self._send(operation, params)
+        except TransportError as error:
+            if expiry.is_expired_token(error):
+                raise expiry.expired_again(error) from None
+            raise
+
+    async def _renew(self, generation: int, error: TransportError) -> None:
+        """Renew the credentials after ``error`` said their token expired, unless a call refused
+        alike has renewed them since ``generation``."""
+        provider = self._provider
+        if provider is None or not expiry.can_renew(provider):
+            raise expiry.cannot_renew(error)
+        async with self._refresh_lock:
+            if self._generation == generation:
+                await expiry.renew(provider)
+                self._generation += 1
+                self._refreshed = -1  # the next stamp asks the provider for the new ones
+                self._stamp = None
+
+    async def _send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         target = _TARGETS.get(operation)
         if target is None:
             if not _OPERATION.fullmatch(operation):
@@ -260,28 +290,22 @@ class FastTransport:
             slots.release()
         status = message.code
         crc = message.headers.get("x-amz-crc32")
-        if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
-            # Applied or not, the answer cannot be trusted: never retried as if not sent.
-            raise TransportError(
-                Outcome.AMBIGUOUS,
-                "CRC32Mismatch",
-                f"x-amz-crc32 {crc!r} does not match the body",
-                status=status,
-            )
+        if crc is not None:
+            mismatch = answers.crc32_mismatch(status, crc, raw)
+            if mismatch is not None:
+                raise mismatch
         if status == 200:
             try:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 parsed = None
             if not isinstance(parsed, dict):
-                raise TransportError(
-                    Outcome.AMBIGUOUS,
-                    "InvalidResponse",
-                    "200 without a JSON object body",
-                    status=200,
-                )
+                raise answers.invalid_success()
             return parsed
-        raise _service_error(status, raw)
+        error = answers.service_error(status, raw)
+        if error.code == "InvalidSignatureException":
+            error = skew.explain(error, message.headers.get("Date"), self._clock())
+        raise error
 
     async def _connect(self) -> Connection:
         """A connection with nothing left on it of an earlier exchange; UNREACHABLE if none can
@@ -452,39 +476,6 @@ def _check_region(region: str) -> None:
     header."""
     if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"not an AWS region name: {region!r}")
-
-
-def _service_error(status: int, raw: bytes) -> TransportError:
-    """A DynamoDB error answer, read as botocore reads it: the code is the part of ``__type``
-    after ``#`` (and before any ``:``), the message is ``message`` or ``Message``; a 5xx with an
-    empty or HTML body (a proxy's) is known only by its status."""
-    stripped = raw.strip()
-    if status >= 500 and (not stripped or stripped.startswith(b"<html>")):
-        code = str(status)
-        return TransportError(
-            outcome_for_code(code, status),
-            code,
-            http.client.responses.get(status, ""),
-            status=status,
-        )
-    try:
-        body = orjson.loads(raw) if stripped else {}
-    except orjson.JSONDecodeError:
-        body = {"message": raw.decode("utf-8", "replace")}
-    if not isinstance(body, dict):
-        body = {}
-    kind = body.get("__type")
-    code = kind if isinstance(kind, str) and kind else str(status)
-    code = code.split(":", 1)[0].rsplit("#", 1)[-1]
-    message = body.get("message", body.get("Message", ""))
-    item = body.get("Item")
-    return TransportError(
-        outcome_for_code(code, status),
-        code,
-        message if isinstance(message, str) else str(message),
-        status=status,
-        item=item if isinstance(item, dict) else None,
-    )
 
 
 def _core_session(session: Any) -> Any:

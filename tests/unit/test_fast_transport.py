@@ -11,9 +11,9 @@ from aiobotocore.session import get_session
 
 from async_counters import CounterPool
 from async_counters.transport import Outcome, TransportError
+from async_counters.transport.answers import service_error
 from async_counters.transport.fast import (
     FastTransport,
-    _service_error,
     open_fast_transport,
 )
 from async_counters.transport.sigv4 import Credentials
@@ -346,13 +346,13 @@ def _body(**fields: Any) -> bytes:
     ],
 )
 def test_error_answers(status: int, raw: bytes, expected: tuple[Outcome, str, str]) -> None:
-    error = _service_error(status, raw)
+    error = service_error(status, raw)
     assert (error.outcome, error.code, error.message) == expected
     assert error.status == status
 
 
 def test_the_current_item_of_a_failed_condition_is_kept() -> None:
     item = {"pk": {"S": "a"}, "count": {"N": "0"}}
-    error = _service_error(400, _body(__type="x#ConditionalCheckFailedException", Item=item))
+    error = service_error(400, _body(__type="x#ConditionalCheckFailedException", Item=item))
     assert error.item == item
-    assert _service_error(400, _body(__type="x#ConditionalCheckFailedException")).item is None
+    assert service_error(400, _body(__type="x#ConditionalCheckFailedException")).item is None
