@@ -41,12 +41,15 @@ class Answer:
 @dataclass
 class Answering:
     """Answers request n with ``script[n]`` (the last one again once the script runs out), or
-    with ``respond(headers)`` when given; ``seen`` holds each request's headers."""
+    with ``respond(headers)`` when given; ``seen`` holds each request's headers. The first
+    ``gather`` requests are answered only once all of them have arrived."""
 
     script: deque[Answer] = field(default_factory=deque)
     respond: Callable[[dict[str, str]], Answer] | None = None
     seen: list[dict[str, str]] = field(default_factory=list)
     port: int = 0
+    gather: int = 0
+    _gathered: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -63,6 +66,10 @@ class Answering:
                         headers[name.strip().lower()] = value.strip()
                 await reader.readexactly(int(headers.get("content-length", "0")))
                 self.seen.append(headers)
+                if len(self.seen) >= self.gather:
+                    self._gathered.set()
+                if len(self.seen) <= self.gather:
+                    await self._gathered.wait()
                 if self.respond is not None:
                     answer = self.respond(headers)
                 else:
