@@ -14,8 +14,9 @@ them, step by step as ``ClientCreator.create_client`` and ``ClientArgsCreator`` 
   an endpoint given turns FIPS and dual-stack off, as botocore's client does;
 - FIPS and dual-stack: ``use_fips_endpoint`` / ``use_dualstack_endpoint`` (environment, profile);
 - account-based endpoints: ``account_id_endpoint_mode`` (``AWS_ACCOUNT_ID_ENDPOINT_MODE`` or the
-  profile; ``preferred`` by default, or ``required``, ``disabled``), with the account ID of the
-  credentials (``AWS_ACCOUNT_ID``, the profile's ``aws_account_id``, SSO, an assumed role).
+  profile; ``preferred`` by default, or ``required``, ``disabled``), with the account ID of a
+  table given by its ARN, else of the credentials (``AWS_ACCOUNT_ID``, the profile's
+  ``aws_account_id``, SSO, an assumed role).
 
 Where botocore refuses (an invalid region, FIPS with ``required`` account endpoints, a dual-stack
 endpoint given as an override...), `choose` raises `ValueError` with botocore's message.
@@ -81,10 +82,13 @@ def choose(
     region_name: str | None,
     endpoint_url: str | None,
     account_id: str | None,
+    table: str | None = None,
 ) -> Endpoint:
     """The endpoint and signing region an aiobotocore DynamoDB client of ``session`` (a botocore
     or aiobotocore session) would use, given ``region_name`` and ``endpoint_url`` as
-    ``create_client`` is given them, and the credentials' ``account_id``.
+    ``create_client`` is given them, and the credentials' ``account_id``, for requests on
+    ``table`` (a table given by its ARN routes to the account in the ARN, as botocore does per
+    request; every request of a pool is on its one table).
 
     Reads configuration (environment, config files) and botocore's data files: run it in a
     thread. Raises `ValueError` where botocore would refuse the client or its first request.
@@ -160,6 +164,8 @@ def choose(
         value = builtins.get(definition.builtin) if definition.builtin else None
         if value is not None:
             params[name] = value
+    if table is not None and "ResourceArn" in provider.ruleset.parameters:
+        params["ResourceArn"] = table  # the operations' TableName, as their context parameter
     try:
         resolved = provider.resolve_endpoint(**params)
     except EndpointProviderError as exc:

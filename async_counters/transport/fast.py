@@ -536,8 +536,9 @@ async def open_fast_transport(
     max_in_flight: int = 64,
     connect_timeout: float = 3.0,
     read_timeout: float = 10.0,
+    table: str | None = None,
 ) -> FastTransport:
-    """A `FastTransport` configured as an aiobotocore client would be.
+    """A `FastTransport` configured as an aiobotocore client would be, for requests on ``table``.
 
     Region: ``region_name``, else the session's (``AWS_DEFAULT_REGION``, the profile), else
     ``fallback_region``, else `ValueError`. Credentials: the session's provider chain
@@ -545,12 +546,12 @@ async def open_fast_transport(
     ``placeholder_credentials``, the fixed pair ``local``/``local`` that local servers accept.
     Endpoint and signing region: chosen once, here, by botocore's own endpoint rules
     (`endpoints.choose`): ``endpoint_url`` or the configured one, else the region's, its FIPS or
-    dual-stack variant, or the account-based endpoint of the credentials' account ID, as
-    ``account_id_endpoint_mode`` says; region ``local`` is DynamoDB Local at ``localhost:8000``.
-    TLS is verified against ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` when set, else
-    against botocore's default bundle (certifi's when installed), as botocore does. A proxy in
-    ``HTTPS_PROXY``/``HTTP_PROXY`` is used as botocore uses it (``NO_PROXY`` honoured), except
-    for a loopback endpoint.
+    dual-stack variant, or the account-based endpoint of the account ID of ``table`` given as an
+    ARN, else of the credentials, as ``account_id_endpoint_mode`` says; region ``local`` is
+    DynamoDB Local at ``localhost:8000``. TLS is verified against ``AWS_CA_BUNDLE`` or the
+    profile's ``ca_bundle`` when set, else against botocore's default bundle (certifi's when
+    installed), as botocore does. A proxy in ``HTTPS_PROXY``/``HTTP_PROXY`` is used as botocore
+    uses it (``NO_PROXY`` honoured), except for a loopback endpoint.
     """
     if session is None:
         from aiobotocore.session import get_session
@@ -577,6 +578,7 @@ async def open_fast_transport(
         region_name=region_name,
         endpoint_url=endpoint_url,
         account_id=await _account_id(credentials),
+        table=table,
     )
     proxy = await asyncio.to_thread(_environment_proxy, endpoint.url)
     ssl_context = None

@@ -4,7 +4,8 @@ or configured endpoint, each account-ID endpoint mode, with and without an accou
 
 The cases are generated from botocore's own data (``partitions.json``, ``endpoints.json``), not
 written by hand. Nothing is sent: the client's request is stopped once signed, where its URL and
-signing region are read. ``pytest -s`` prints the agreement counts by partition and mode.
+signing region are read. A table given by its ARN is one more dimension: botocore routes it to
+the ARN's account. ``pytest -s`` prints the agreement counts by partition and mode.
 ``ASYNC_COUNTERS_FULL_ENDPOINT_GRID=1`` crosses every dimension over every region (some
 minutes); by default every region is crossed with FIPS and dual-stack, and the mode, account and
 endpoint dimensions over one region of each partition and the regions the rules treat apart.
@@ -31,10 +32,12 @@ from async_counters.transport import fast
 from async_counters.transport.fast import open_fast_transport
 
 ACCOUNT = "123456789012"
+TABLE_ACCOUNT = "111122223333"  # the account of a table given by its ARN
 CUSTOM = "https://ddb.example.test"
 MODES = (None, "preferred", "required", "disabled")
 #: Spellings botocore folds (``Disabled``) or refuses (``sometimes``, empty).
 ODD_MODES = ("Disabled", "REQUIRED", "sometimes", "")
+TABLES = ("name", "arn", "arn-elsewhere")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/dynamodb/aws4_request")
 _LOADER = create_loader()
 _PARTITIONS: list[dict[str, Any]] = _LOADER.load_data("partitions")["partitions"]
@@ -69,7 +72,7 @@ def _regions() -> list[str]:
 def _representatives(regions: list[str]) -> list[str]:
     """One listed region per partition, and the regions the rules name or treat apart."""
     chosen = {sorted(r for r in p["regions"] if not r.endswith("-global"))[0] for p in _PARTITIONS}
-    chosen |= {"local", "us-gov-west-1", "cn-north-1", "zz-nowhere-1", "us-east-1-fips"}
+    chosen |= {"local", "us-gov-west-1", "cn-north-1", "zz-nowhere-1"}
     return [r for r in regions if r in chosen]
 
 
@@ -81,10 +84,17 @@ class Case:
     endpoint: str  # "none", "given", "configured", "given-dual-stack"
     mode: str | None
     account: bool
+    table: str = "name"  # "name", "arn" (in the region), "arn-elsewhere" (another region's)
 
     @property
     def partition(self) -> str:
         return str(_partition_of(self.region)["id"])
+
+    def table_name(self) -> str:
+        if self.table == "name":
+            return "counters"
+        region = self.region if self.table == "arn" else "elsewhere-1"
+        return f"arn:{self.partition}:dynamodb:{region}:{TABLE_ACCOUNT}:table/counters"
 
     def endpoint_url(self) -> str | None:
         if self.endpoint == "given":
@@ -112,10 +122,10 @@ def _cases() -> Iterator[Case]:
     flags = (False, True)
     endpoints = ("none", "given", "configured", "given-dual-stack")
     if os.environ.get("ASYNC_COUNTERS_FULL_ENDPOINT_GRID") == "1":
-        for region, fips, ds, endpoint, mode, account in itertools.product(
-            regions, flags, flags, endpoints, MODES + ODD_MODES, flags
+        for region, fips, ds, endpoint, mode, account, table in itertools.product(
+            regions, flags, flags, endpoints, MODES + ODD_MODES, flags, TABLES
         ):
-            yield Case(region, fips, ds, endpoint, mode, account)
+            yield Case(region, fips, ds, endpoint, mode, account, table)
         return
     for region, fips, ds in itertools.product(regions, flags, flags):
         yield Case(region, fips, ds, "none", None, True)
@@ -125,12 +135,20 @@ def _cases() -> Iterator[Case]:
     ):
         if (mode, account) != (None, True):
             yield Case(region, fips, ds, "none", mode, account)
-    for region, fips, ds, endpoint, mode in itertools.product(
-        representatives, flags, flags, endpoints[1:], (None, "required")
+    for region, fips, ds, endpoint in itertools.product(
+        representatives, flags, flags, endpoints[1:]
     ):
-        yield Case(region, fips, ds, endpoint, mode, True)
+        yield Case(region, fips, ds, endpoint, None, True)
+        if not fips and not ds:
+            yield Case(region, fips, ds, endpoint, "required", True)
     for region, mode, account in itertools.product(("eu-west-1", "cn-north-1"), ODD_MODES, flags):
         yield Case(region, False, False, "none", mode, account)
+    for region, fips, ds, mode in itertools.product(
+        representatives, flags, flags, (None, "required")
+    ):
+        yield Case(region, fips, ds, "none", mode, False, "arn")
+    for region in representatives:
+        yield Case(region, False, False, "none", None, False, "arn-elsewhere")
 
 
 class _Stop(Exception):
@@ -154,7 +172,7 @@ async def _botocore_choice(session: AioSession, case: Case) -> Choice:
     try:
         async with session.create_client("dynamodb", endpoint_url=case.endpoint_url()) as client:
             client.meta.events.register("before-send.dynamodb.GetItem", _stop)
-            await client.get_item(TableName="counters", Key={"pk": {"S": "a"}})
+            await client.get_item(TableName=case.table_name(), Key={"pk": {"S": "a"}})
     except _Stop as stop:
         url, authorization = stop.args
         scope = _CREDENTIAL_SCOPE.search(authorization)
@@ -167,7 +185,9 @@ async def _botocore_choice(session: AioSession, case: Case) -> Choice:
 
 async def _fast_choice(session: AioSession, case: Case) -> Choice:
     try:
-        transport = await open_fast_transport(session=session, endpoint_url=case.endpoint_url())
+        transport = await open_fast_transport(
+            session=session, endpoint_url=case.endpoint_url(), table=case.table_name()
+        )
     except ValueError:
         return ("refused",)
     try:
