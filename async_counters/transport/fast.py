@@ -258,7 +258,10 @@ class FastTransport:
             if self._generation == generation:
                 await expiry.renew(provider)
                 self._generation += 1
-                self._refreshed = -1  # the next stamp asks the provider for the new ones
+                # Nothing more is signed with the refused credentials: the next stamp waits for
+                # the provider's new ones.
+                self._credentials = None
+                self._refreshed = -1
                 self._stamp = None
 
     async def _send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:

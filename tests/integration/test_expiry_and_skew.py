@@ -19,8 +19,10 @@ from typing import Any, Literal
 import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession, get_session
+from botocore.credentials import ReadOnlyCredentials
 
 from async_counters import CounterPool, DynamoError, RetryPolicy
+from async_counters.transport.fast import FastTransport
 from tests.integration.answers import Answer, Answering, answering
 
 OK = b'{"Attributes":{"count":{"N":"1"}}}'
@@ -117,6 +119,44 @@ async def test_calls_refused_together_renew_the_credentials_once(
     assert values == [1] * 10
     assert issuer.issued == 2  # ten refusals, one renewal
     assert len(server.seen) == 20  # each sent twice: refused, then accepted
+
+
+class SlowIssuer(Issuer):
+    """Credentials whose every look takes a moment (a lock, a file, a metadata service): calls
+    keep arriving while a renewal or a refresh is under way."""
+
+    def __init__(self, revoked: set[str]) -> None:
+        super().__init__(revoked=revoked)
+        self.frozen: Any = None
+
+    async def get_frozen_credentials(self) -> Any:
+        await asyncio.sleep(0.01)
+        if self.frozen is None:
+            await self._protected_refresh(is_mandatory=True)
+        return self.frozen
+
+    async def _protected_refresh(self, is_mandatory: bool) -> None:
+        await asyncio.sleep(0.01)
+        data = await self.refresh()
+        self.frozen = ReadOnlyCredentials(data["access_key"], data["secret_key"], data["token"])
+
+
+async def test_no_call_signs_with_refused_credentials_while_new_ones_are_fetched(
+    server: Answering,
+) -> None:
+    issuer = SlowIssuer(revoked={"ASIA0"})
+    server.gather = 10  # ten refused together, their renewal and retries overlapping
+    server.respond = lambda h: (
+        Answer(400, EXPIRED) if _access_key(h) in issuer.revoked else (Answer(200, OK))
+    )
+    transport = FastTransport(endpoint_url=server.url, region_name="eu-west-1", credentials=issuer)
+    try:
+        await asyncio.gather(*(transport.call("GetItem", {}) for _ in range(10)))
+    finally:
+        await transport.aclose()
+    assert issuer.issued == 2
+    keys = [_access_key(h) for h in server.seen]
+    assert keys == ["ASIA0"] * 10 + ["ASIA1"] * 10
 
 
 @BOTH
