@@ -253,7 +253,7 @@ class FastTransport:
         alike has renewed them since ``generation``."""
         provider = self._provider
         if provider is None or not expiry.can_renew(provider):
-            raise expiry.cannot_renew(error)
+            raise expiry.cannot_renew(error) from None
         async with self._refresh_lock:
             if self._generation == generation:
                 await expiry.renew(provider)

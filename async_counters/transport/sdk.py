@@ -132,7 +132,7 @@ class BotocoreTransport:
         # The client signs with its request signer's credentials object, asked per request.
         credentials = getattr(getattr(self._client, "_request_signer", None), "_credentials", None)
         if not expiry.can_renew(credentials):
-            raise expiry.cannot_renew(error)
+            raise expiry.cannot_renew(error) from None
         async with self._renewing:
             if self._generation == generation:  # not yet renewed by a call refused alike
                 await expiry.renew(credentials)
