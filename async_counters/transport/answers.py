@@ -17,13 +17,16 @@ import orjson
 
 from . import Outcome, TransportError, outcome_for_code
 
-__all__ = ["crc32_mismatch", "invalid_success", "service_error"]
+__all__ = ["crc32_matches", "crc32_mismatch", "invalid_success", "service_error"]
 
 
-def crc32_mismatch(status: int, crc: str, raw: bytes) -> TransportError | None:
+def crc32_matches(crc: str, raw: bytes) -> bool:
+    """Whether ``crc``, an ``x-amz-crc32`` header, is the CRC32 of ``raw``."""
+    return crc.isdigit() and int(crc) == zlib.crc32(raw)
+
+
+def crc32_mismatch(status: int, crc: str) -> TransportError:
     """The error for an answer whose ``x-amz-crc32`` header ``crc`` is not its body's CRC32."""
-    if crc.isdigit() and int(crc) == zlib.crc32(raw):
-        return None
     return TransportError(
         Outcome.AMBIGUOUS,
         "CRC32Mismatch",

@@ -36,6 +36,7 @@ import base64
 import re
 import ssl
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -293,10 +294,8 @@ class FastTransport:
             slots.release()
         status = message.code
         crc = message.headers.get("x-amz-crc32")
-        if crc is not None:
-            mismatch = answers.crc32_mismatch(status, crc, raw)
-            if mismatch is not None:
-                raise mismatch
+        if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
+            raise answers.crc32_mismatch(status, crc)  # applied or not: never sent again
         if status == 200:
             try:
                 parsed = orjson.loads(raw)

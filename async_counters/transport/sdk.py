@@ -75,10 +75,8 @@ def _check_answer(response_dict: Mapping[str, Any], **_: Any) -> None:
     if not isinstance(raw, bytes):
         return  # a streamed body: no DynamoDB operation answers with one
     crc = response_dict["headers"].get("x-amz-crc32")
-    if crc is not None:
-        mismatch = answers.crc32_mismatch(status, crc, raw)
-        if mismatch is not None:
-            raise mismatch
+    if crc is not None and not answers.crc32_matches(crc, raw):
+        raise answers.crc32_mismatch(status, crc)
     try:
         body = orjson.loads(raw) if raw.strip() else None
     except orjson.JSONDecodeError:
