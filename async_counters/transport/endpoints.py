@@ -50,7 +50,6 @@ class Endpoint:
 
     url: str
     signing_region: str
-    account_id_endpoint_mode: str
 
 
 #: botocore's rules, by the loader's search paths: read and parsed once a process (about 40 ms
@@ -155,6 +154,8 @@ def choose(
     if not given and not bridge.resolver_uses_builtin_data():
         given = legacy_config["endpoint_url"]  # a custom endpoints.json's answer is an override
     rules_region = region if region is not None else legacy_config["region_name"]
+    # The rule set's built-in inputs, as `ClientArgsCreator.compute_endpoint_resolver_builtin_
+    # defaults` computes them (the bridge's private helpers are the ones it calls too).
     builtins: dict[str, Any] = {
         Builtins.AWS_REGION.value: rules_region,
         Builtins.AWS_USE_FIPS.value: (
@@ -188,4 +189,4 @@ def choose(
             break
     if not signing_region:  # an endpoint without a region: botocore cannot sign for it
         raise ValueError(_NO_REGION)
-    return Endpoint(url=resolved.url, signing_region=signing_region, account_id_endpoint_mode=mode)
+    return Endpoint(url=resolved.url, signing_region=signing_region)
