@@ -312,6 +312,7 @@ class CounterPool:
                 max_in_flight=self.max_in_flight,
                 connect_timeout=self._connect_timeout,
                 read_timeout=self._read_timeout,
+                table=self.table,  # a table ARN picks the account endpoint, as in botocore
             )
             self._exit_stack.push_async_callback(fast.aclose)
             return fast

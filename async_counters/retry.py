@@ -1,10 +1,11 @@
 """When to retry, and how long to wait in between.
 
-Only what was certainly not applied is retried: throttled requests and requests that never left
-(see `Outcome`). Delays are jittered so that callers throttled together do not come back together;
-full jitter is the default, after AWS's "Exponential Backoff and Jitter" analysis (full jitter
-finishes a contended workload with the fewest calls and about the least time), with decorrelated
-jitter on request. Retries are bounded mainly by a deadline: under a storm an increment should be
+Only what was certainly not applied is retried: throttled requests, writes refused for a
+conflicting transaction or replicated write, and requests that never left (see `Outcome`).
+Delays are jittered so that callers throttled together do not come back together; full jitter
+is the default, after AWS's "Exponential Backoff and Jitter" analysis (full jitter finishes a
+contended workload with the fewest calls and about the least time), with decorrelated jitter on
+request. Retries are bounded mainly by a deadline: under a storm an increment should be
 delayed, not dropped.
 """
 
@@ -96,13 +97,17 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
+#: Outcomes of requests certainly not applied, retried with the same jittered backoff.
+_NOT_APPLIED = frozenset((Outcome.THROTTLED, Outcome.CONFLICT, Outcome.UNREACHABLE))
+
+
 def is_retryable(outcome: Outcome, *, idempotent: bool) -> bool:
     """Whether a request that ended in ``outcome`` may be sent again.
 
     A write whose fate is unknown is never retried: an ``ADD`` that did apply would count twice.
     A read has no effect to double, so an ambiguous read is retried too.
     """
-    if outcome in (Outcome.THROTTLED, Outcome.UNREACHABLE):
+    if outcome in _NOT_APPLIED:
         return True
     return idempotent and outcome is Outcome.AMBIGUOUS
 

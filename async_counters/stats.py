@@ -126,8 +126,10 @@ class PoolStats:
     ``unwritten_amount``. With ``exactly_once``: ``recovered`` writes whose answer was lost but
     which a retry found applied (each would have been an ambiguous write, or a double count), and
     ``pruned`` items cleaned of stale writers' records.
-    Requests: ``requests`` sent (reads included), ``retries``, and ``throttles`` (throttled
-    responses received, retried or not); ``in_flight`` of the pool's ``max_in_flight`` right now.
+    Requests: ``requests`` sent (reads included), ``retries``, ``throttles`` (throttled
+    responses received, retried or not) and ``conflicts`` (writes refused for a conflicting
+    transaction or replicated write, retried or not; those that ran out of retries settle in
+    ``errors`` under their code); ``in_flight`` of the pool's ``max_in_flight`` right now.
     ``key_rates``: the send rate (requests/s) of each key that the pool currently paces because it
     was throttled (see `async_counters.limiter`).
     """
@@ -152,6 +154,7 @@ class PoolStats:
     requests: int = 0
     retries: int = 0
     throttles: int = 0
+    conflicts: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     key_rates: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -198,6 +201,7 @@ class StatsRecorder(PoolHooks):
         self.requests = 0
         self.retries = 0
         self.throttles = 0
+        self.conflicts = 0
         self.settled: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.latency = LatencyHistogram()
@@ -206,6 +210,8 @@ class StatsRecorder(PoolHooks):
         self.requests += 1
         if outcome is Outcome.THROTTLED:
             self.throttles += 1
+        elif outcome is Outcome.CONFLICT:
+            self.conflicts += 1
 
     def on_retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
@@ -259,6 +265,7 @@ class StatsRecorder(PoolHooks):
             requests=self.requests,
             retries=self.retries,
             throttles=self.throttles,
+            conflicts=self.conflicts,
             latency=self.latency.summary(),
             acknowledged=self.settled["acknowledged"],
             floor_refused=self.settled["floor_refused"],

@@ -33,6 +33,7 @@ class Outcome(enum.Enum):
     ACKNOWLEDGED = "acknowledged"  # applied, answered
     CONDITION_FAILED = "condition_failed"  # refused by its condition; not applied
     THROTTLED = "throttled"  # refused for capacity; not applied; safe to retry
+    CONFLICT = "conflict"  # refused: a transaction or replicated write on the item; not applied
     UNREACHABLE = "unreachable"  # nothing was sent (connect failed); safe to retry
     AMBIGUOUS = "ambiguous"  # sent, no trustworthy answer: may or may not have applied
     TABLE_NOT_FOUND = "table_not_found"  # refused; not applied
@@ -79,12 +80,17 @@ class Transport(Protocol):
         ...
 
 
-# DynamoDB error codes, by what they mean for the request. Codes not listed are REJECTED when
-# the HTTP status is 4xx, and AMBIGUOUS when it is 5xx: a server error may have applied a write.
+# DynamoDB error codes, by what they mean for the request; the retry decision follows from the
+# outcome (`async_counters.retry.is_retryable`). Codes not listed are REJECTED when the HTTP
+# status is 4xx, and AMBIGUOUS when it is 5xx: a server error may have applied a write.
 _CODE_OUTCOMES: dict[str, Outcome] = {
     "ProvisionedThroughputExceededException": Outcome.THROTTLED,
     "ThrottlingException": Outcome.THROTTLED,
     "RequestLimitExceeded": Outcome.THROTTLED,
+    # The item is being written by a transaction, or (multi-region strong consistency) by another
+    # region: this write was refused, not applied; retried like throttling.
+    "TransactionConflictException": Outcome.CONFLICT,
+    "ReplicatedWriteConflictException": Outcome.CONFLICT,
     "ConditionalCheckFailedException": Outcome.CONDITION_FAILED,
     "ResourceNotFoundException": Outcome.TABLE_NOT_FOUND,
     "InternalServerError": Outcome.AMBIGUOUS,

@@ -21,18 +21,18 @@ What a failure means for the request, the part the pool's retry decisions rest o
   connection, a reused keep-alive connection closed under us, a truncated or malformed answer, a
   body whose CRC32 does not match, a 200 whose body is not JSON): the request may have been
   applied, ``AMBIGUOUS``;
-- an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`).
+- an HTTP error with a DynamoDB error body: classified by its code (`outcome_for_code`); an
+  ``InvalidSignatureException`` caused by the clock says so, with the skew (`skew`).
 
-Nothing is ever re-sent here: every request reaches the server at most once.
+Nothing is re-sent here, with one exception: a request refused because the credentials' token
+expired (``ExpiredToken``, ``ExpiredTokenException``: refused before it ran) is sent once more
+after the credentials are renewed (`expiry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import functools
-import http.client
 import re
 import ssl
 import time
@@ -45,16 +45,15 @@ import aiohttp
 import orjson
 from aiohttp.connector import Connection
 from aiohttp.http_parser import RawResponseMessage
-from botocore.configprovider import ConfiguredEndpointProvider
 from botocore.httpsession import get_cert_path
-from botocore.utils import ensure_boolean, get_environ_proxies
+from botocore.utils import get_environ_proxies
 from yarl import URL
 
 from ..slots import Slots
-from . import Outcome, TransportError, is_loopback_url, outcome_for_code
+from . import Outcome, TransportError, answers, endpoints, expiry, is_loopback_url, skew
 from .sigv4 import Credentials, Signer, Stamp, host_header
 
-__all__ = ["CredentialProvider", "FastTransport", "open_fast_transport", "resolve_endpoint"]
+__all__ = ["CredentialProvider", "FastTransport", "open_fast_transport"]
 
 _API_PREFIX = "DynamoDB_20120810."
 _TARGETS = {
@@ -71,7 +70,7 @@ _TARGETS = {
     )
 }
 _OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")
-_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 _USER_AGENT = f"async-counters aiohttp/{aiohttp.__version__}"
 _LINE_BREAK = re.compile(r"[\r\n\0]")
 #: How long an idle connection is kept for reuse.
@@ -79,8 +78,6 @@ _KEEPALIVE_SECONDS = 15.0
 #: Pooled connections tried before giving up, when each holds bytes nobody asked for.
 _CONNECT_ATTEMPTS = 3
 _NO_CREDENTIALS = "Unable to locate credentials"
-#: Where botocore sends region ``local``: DynamoDB Local's default address.
-LOCAL_ENDPOINT = "http://localhost:8000"
 
 
 class _Deadline:
@@ -190,6 +187,7 @@ class FastTransport:
         self._stamp: Stamp | None = None
         self._head = ""  # the request head up to the per-request headers, for ``_stamp``
         self._refreshed = -1  # the second of the last successful credentials refresh
+        self._generation = 0  # renewals after an expired token (`expiry`)
         self._refresh_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._deadlines = _ReadDeadlines(self._loop, read_timeout)
@@ -237,6 +235,37 @@ class FastTransport:
         return f"<FastTransport {self._url} {self._signer.region}>"
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        generation = self._generation
+        try:
+            return await self._send(operation, params)
+        except TransportError as error:
+            if not expiry.is_expired_token(error):
+                raise
+            await self._renew(generation, error)
+        try:  # once more, signed with the renewed credentials
+            return await self._send(operation, params)
+        except TransportError as error:
+            if expiry.is_expired_token(error):
+                raise expiry.expired_again(error) from None
+            raise
+
+    async def _renew(self, generation: int, error: TransportError) -> None:
+        """Renew the credentials after ``error`` said their token expired, unless a call refused
+        alike has renewed them since ``generation``."""
+        provider = self._provider
+        if provider is None or not expiry.can_renew(provider):
+            raise expiry.cannot_renew(error) from None
+        async with self._refresh_lock:
+            if self._generation == generation:
+                await expiry.renew(provider)
+                self._generation += 1
+                # Nothing more is signed with the refused credentials: the next stamp waits for
+                # the provider's new ones.
+                self._credentials = None
+                self._refreshed = -1
+                self._stamp = None
+
+    async def _send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         target = _TARGETS.get(operation)
         if target is None:
             if not _OPERATION.fullmatch(operation):
@@ -266,27 +295,19 @@ class FastTransport:
         status = message.code
         crc = message.headers.get("x-amz-crc32")
         if crc is not None and not (crc.isdigit() and int(crc) == zlib.crc32(raw)):
-            # Applied or not, the answer cannot be trusted: never retried as if not sent.
-            raise TransportError(
-                Outcome.AMBIGUOUS,
-                "CRC32Mismatch",
-                f"x-amz-crc32 {crc!r} does not match the body",
-                status=status,
-            )
+            raise answers.crc32_mismatch(status, crc)  # applied or not: never sent again
         if status == 200:
             try:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 parsed = None
             if not isinstance(parsed, dict):
-                raise TransportError(
-                    Outcome.AMBIGUOUS,
-                    "InvalidResponse",
-                    "200 without a JSON object body",
-                    status=200,
-                )
+                raise answers.invalid_success()
             return parsed
-        raise _service_error(status, raw)
+        error = answers.service_error(status, raw)
+        if error.code == "InvalidSignatureException":
+            error = skew.explain(error, message.headers.get("Date"), self._clock())
+        raise error
 
     async def _connect(self) -> Connection:
         """A connection with nothing left on it of an earlier exchange; UNREACHABLE if none can
@@ -453,86 +474,25 @@ def _environment_proxy(endpoint_url: str) -> str | None:
 
 
 def _check_region(region: str) -> None:
-    """Refuse what is not a region name before it is put in a header or a host name."""
-    if not isinstance(region, str) or not _REGION.fullmatch(region) or len(region) > 63:
+    """Refuse what is not a region name (botocore's test: a host label) before it is put in a
+    header."""
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"not an AWS region name: {region!r}")
-    if "fips" in region.split("-"):
-        raise ValueError(
-            f"{region!r} is a FIPS pseudo-region: give the region itself and set "
-            "AWS_USE_FIPS_ENDPOINT=true (or use_fips_endpoint in the profile)"
-        )
 
 
-def _service_error(status: int, raw: bytes) -> TransportError:
-    """A DynamoDB error answer, read as botocore reads it: the code is the part of ``__type``
-    after ``#`` (and before any ``:``), the message is ``message`` or ``Message``; a 5xx with an
-    empty or HTML body (a proxy's) is known only by its status."""
-    stripped = raw.strip()
-    if status >= 500 and (not stripped or stripped.startswith(b"<html>")):
-        code = str(status)
-        return TransportError(
-            outcome_for_code(code, status),
-            code,
-            http.client.responses.get(status, ""),
-            status=status,
-        )
-    try:
-        body = orjson.loads(raw) if stripped else {}
-    except orjson.JSONDecodeError:
-        body = {"message": raw.decode("utf-8", "replace")}
-    if not isinstance(body, dict):
-        body = {}
-    kind = body.get("__type")
-    code = kind if isinstance(kind, str) and kind else str(status)
-    code = code.split(":", 1)[0].rsplit("#", 1)[-1]
-    message = body.get("message", body.get("Message", ""))
-    item = body.get("Item")
-    return TransportError(
-        outcome_for_code(code, status),
-        code,
-        message if isinstance(message, str) else str(message),
-        status=status,
-        item=item if isinstance(item, dict) else None,
-    )
+def _core_session(session: Any) -> Any:
+    """The botocore-level session behind ``session`` (an aioboto3 ``Session`` wraps an
+    aiobotocore one), or None for a session of neither kind."""
+    if hasattr(session, "get_config_variable"):
+        return session
+    core = getattr(session, "_session", None)
+    return core if hasattr(core, "get_config_variable") else None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Settings:
-    """What botocore reads from the environment and the profile for a DynamoDB client."""
-
-    region: str | None = None
-    endpoint_url: str | None = None  # AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, the profile's
-    use_fips: bool = False
-    use_dualstack: bool = False
-    ca_bundle: str | None = None  # AWS_CA_BUNDLE or the profile's ca_bundle
-
-
-def _read_settings(session: Any, *, endpoint: bool) -> _Settings:
-    """The session's settings, as botocore resolves them for a client (this may read the config
-    files: run it in a thread). ``endpoint``: the endpoint is still to be found."""
-    core = session
-    if not hasattr(core, "get_config_variable"):  # an aioboto3 Session wraps an aiobotocore one
-        core = getattr(session, "_session", None)
-    if core is None:  # a session of neither kind: only what it says of its region
-        region = getattr(session, "region_name", None)
-        return _Settings(region=region if isinstance(region, str) and region else None)
-    get = core.get_config_variable
-    region = get("region")
-    configured = None
-    if endpoint and not ensure_boolean(get("ignore_configured_endpoint_urls") or False):
-        configured = ConfiguredEndpointProvider(
-            full_config=core.full_config,
-            scoped_config=core.get_scoped_config(),
-            client_name="dynamodb",
-        ).provide()
-    ca_bundle = get("ca_bundle")
-    return _Settings(
-        region=region if isinstance(region, str) and region else None,
-        endpoint_url=configured if isinstance(configured, str) and configured else None,
-        use_fips=ensure_boolean(get("use_fips_endpoint") or False),
-        use_dualstack=ensure_boolean(get("use_dualstack_endpoint") or False),
-        ca_bundle=ca_bundle if isinstance(ca_bundle, str) and ca_bundle else None,
-    )
+def _ca_bundle(core: Any) -> str | None:
+    """``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` (may read the config files)."""
+    found = core.get_config_variable("ca_bundle")
+    return found if isinstance(found, str) and found else None
 
 
 def _verifying(ca_bundle: str) -> ssl.SSLContext:
@@ -554,35 +514,18 @@ async def _session_credentials(session: Any) -> CredentialProvider | None:
     return found  # type: ignore[no-any-return]
 
 
-@functools.cache
-def _endpoint_hostname(region: str, fips: bool, dualstack: bool) -> str | None:
-    from botocore.loaders import create_loader
-    from botocore.regions import EndpointResolver
-
-    resolver = EndpointResolver(create_loader().load_data("endpoints"))
-    found = resolver.construct_endpoint(
-        "dynamodb", region, use_fips_endpoint=fips, use_dualstack_endpoint=dualstack
-    )
-    hostname = found.get("hostname") if found else None
-    return hostname if isinstance(hostname, str) else None
-
-
-async def resolve_endpoint(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
-    """DynamoDB's regional HTTPS endpoint (``https://dynamodb.{region}.amazonaws.com`` and the
-    like in other partitions; the FIPS and dual-stack variants on request), from botocore's
-    endpoint data, read once in a thread."""
+async def _account_id(credentials: Credentials | CredentialProvider | None) -> str | None:
+    """The account ID the credentials carry (``AWS_ACCOUNT_ID``, the profile's
+    ``aws_account_id``, SSO, an assumed role), as botocore reads it for account-based endpoints;
+    None when they carry none or cannot be had now (a call will say why)."""
+    if credentials is None or isinstance(credentials, Credentials):
+        return None
     try:
-        hostname = await asyncio.to_thread(_endpoint_hostname, region, fips, dualstack)
+        frozen = await credentials.get_frozen_credentials()
     except Exception:
-        hostname = None
-    if hostname is None:
-        if fips or dualstack:
-            raise ValueError(
-                f"DynamoDB has no {'FIPS ' if fips else ''}{'dual-stack ' if dualstack else ''}"
-                f"endpoint known for region {region!r}"
-            )
-        hostname = f"dynamodb.{region}.amazonaws.com"
-    return f"https://{hostname}"
+        return None
+    account_id = getattr(frozen, "account_id", None)
+    return account_id if isinstance(account_id, str) and account_id else None
 
 
 async def open_fast_transport(
@@ -595,53 +538,59 @@ async def open_fast_transport(
     max_in_flight: int = 64,
     connect_timeout: float = 3.0,
     read_timeout: float = 10.0,
+    table: str | None = None,
 ) -> FastTransport:
-    """A `FastTransport` configured as an aiobotocore client would be.
+    """A `FastTransport` configured as an aiobotocore client would be, for requests on ``table``.
 
     Region: ``region_name``, else the session's (``AWS_DEFAULT_REGION``, the profile), else
     ``fallback_region``, else `ValueError`. Credentials: the session's provider chain
     (environment, profiles, SSO, container and instance roles), or, with
     ``placeholder_credentials``, the fixed pair ``local``/``local`` that local servers accept.
-    Endpoint: ``endpoint_url``, else the configured one (``AWS_ENDPOINT_URL_DYNAMODB``,
-    ``AWS_ENDPOINT_URL`` or the profile's, unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``), else
-    the region's (its FIPS or dual-stack variant with ``AWS_USE_FIPS_ENDPOINT`` or
-    ``AWS_USE_DUALSTACK_ENDPOINT``); region ``local`` is DynamoDB Local at ``localhost:8000``.
-    TLS is verified against ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` when set, else
-    against botocore's default bundle (certifi's when installed), as botocore does. A proxy in
-    ``HTTPS_PROXY``/``HTTP_PROXY`` is used as botocore uses it (``NO_PROXY`` honoured), except
-    for a loopback endpoint.
+    Endpoint and signing region: chosen once, here, by botocore's own endpoint rules
+    (`endpoints.choose`): ``endpoint_url`` or the configured one, else the region's, its FIPS or
+    dual-stack variant, or the account-based endpoint of the account ID of ``table`` given as an
+    ARN, else of the credentials, as ``account_id_endpoint_mode`` says; region ``local`` is
+    DynamoDB Local at ``localhost:8000``. TLS is verified against ``AWS_CA_BUNDLE`` or the
+    profile's ``ca_bundle`` when set, else against botocore's default bundle (certifi's when
+    installed), as botocore does. A proxy in ``HTTPS_PROXY``/``HTTP_PROXY`` is used as botocore
+    uses it (``NO_PROXY`` honoured), except for a loopback endpoint.
     """
     if session is None:
         from aiobotocore.session import get_session
 
         session = get_session()
-    settings = await asyncio.to_thread(_read_settings, session, endpoint=endpoint_url is None)
-    region = region_name or settings.region or fallback_region
-    if not region:
-        raise ValueError(
-            "no AWS region: pass region_name= or set AWS_DEFAULT_REGION (or a profile's)"
-        )
-    _check_region(region)
-    if region == "local":  # botocore's name for DynamoDB Local on this machine
-        endpoint_url = endpoint_url or LOCAL_ENDPOINT
-        region = "us-east-1"  # what botocore signs for it
+    core = _core_session(session)
+    if core is None:  # a session of neither kind: only its region is taken from it
+        from aiobotocore.session import get_session
+
+        given_region = getattr(session, "region_name", None)
+        region_name = region_name or (given_region if isinstance(given_region, str) else None)
+        core = get_session()
+    if region_name is None:
+        configured = await asyncio.to_thread(core.get_config_variable, "region")
+        region_name = configured or fallback_region
     credentials: Credentials | CredentialProvider | None
     if placeholder_credentials:
         credentials = Credentials("local", "local")
     else:
-        credentials = await _session_credentials(session)
-    if endpoint_url is None:
-        endpoint_url = settings.endpoint_url or await resolve_endpoint(
-            region, fips=settings.use_fips, dualstack=settings.use_dualstack
-        )
-    proxy = await asyncio.to_thread(_environment_proxy, endpoint_url)
-    ssl_context = None
-    if endpoint_url.lower().startswith("https:"):
-        # As botocore: the configured bundle, else its default one (certifi's, or its own).
-        ssl_context = await asyncio.to_thread(_verifying, settings.ca_bundle or get_cert_path(True))
-    return FastTransport(
+        credentials = await _session_credentials(core)
+    endpoint = await asyncio.to_thread(
+        endpoints.choose,
+        core,
+        region_name=region_name,
         endpoint_url=endpoint_url,
-        region_name=region,
+        account_id=await _account_id(credentials),
+        table=table,
+    )
+    proxy = await asyncio.to_thread(_environment_proxy, endpoint.url)
+    ssl_context = None
+    if endpoint.url.lower().startswith("https:"):
+        # As botocore: the configured bundle, else its default one (certifi's, or its own).
+        ca_bundle = await asyncio.to_thread(_ca_bundle, core)
+        ssl_context = await asyncio.to_thread(_verifying, ca_bundle or get_cert_path(True))
+    return FastTransport(
+        endpoint_url=endpoint.url,
+        region_name=endpoint.signing_region,
         credentials=credentials,
         max_in_flight=max_in_flight,
         connect_timeout=connect_timeout,

@@ -7,11 +7,15 @@ in-flight bound (botocore's default of 10 would silently cap it). `client_config
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 from aiobotocore.config import AioConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -25,7 +29,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from . import Outcome, TransportError, outcome_for_code
+from . import Outcome, TransportError, answers, expiry, outcome_for_code, skew
 
 __all__ = ["BotocoreTransport", "client_config"]
 
@@ -50,6 +54,39 @@ _METHODS = {
 }
 
 
+#: Set while this transport's own call runs: the answer check below touches no other call of a
+#: client the application may share.
+_OURS: contextvars.ContextVar[bool] = contextvars.ContextVar("async_counters_call", default=False)
+_CHECK_ID = "async-counters-answer-check"
+
+
+def _check_answer(response_dict: Mapping[str, Any], **_: Any) -> None:
+    """``before-parse``: refuse, as the fast transport does, what botocore would take as read.
+
+    With its retries off botocore accepts an answer whose ``x-amz-crc32`` does not match (with
+    them on, it re-sends the write, which was applied), reads a 200 with an HTML body as an
+    empty success, and fails with an ``AttributeError`` on an error body that is a JSON list.
+    Raised here, before parsing, the error leaves the client without any retry.
+    """
+    if not _OURS.get():
+        return
+    status = response_dict["status_code"]
+    raw = response_dict["body"]
+    if not isinstance(raw, bytes):
+        return  # a streamed body: no DynamoDB operation answers with one
+    crc = response_dict["headers"].get("x-amz-crc32")
+    if crc is not None and not answers.crc32_matches(crc, raw):
+        raise answers.crc32_mismatch(status, crc)
+    try:
+        body = orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError:
+        body = None
+    if status == 200 and not isinstance(body, dict):
+        raise answers.invalid_success()
+    if status >= 300 and body is not None and not isinstance(body, dict):
+        raise answers.service_error(status, raw)
+
+
 def client_config(*, max_in_flight: int, connect_timeout: float, read_timeout: float) -> Any:
     """An `AioConfig` with botocore's retries off and a connection pool of ``max_in_flight``."""
     return AioConfig(
@@ -61,21 +98,59 @@ def client_config(*, max_in_flight: int, connect_timeout: float, read_timeout: f
 
 
 class BotocoreTransport:
-    """A `Transport` over an aiobotocore DynamoDB client (which the transport does not close)."""
+    """A `Transport` over an aiobotocore DynamoDB client (which the transport does not close).
+
+    A request refused because the token expired is sent once more after the client's
+    credentials are renewed (`expiry`); an ``InvalidSignatureException`` caused by the clock
+    says so, with the skew (`skew`).
+    """
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._generation = 0  # renewals after an expired token
+        self._renewing = asyncio.Lock()
+        client.meta.events.register("before-parse.dynamodb", _check_answer, unique_id=_CHECK_ID)
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        generation = self._generation
+        try:
+            return await self._send(operation, params)
+        except TransportError as error:
+            if not expiry.is_expired_token(error):
+                raise
+            await self._renew(generation, error)
+        try:  # once more, signed with the renewed credentials
+            return await self._send(operation, params)
+        except TransportError as error:
+            if expiry.is_expired_token(error):
+                raise expiry.expired_again(error) from None
+            raise
+
+    async def _renew(self, generation: int, error: TransportError) -> None:
+        # The client signs with its request signer's credentials object, asked per request.
+        credentials = getattr(getattr(self._client, "_request_signer", None), "_credentials", None)
+        if not expiry.can_renew(credentials):
+            raise expiry.cannot_renew(error) from None
+        async with self._renewing:
+            if self._generation == generation:  # not yet renewed by a call refused alike
+                await expiry.renew(credentials)
+                self._generation += 1
+
+    async def _send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         method = getattr(self._client, _METHODS[operation])
+        token = _OURS.set(True)
         try:
             response: dict[str, Any] = await method(**params)
+        except TransportError:  # raised by `_check_answer`
+            raise
         except ClientError as exc:
             raise _from_client_error(exc) from None
         except _REFUSED_UNSENT as exc:
             raise TransportError(Outcome.REJECTED, type(exc).__name__, str(exc)) from None
         except BotoCoreError as exc:
             raise _from_connection_error(exc) from None
+        finally:
+            _OURS.reset(token)
         response.pop("ResponseMetadata", None)
         return response
 
@@ -87,14 +162,18 @@ def _from_client_error(exc: ClientError) -> TransportError:
     response = exc.response
     error = response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return TransportError(
+    metadata = response.get("ResponseMetadata", {})
+    status = metadata.get("HTTPStatusCode")
+    found = TransportError(
         outcome_for_code(code, status),
         code,
         str(error.get("Message", "")),
         status=status,
         item=response.get("Item"),
     )
+    if code == "InvalidSignatureException":
+        found = skew.explain(found, metadata.get("HTTPHeaders", {}).get("date"), time.time())
+    return found
 
 
 def _from_connection_error(exc: BotoCoreError) -> TransportError:

@@ -11,11 +11,10 @@ from aiobotocore.session import get_session
 
 from async_counters import CounterPool
 from async_counters.transport import Outcome, TransportError
+from async_counters.transport.answers import service_error
 from async_counters.transport.fast import (
     FastTransport,
-    _service_error,
     open_fast_transport,
-    resolve_endpoint,
 )
 from async_counters.transport.sigv4 import Credentials
 from tests.unit.fake import FakeTransport
@@ -73,7 +72,11 @@ async def test_the_pool_sizes_the_connector_and_the_timeouts() -> None:
     ],
 )
 async def test_regional_endpoints(region: str, endpoint: str) -> None:
-    assert await resolve_endpoint(region) == endpoint
+    transport = await open_fast_transport(region_name=region, placeholder_credentials=True)
+    try:
+        assert (transport.endpoint_url, transport.region_name) == (endpoint, region)
+    finally:
+        await transport.aclose()
 
 
 @pytest.mark.parametrize(
@@ -213,10 +216,21 @@ async def test_region_local_is_dynamodb_local_as_in_botocore() -> None:
         assert client.meta.endpoint_url == "http://localhost:8000"
 
 
-@pytest.mark.parametrize("region", ["us-east-1-fips", "fips-us-gov-west-1"])
-async def test_a_fips_pseudo_region_is_refused_with_the_way_to_fips(region: str) -> None:
-    with pytest.raises(ValueError, match="AWS_USE_FIPS_ENDPOINT"):
-        await open_fast_transport(region_name=region)
+@pytest.mark.parametrize(
+    ("region", "endpoint", "signing_region"),
+    [
+        ("us-east-1-fips", "https://dynamodb-fips.us-east-1.amazonaws.com", "us-east-1"),
+        ("fips-us-gov-west-1", "https://dynamodb.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+    ],
+)
+async def test_a_fips_pseudo_region_is_the_region_with_fips_as_in_botocore(
+    region: str, endpoint: str, signing_region: str
+) -> None:
+    transport = await open_fast_transport(region_name=region)
+    try:
+        assert (transport.endpoint_url, transport.region_name) == (endpoint, signing_region)
+    finally:
+        await transport.aclose()
 
 
 @pytest.mark.parametrize("region", ["eu-west-1\r\nX-Injected: 1", "", "a/b"])
@@ -225,7 +239,7 @@ async def test_a_transport_refuses_a_region_that_is_not_one(region: str) -> None
         FastTransport(endpoint_url="http://127.0.0.1:9", region_name=region, credentials=None)
 
 
-@pytest.mark.parametrize("region", ["us-east-1.evil.example/", "US-EAST-1", "a b", "-x"])
+@pytest.mark.parametrize("region", ["us-east-1.evil.example/", "a b", "-x", "123"])
 async def test_a_region_is_never_spliced_into_a_url_unchecked(region: str) -> None:
     with pytest.raises(ValueError, match="region"):
         await open_fast_transport(region_name=region)
@@ -332,13 +346,13 @@ def _body(**fields: Any) -> bytes:
     ],
 )
 def test_error_answers(status: int, raw: bytes, expected: tuple[Outcome, str, str]) -> None:
-    error = _service_error(status, raw)
+    error = service_error(status, raw)
     assert (error.outcome, error.code, error.message) == expected
     assert error.status == status
 
 
 def test_the_current_item_of_a_failed_condition_is_kept() -> None:
     item = {"pk": {"S": "a"}, "count": {"N": "0"}}
-    error = _service_error(400, _body(__type="x#ConditionalCheckFailedException", Item=item))
+    error = service_error(400, _body(__type="x#ConditionalCheckFailedException", Item=item))
     assert error.item == item
-    assert _service_error(400, _body(__type="x#ConditionalCheckFailedException")).item is None
+    assert service_error(400, _body(__type="x#ConditionalCheckFailedException")).item is None

@@ -117,6 +117,7 @@ def test_nonsensical_policies_are_refused(kwargs: dict[str, Any], error: type[Ex
     ("outcome", "write", "read"),
     [
         (Outcome.THROTTLED, True, True),
+        (Outcome.CONFLICT, True, True),
         (Outcome.UNREACHABLE, True, True),
         (Outcome.AMBIGUOUS, False, True),
         (Outcome.CONDITION_FAILED, False, False),
@@ -135,6 +136,8 @@ def test_what_is_retried(outcome: Outcome, write: bool, read: bool) -> None:
         ("ProvisionedThroughputExceededException", 400, Outcome.THROTTLED),
         ("ThrottlingException", 400, Outcome.THROTTLED),
         ("RequestLimitExceeded", 400, Outcome.THROTTLED),
+        ("TransactionConflictException", 400, Outcome.CONFLICT),
+        ("ReplicatedWriteConflictException", 400, Outcome.CONFLICT),
         ("ConditionalCheckFailedException", 400, Outcome.CONDITION_FAILED),
         ("ResourceNotFoundException", 400, Outcome.TABLE_NOT_FOUND),
         ("InternalServerError", 500, Outcome.AMBIGUOUS),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
@@ -15,6 +17,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.hooks import HierarchicalEmitter
 
 from async_counters.transport import Outcome, TransportError
 from async_counters.transport.sdk import BotocoreTransport
@@ -26,6 +29,7 @@ _KEY = ConnectionKey("127.0.0.1", 1, False, True, None, None, None)
 class RaisingClient:
     def __init__(self, error: Exception) -> None:
         self.error = error
+        self.meta = SimpleNamespace(events=HierarchicalEmitter())  # the transport hooks in
 
     async def update_item(self, **params: object) -> dict[str, object]:
         raise self.error
