@@ -1,4 +1,9 @@
-"""``--plot PATH``: throughput and latency percentiles over time, as a PNG (matplotlib, Agg)."""
+"""``--plot PATH``: throughput and latency percentiles over time, as a PNG (matplotlib, Agg).
+
+Made to be read at a glance: plain numbers on both axes (``20``, ``50``, ``100`` ms, not
+``2x10^1``), the legends beside the panels where they cover nothing, and no point for the run's
+last, partial interval (a few answers in a fraction of a second would draw a cliff).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,20 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["plot_timeline"]
+__all__ = ["plot_timeline", "plotted_rows"]
+
+
+def plotted_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows worth a point: all but a partial last one (unless it is the only one)."""
+    shown = list(rows)
+    if len(shown) > 1 and shown[-1].get("partial"):
+        shown.pop()
+    return shown
+
+
+def _plain(value: float, _position: object = None) -> str:
+    """A tick label: ``0.5``, ``20``, ``1,000``."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:g}"
 
 
 def plot_timeline(
@@ -17,9 +35,11 @@ def plot_timeline(
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    rows = plotted_rows(rows)
     times = [row["t"] for row in rows]
-    figure, (rate, latency) = pyplot.subplots(2, 1, sharex=True, figsize=(10, 6.5))
+    figure, (rate, latency) = pyplot.subplots(2, 1, sharex=True, figsize=(11, 6.5))
     try:
         rate.plot(
             times,
@@ -34,8 +54,10 @@ def plot_timeline(
             rate.plot(times, throttled, color="tab:red", label="throttled responses/s")
         rate.set_ylabel("operations / s")
         rate.set_ylim(bottom=0)
+        rate.yaxis.set_major_formatter(FuncFormatter(_plain))
         rate.grid(alpha=0.3)
-        rate.legend(loc="lower right")
+        # Beside the panel, not on it: a legend inside may hide the very line it names.
+        rate.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         for name, color in (
             ("p50", "tab:green"),
             ("p90", "tab:olive"),
@@ -45,10 +67,13 @@ def plot_timeline(
             values = [max(row[f"{name}_ms"], 1e-3) for row in rows]
             latency.plot(times, values, color=color, label=name, marker=".", markersize=3)
         latency.set_yscale("log")
+        latency.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        latency.yaxis.set_major_formatter(FuncFormatter(_plain))
+        latency.yaxis.set_minor_formatter(NullFormatter())
         latency.set_ylabel("latency (ms)")
         latency.set_xlabel("seconds since start")
-        latency.grid(alpha=0.3, which="both")
-        latency.legend(loc="upper right")
+        latency.grid(alpha=0.3, which="major")
+        latency.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         if title:
             figure.suptitle(title, fontsize=9)
         figure.tight_layout()

@@ -9,7 +9,8 @@ JSON outline (``"schema": "async-counters/bench/1"``)::
                   floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
                   retries, throttles), errors by code, throughput per second, acknowledged_amount,
                   latency_ms (count, mean, p50, p90, p99, p99.9, max), histogram (HdrHistogram,
-                  base64), stopped_early, failures
+                  base64), stopped_early, failures, rate_target (open loop: rate, due, started,
+                  dropped, started_per_s, held)
     timeline      one row per second: t, rate, counts, p50/p90/p99/p99.9/max in ms
     workers       per worker process: id, seconds, counts, latency_ms
     verification  status (exact | bounded | mismatch | incomplete | not verified), exit_status,
@@ -69,6 +70,7 @@ def results_json(outcome: RunOutcome) -> dict[str, Any]:
             "histogram": outcome.histogram.encode(),
             "stopped_early": outcome.stopped_early,
             "failures": outcome.failures,
+            "rate_target": outcome.rate_target,
         },
         "timeline": outcome.timeline,
         "workers": outcome.workers,
@@ -92,6 +94,18 @@ def write_json(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
 
 def _ms(value: float) -> str:
     return f"{value:,.2f}"
+
+
+def rate_verdict(target: dict[str, Any]) -> str:
+    """``RATE MISSED: 20,000/s asked, 3,211/s started; 50,400 of 60,000 due were dropped``."""
+    if target["held"]:
+        return f"rate held: {target['rate']:,g}/s, all {target['due']:,} due started"
+    share = 100.0 * target["dropped"] / target["due"] if target["due"] else 0.0
+    return (
+        f"RATE MISSED: {target['rate']:,g}/s asked, {target['started_per_s']:,.0f}/s started; "
+        f"{target['dropped']:,} of {target['due']:,} due ({share:.0f}%) could not start on time "
+        "and were dropped (never sent)"
+    )
 
 
 def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
@@ -124,6 +138,16 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
         f"{rates['acknowledged_per_s']:,.0f}/s",
         "acknowledged increments and decrements",
     )
+    target = outcome.rate_target
+    if target is not None:
+        table.add_row(
+            "target rate",
+            f"{target['rate']:,g}/s",
+            f"held: {target['started']:,} started on schedule"
+            if target["held"]
+            else f"MISSED: {target['started_per_s']:,.0f}/s started, {target['dropped']:,} of "
+            f"{target['due']:,} due dropped",
+        )
     table.add_row(
         "operations",
         f"{counts.get('operations', 0):,}",
@@ -161,6 +185,8 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
         return
     style = {"exact": "green", "mismatch": "red"}.get(verification.status, "yellow")
     console.print(f"[bold {style}]{verification.headline()}[/]")
+    if target is not None and not target["held"]:
+        console.print(f"[bold red]{rate_verdict(target)}[/]")
     mismatches = verification.mismatches
     for check in mismatches[:SHOWN_MISMATCHES]:
         console.print(f"  [red]{check.describe()}[/]")

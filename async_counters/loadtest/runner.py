@@ -6,6 +6,10 @@ The parent starts the embedded server (or uses the endpoint given), creates the 
 counter before the run, starts one worker process per ``--processes`` (each with its own event
 loop and pool) at a common instant, merges their ticks into the timeline the live view shows,
 then reads every counter again and checks it against what the workers acknowledged.
+
+Before any load, one request with a short budget shows that the target answers
+(`TargetUnreachable` otherwise, in one line naming the URL and the cause). Workers get the
+parent's process id (`lifeline.PARENT_ENV`) and die with it.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ import json
 import os
 import platform
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
-from async_counters.errors import CounterError
+from async_counters.errors import CounterError, TableNotFoundError, ThrottledError
 
 from .config import RunConfig, safe_url
 from .embedded import EmbeddedServer
+from .lifeline import PARENT_ENV
 from .metrics import (
     COUNT_NAMES,
     HdrLatency,
@@ -35,20 +42,29 @@ from .metrics import (
     merge_key_tallies,
 )
 from .verify import EXIT_INCONCLUSIVE, Verification, verify
-from .worker import TICK_SECONDS, open_pool
+from .worker import OVERDUE_GRACE, TICK_SECONDS, open_pool
 
-__all__ = ["RunOutcome", "View", "run_bench"]
+__all__ = ["EXIT_RATE_MISSED", "RunOutcome", "TargetUnreachable", "View", "run_bench"]
+
+#: Exit status of a run whose counters are exact but whose open loop did not hold its rate.
+EXIT_RATE_MISSED: Final = 4
+#: The first request's budget: an unreachable target is reported within about this long.
+PROBE_TIMEOUT: Final = 3.0
 
 #: How long workers may take to open their pools and report ready.
 READY_TIMEOUT: Final = 120.0
 #: A little time for every worker to see the start instant before it passes.
 START_DELAY: Final = 0.25
-#: How long past the configured time limit the parent waits for workers before giving up.
-SETTLE_GRACE: Final = 120.0
+#: How long past the workers' own hard deadline the parent waits for them before killing them.
+SETTLE_GRACE: Final = OVERDUE_GRACE + 10.0
 #: How long a worker may take to exit once its input is closed.
 STOP_TIMEOUT: Final = 30.0
 #: The longest message line a worker may send (its result holds every key's tally).
 MESSAGE_LIMIT: Final = 1 << 30
+
+
+class TargetUnreachable(Exception):
+    """The first request did not get an answer: the message says where and why, in one line."""
 
 
 class View(Protocol):
@@ -83,6 +99,26 @@ class RunOutcome:
     run_records: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     stopped_early: list[str] = field(default_factory=list)
+    #: Why the target could not be reached before any load (the run did not start).
+    unreachable: str | None = None
+
+    @property
+    def rate_target(self) -> dict[str, Any] | None:
+        """Open loop: the rate asked for, what was due, started and dropped, and whether it held."""
+        workload = self.config.workload
+        if workload.rate is None:
+            return None
+        started = self.counts.get("started", 0)
+        dropped = self.counts.get("dropped", 0)
+        seconds = min(workload.stop_after, self.seconds) or workload.stop_after
+        return {
+            "rate": workload.rate,
+            "due": started + dropped,
+            "started": started,
+            "dropped": dropped,
+            "started_per_s": round(started / seconds, 1) if seconds else 0.0,
+            "held": dropped == 0,
+        }
 
     @property
     def exit_status(self) -> int:
@@ -91,6 +127,9 @@ class RunOutcome:
         status = self.verification.exit_status
         if status == 0 and self.failures:
             return EXIT_INCONCLUSIVE
+        target = self.rate_target
+        if status == 0 and target is not None and not target["held"]:
+            return EXIT_RATE_MISSED
         return status
 
 
@@ -137,6 +176,9 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
             )
         try:
             asyncio.run(_orchestrate(config, endpoint_url, view, outcome))
+        except TargetUnreachable as exc:
+            outcome.unreachable = str(exc)
+            outcome.failures.append(str(exc))
         except KeyboardInterrupt:
             outcome.failures.append("interrupted before the run could be verified")
         except (CounterError, OSError, RuntimeError, LookupError, ValueError) as exc:
@@ -179,6 +221,7 @@ async def _orchestrate(
         processes=config.processes,
         loop=config.loop,
     )
+    await _probe(read_config, endpoint_url, keys[0])
     async with open_pool(read_config, endpoint_url, max_in_flight=16) as pool:
         await pool.ensure_table()
         before = {} if config.run_id else await pool.get_many(keys)
@@ -201,6 +244,59 @@ async def _orchestrate(
         else:
             after = await pool.get_many(keys)
             outcome.verification = verify(keys, before, tallies, after)
+
+
+async def _probe(config: RunConfig, endpoint_url: str | None, key: str) -> None:
+    """One request with a budget of seconds, not the pool's 30 s retry deadline: a target that
+    does not answer is reported at once, naming the URL and the cause."""
+    target = config.target
+    where = endpoint_url or describe_target(
+        {"kind": "aws", "region": target.region, "table": target.table}
+    )
+    if endpoint_url is not None:
+        await _connect(endpoint_url)
+    options = {
+        **config.pool_options,
+        "retry": {"deadline": PROBE_TIMEOUT},
+        "connect_timeout": PROBE_TIMEOUT,
+        "read_timeout": PROBE_TIMEOUT,
+    }
+    probe = RunConfig(target=config.target, workload=config.workload, pool_options=options)
+    try:
+        async with open_pool(probe, endpoint_url, max_in_flight=1) as pool:
+            await pool.get(key)
+    except (TableNotFoundError, ThrottledError):
+        pass  # it answered
+    except CounterError as exc:
+        raise TargetUnreachable(f"{where} did not answer a first request: {exc}") from None
+
+
+async def _connect(endpoint_url: str) -> None:
+    """Open (and close) a TCP connection to the endpoint; `TargetUnreachable` if none opens."""
+    parts = urlsplit(endpoint_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    hint = "is the server running, and is --endpoint-url right?"
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            _, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        raise TargetUnreachable(
+            f"cannot reach {endpoint_url}: no connection within {PROBE_TIMEOUT:g} s; {hint}"
+        ) from None
+    except OSError as exc:
+        raise TargetUnreachable(f"cannot reach {endpoint_url}: {_os_reason(exc)}; {hint}") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"host not found ({exc.strerror})"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
 
 
 async def _run_workers(
@@ -277,6 +373,7 @@ async def _run_workers(
                 sys.executable,
                 "-m",
                 "async_counters.loadtest.worker",
+                env={**os.environ, PARENT_ENV: str(os.getpid())},
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=MESSAGE_LIMIT,
@@ -294,7 +391,8 @@ async def _run_workers(
         if outcome.failures or interrupted:
             return []
         await tell({"start_in": START_DELAY})
-        limit = config.workload.time_limit + SETTLE_GRACE
+        # Each worker ends by its own hard deadline; this only covers one that cannot.
+        limit = START_DELAY + config.workload.hard_limit + SETTLE_GRACE
         _, pending = await asyncio.wait(listeners, timeout=limit)
         if pending:
             outcome.failures.append("workers did not finish within the time limit")
