@@ -21,15 +21,13 @@ import json
 import os
 import platform
 import signal
-import socket
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
-from async_counters.errors import CounterError, TableNotFoundError, ThrottledError
+from async_counters.errors import CounterError
 
 from .config import RunConfig, safe_url
 from .embedded import EmbeddedServer
@@ -41,6 +39,7 @@ from .metrics import (
     WorkerResult,
     merge_key_tallies,
 )
+from .probe import TargetUnreachable, probe
 from .verify import EXIT_INCONCLUSIVE, Verification, verify
 from .worker import OVERDUE_GRACE, TICK_SECONDS, open_pool
 
@@ -48,8 +47,6 @@ __all__ = ["EXIT_RATE_MISSED", "RunOutcome", "TargetUnreachable", "View", "run_b
 
 #: Exit status of a run whose counters are exact but whose open loop did not hold its rate.
 EXIT_RATE_MISSED: Final = 4
-#: The first request's budget: an unreachable target is reported within about this long.
-PROBE_TIMEOUT: Final = 3.0
 
 #: How long workers may take to open their pools and report ready.
 READY_TIMEOUT: Final = 120.0
@@ -61,10 +58,6 @@ SETTLE_GRACE: Final = OVERDUE_GRACE + 10.0
 STOP_TIMEOUT: Final = 30.0
 #: The longest message line a worker may send (its result holds every key's tally).
 MESSAGE_LIMIT: Final = 1 << 30
-
-
-class TargetUnreachable(Exception):
-    """The first request did not get an answer: the message says where and why, in one line."""
 
 
 class View(Protocol):
@@ -221,7 +214,7 @@ async def _orchestrate(
         processes=config.processes,
         loop=config.loop,
     )
-    await _probe(read_config, endpoint_url, keys[0])
+    await probe(read_config, endpoint_url, keys[0])
     async with open_pool(read_config, endpoint_url, max_in_flight=16) as pool:
         await pool.ensure_table()
         before = {} if config.run_id else await pool.get_many(keys)
@@ -244,59 +237,6 @@ async def _orchestrate(
         else:
             after = await pool.get_many(keys)
             outcome.verification = verify(keys, before, tallies, after)
-
-
-async def _probe(config: RunConfig, endpoint_url: str | None, key: str) -> None:
-    """One request with a budget of seconds, not the pool's 30 s retry deadline: a target that
-    does not answer is reported at once, naming the URL and the cause."""
-    target = config.target
-    where = endpoint_url or describe_target(
-        {"kind": "aws", "region": target.region, "table": target.table}
-    )
-    if endpoint_url is not None:
-        await _connect(endpoint_url)
-    options = {
-        **config.pool_options,
-        "retry": {"deadline": PROBE_TIMEOUT},
-        "connect_timeout": PROBE_TIMEOUT,
-        "read_timeout": PROBE_TIMEOUT,
-    }
-    probe = RunConfig(target=config.target, workload=config.workload, pool_options=options)
-    try:
-        async with open_pool(probe, endpoint_url, max_in_flight=1) as pool:
-            await pool.get(key)
-    except (TableNotFoundError, ThrottledError):
-        pass  # it answered
-    except CounterError as exc:
-        raise TargetUnreachable(f"{where} did not answer a first request: {exc}") from None
-
-
-async def _connect(endpoint_url: str) -> None:
-    """Open (and close) a TCP connection to the endpoint; `TargetUnreachable` if none opens."""
-    parts = urlsplit(endpoint_url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    hint = "is the server running, and is --endpoint-url right?"
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            _, writer = await asyncio.open_connection(host, port)
-    except TimeoutError:
-        raise TargetUnreachable(
-            f"cannot reach {endpoint_url}: no connection within {PROBE_TIMEOUT:g} s; {hint}"
-        ) from None
-    except OSError as exc:
-        raise TargetUnreachable(f"cannot reach {endpoint_url}: {_os_reason(exc)}; {hint}") from None
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-
-
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, socket.gaierror):
-        return f"host not found ({exc.strerror})"
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    return str(exc) or type(exc).__name__
 
 
 async def _run_workers(
