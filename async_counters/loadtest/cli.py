@@ -494,6 +494,13 @@ def run(args: argparse.Namespace) -> int:
 
         plot_timeline(outcome.timeline, args.plot, title=_plot_title(outcome))
         print(f"plot: {args.plot}")
+    target = outcome.rate_target
+    if target is not None and not target["held"]:
+        sys.stderr.write(
+            f"async-counters bench: the open loop missed its rate ({target['started_per_s']:,.0f}"
+            f"/s of {target['rate']:,g}/s started, {target['dropped']:,} dropped): lower --rate, "
+            "or spread it over more --processes or hosts\n"
+        )
     if config.run_id is not None:
         print(
             f"run {config.run_id}: recorded in table {config.target.table}; check every worker "

@@ -30,6 +30,8 @@ PARENT_ENV: Final = "ASYNC_COUNTERS_BENCH_PARENT"
 EXIT_ORPHANED: Final = 70
 #: Exit status of a worker that was still running at its hard deadline.
 EXIT_OVERDUE: Final = 71
+#: How long the watchdog lets the last words take before it ends the process.
+LAST_WORDS_TIMEOUT: Final = 0.5
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -46,10 +48,11 @@ def die_with_parent() -> None:
 
 
 class Watchdog:
-    """Ends the process with `EXIT_OVERDUE` at ``deadline`` (`time.monotonic`) unless disarmed.
+    """Ends the process with `EXIT_OVERDUE` after `arm`'s seconds unless disarmed.
 
-    A thread, not a task: it fires even when the event loop is blocked. ``last_words`` runs
-    first (it should be quick: tell the parent why).
+    A thread, not a task: it fires even when the event loop is blocked. ``last_words`` (tell
+    the parent why) gets `LAST_WORDS_TIMEOUT` in a thread of its own: a parent that reads
+    nothing, so that the write blocks, cannot keep the process alive.
     """
 
     def __init__(self, last_words: Callable[[], None] | None = None) -> None:
@@ -62,12 +65,18 @@ class Watchdog:
             if self._disarmed.wait(max(0.0, seconds)):
                 return
             if self._last_words is not None:
-                with contextlib.suppress(Exception):
-                    self._last_words()
+                speaker = threading.Thread(target=self._speak, name="bench-last-words", daemon=True)
+                speaker.start()
+                speaker.join(LAST_WORDS_TIMEOUT)
             os._exit(EXIT_OVERDUE)
 
         self._thread = threading.Thread(target=watch, name="bench-watchdog", daemon=True)
         self._thread.start()
+
+    def _speak(self) -> None:
+        assert self._last_words is not None
+        with contextlib.suppress(Exception):
+            self._last_words()
 
     def disarm(self) -> None:
         self._disarmed.set()
