@@ -496,10 +496,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot: {args.plot}")
     target = outcome.rate_target
     if target is not None and not target["held"]:
+        from .live import rate_text
+
         sys.stderr.write(
-            f"async-counters bench: the open loop missed its rate ({target['started_per_s']:,.0f}"
-            f"/s of {target['rate']:,g}/s started, {target['dropped']:,} dropped): lower --rate, "
-            "or spread it over more --processes or hosts\n"
+            f"async-counters bench: the open loop missed its rate "
+            f"({target['started_per_s']:,.0f}/s of {rate_text(target['rate'])} started, "
+            f"{target['dropped']:,} dropped): lower --rate, or spread it over more --processes "
+            "or hosts\n"
         )
     if config.run_id is not None:
         print(

@@ -10,7 +10,12 @@ from typing import IO, Any
 
 from .config import RunConfig
 
-__all__ = ["PlainView", "QuietView", "RichView", "choose_view", "progress_line"]
+__all__ = ["PlainView", "QuietView", "RichView", "choose_view", "progress_line", "rate_text"]
+
+
+def rate_text(rate: float) -> str:
+    """``1,000,000/s``, ``12.5/s``: a rate as a person writes it (never ``1e+06/s``)."""
+    return f"{rate:,.0f}/s" if rate == int(rate) else f"{rate:,.2f}/s".replace(".00/s", "/s")
 
 
 def _errors(totals: Counter[str]) -> int:
@@ -158,8 +163,8 @@ def describe_workload(config: RunConfig) -> str:
         amount = f"{workload.increments:,} operations"
     else:
         amount = f"{workload.duration:g}s"
-    if workload.open_loop:
-        shape = f"open loop at {workload.rate:g}/s"
+    if workload.rate is not None:
+        shape = f"open loop at {rate_text(workload.rate)}"
     else:
         shape = f"closed loop, {workload.concurrency} in flight"
     distribution: str = workload.distribution

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Final
 
+from .live import rate_text
 from .metrics import COUNT_NAMES
 from .runner import RunOutcome, describe_target, environment
 from .verify import SHOWN_MISMATCHES
@@ -99,10 +100,11 @@ def _ms(value: float) -> str:
 def rate_verdict(target: dict[str, Any]) -> str:
     """``RATE MISSED: 20,000/s asked, 3,211/s started; 50,400 of 60,000 due were dropped``."""
     if target["held"]:
-        return f"rate held: {target['rate']:,g}/s, all {target['due']:,} due started"
+        return f"rate held: {rate_text(target['rate'])}, all {target['due']:,} due started"
     share = 100.0 * target["dropped"] / target["due"] if target["due"] else 0.0
     return (
-        f"RATE MISSED: {target['rate']:,g}/s asked, {target['started_per_s']:,.0f}/s started; "
+        f"RATE MISSED: {rate_text(target['rate'])} asked, "
+        f"{target['started_per_s']:,.0f}/s started; "
         f"{target['dropped']:,} of {target['due']:,} due ({share:.0f}%) could not start on time "
         "and were dropped (never sent)"
     )
@@ -142,7 +144,7 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
     if target is not None:
         table.add_row(
             "target rate",
-            f"{target['rate']:,g}/s",
+            f"{rate_text(target['rate'])}",
             f"held: {target['started']:,} started on schedule"
             if target["held"]
             else f"MISSED: {target['started_per_s']:,.0f}/s started, {target['dropped']:,} of "
