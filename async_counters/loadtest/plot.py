@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["plot_timeline", "plotted_rows"]
+__all__ = ["figure_of", "plot_timeline", "plotted_rows"]
 
 
 def plotted_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,6 +31,17 @@ def plot_timeline(
     rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, title: str = ""
 ) -> None:
     """Two panels sharing the time axis: acknowledged operations/s, and p50/p90/p99/max in ms."""
+    from matplotlib import pyplot
+
+    figure = figure_of(rows, title=title)
+    try:
+        figure.savefig(os.fspath(path), dpi=100)
+    finally:
+        pyplot.close(figure)
+
+
+def figure_of(rows: Sequence[dict[str, Any]], *, title: str = "") -> Any:
+    """The plot's matplotlib figure, laid out (the caller closes it with ``pyplot.close``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,6 +88,7 @@ def plot_timeline(
         if title:
             figure.suptitle(title, fontsize=9)
         figure.tight_layout()
-        figure.savefig(os.fspath(path), dpi=100)
-    finally:
+    except BaseException:
         pyplot.close(figure)
+        raise
+    return figure
