@@ -155,7 +155,12 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
     with contextlib.ExitStack() as stack:
         endpoint_url = target.endpoint_url
         if target.kind == "embedded":
-            server = stack.enter_context(EmbeddedServer(config.server))
+            try:
+                server = stack.enter_context(EmbeddedServer(config.server))
+            except (OSError, RuntimeError) as exc:
+                outcome.unreachable = str(exc)
+                outcome.failures.append(str(exc))
+                return outcome
             endpoint_url = server.endpoint_url
             outcome.target["endpoint_url"] = endpoint_url
             outcome.target["backend"] = config.server.backend

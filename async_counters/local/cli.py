@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import errno
 import json
+import os
 import signal
 import sys
 import threading
@@ -24,7 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from types import FrameType
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 from async_counters.local.config import (
     BACKEND_ENV,
@@ -276,9 +277,11 @@ def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    def on_end_of_input(stream: BinaryIO) -> None:
+    def on_end_of_input(fd: int) -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds the
+        # buffer's lock, and the interpreter aborts at exit when it cannot take it.
         try:
-            for _ in iter(lambda: stream.read(4096), b""):
+            for _ in iter(lambda: os.read(fd, 4096), b""):
                 pass  # whatever is written is ignored; only the end of input counts
         finally:
             stop.set()  # a read that fails ends the watch too: never serve on unwatched
@@ -288,7 +291,7 @@ def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
             sys.stderr.write("async-counters local: --exit-with-stdin, but there is no stdin\n")
             return 2
         threading.Thread(
-            target=on_end_of_input, args=(sys.stdin.buffer,), name="stdin-watch", daemon=True
+            target=on_end_of_input, args=(sys.stdin.fileno(),), name="stdin-watch", daemon=True
         ).start()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = LocalDynamo.from_config(config)

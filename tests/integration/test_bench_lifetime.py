@@ -212,3 +212,21 @@ def test_a_stuck_bench_still_sees_its_workers_end_by_their_deadline(tmp_path: Pa
     # The worker's own clock: cut at duration + drain, then at most the pool's closing grace.
     assert data["workers"][0]["seconds"] <= duration + drain + CLOSE_GRACE + 5
     print(f"stuck parent: the worker ended {ended_after:.1f} s after the bench was stopped")
+
+
+def test_the_embedded_server_stopped_by_its_parent_exits_cleanly() -> None:
+    """Stopped (SIGTERM, as the bench stops it) while it watches its input, the server exits 0
+    with nothing on stderr: its watch must not abort the interpreter at exit (it did, with
+    'could not acquire lock for <stdin>', status -6)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "async_counters.local", "--backend", "memory", "--exit-with-stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        assert server.stdout is not None and server.stderr is not None
+        assert server.stdout.readline().startswith("http://127.0.0.1:")
+        server.terminate()
+        assert server.wait(TIMEOUT) == 0
+        assert server.stderr.read() == ""

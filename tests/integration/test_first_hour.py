@@ -143,6 +143,14 @@ def test_local_without_moto_says_install_local_or_use_memory() -> None:
     assert "pip install 'async-counters[local]'" in line and "--backend memory" in line
 
 
+def test_bench_on_moto_without_moto_says_install_local_or_use_memory() -> None:
+    run = cli("bench", "--backend", "moto", "-n", "10", uninstalled="moto")
+    assert run.returncode == 3
+    line = one_line(run)
+    assert line.startswith("async-counters bench: the embedded server did not start: ")
+    assert "pip install 'async-counters[local]'" in line and "--backend memory" in line
+
+
 def test_first_readme_command_pins_boto3_to_what_aiobotocore_allows() -> None:
     """pip backtracked through some twenty boto3 releases when moto's boto3 was left open; the
     [local] extra names the boto3 range of the botocore that aiobotocore pins."""
