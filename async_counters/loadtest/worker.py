@@ -97,8 +97,13 @@ async def run_worker(
     channel: Channel,
     *,
     worker_id: str | None = None,
+    watchdog: bool = False,
 ) -> WorkerResult:
-    """Run worker ``index`` of ``config.processes`` to the end; return what it measured."""
+    """Run worker ``index`` of ``config.processes`` to the end; return what it measured.
+
+    The run ends by ``Workload.hard_limit``, what is in flight then reported as unfinished.
+    ``watchdog`` (a worker process, never a library caller) also ends the process a little
+    after that if the event loop itself is stuck."""
     workload = config.workload
     workers = config.processes
     worker_id = worker_id or new_worker_id()
@@ -125,9 +130,10 @@ async def run_worker(
         start = await loop.run_in_executor(None, channel.wait_start)
         # Our own clock: whatever the parent or this loop do, the process ends by then.
         hard_end = start + workload.hard_limit
-        watchdog = Watchdog(lambda: channel.overdue(OVERDUE_GRACE))
-        watchdog.arm(hard_end + OVERDUE_GRACE - time.monotonic())
-        stack.callback(watchdog.disarm)
+        if watchdog:
+            guard = Watchdog(lambda: channel.overdue(OVERDUE_GRACE))
+            guard.arm(hard_end + OVERDUE_GRACE - time.monotonic())
+            stack.callback(guard.disarm)
         if start > time.monotonic():
             await asyncio.sleep(start - time.monotonic())
 
@@ -315,7 +321,7 @@ def main() -> int:
         channel.listen()
         result = run_in_loop(
             config.loop,
-            run_worker(config, int(setup["index"]), setup["endpoint_url"], channel),
+            run_worker(config, int(setup["index"]), setup["endpoint_url"], channel, watchdog=True),
         )
     except BaseException as exc:
         traceback.print_exc()

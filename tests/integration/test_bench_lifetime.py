@@ -230,3 +230,23 @@ def test_the_embedded_server_stopped_by_its_parent_exits_cleanly() -> None:
         server.terminate()
         assert server.wait(TIMEOUT) == 0
         assert server.stderr.read() == ""
+
+
+@pytest.mark.parametrize("last_words", ["print('overdue', flush=True)", "threading.Event().wait()"])
+def test_the_watchdog_ends_a_process_whose_loop_is_stuck(last_words: str) -> None:
+    """The worker's last resort: a thread that ends the process even while the main thread is
+    blocked (here: sleeping with the GIL released, as in a blocked write), and even if telling
+    the parent why blocks too."""
+    from async_counters.loadtest.lifeline import EXIT_OVERDUE
+
+    script = (
+        "import threading, time\n"
+        "from async_counters.loadtest.lifeline import Watchdog\n"
+        f"Watchdog(lambda: {last_words}).arm(0.2)\n"
+        "time.sleep(600)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert run.returncode == EXIT_OVERDUE, run.stderr
+    assert run.stdout == ("overdue\n" if "print" in last_words else "")
