@@ -144,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         dest=_SERVER_DEST + "backend",
         metavar="NAME",
-        help="fast (default: the client is what is measured), moto (fidelity), dynalite, or URL",
+        help="memory (default: the client is what is measured), moto (fidelity), dynalite, or URL",
     )
 
     load = parser.add_argument_group("workload")

@@ -7,7 +7,7 @@ JSON outline (``"schema": "async-counters/bench/1"``)::
     target        kind, table, endpoint_url (never credentials), region, backend
     results       seconds, planned, counts (operations, acknowledged, increments, decrements,
                   floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
-                  retries, throttles), errors by code, throughput per second, acknowledged_amount,
+                  retries, throttles, started, dropped), errors by code, throughput per second, acknowledged_amount,
                   latency_ms (count, mean, p50, p90, p99, p99.9, max), histogram (HdrHistogram,
                   base64), stopped_early, failures, rate_target (open loop: rate, due, started,
                   dropped, started_per_s, held)
