@@ -7,10 +7,10 @@ JSON outline (``"schema": "async-counters/bench/1"``)::
     target        kind, table, endpoint_url (never credentials), region, backend
     results       seconds, planned, counts (operations, acknowledged, increments, decrements,
                   floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
-                  retries, throttles, started, dropped), errors by code, throughput per second, acknowledged_amount,
-                  latency_ms (count, mean, p50, p90, p99, p99.9, max), histogram (HdrHistogram,
-                  base64), stopped_early, failures, rate_target (open loop: rate, due, started,
-                  dropped, started_per_s, held)
+                  retries, throttles, started, dropped), errors by code, throughput per second,
+                  acknowledged_amount, latency_ms (count, mean, p50, p90, p99, p99.9, max),
+                  histogram (HdrHistogram, base64), stopped_early, failures, rate_target (open
+                  loop: rate, due, started, dropped, started_per_s, held)
     timeline      one row per second: t, rate, counts, p50/p90/p99/p99.9/max in ms
     workers       per worker process: id, seconds, counts, latency_ms
     verification  status (exact | bounded | mismatch | incomplete | not verified), exit_status,
