@@ -69,6 +69,7 @@ def figure_of(rows: Sequence[dict[str, Any]], *, title: str = "") -> Any:
         rate.grid(alpha=0.3)
         # Beside the panel, not on it: a legend inside may hide the very line it names.
         rate.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        shown: list[float] = []
         for name, color in (
             ("p50", "tab:green"),
             ("p90", "tab:olive"),
@@ -76,9 +77,13 @@ def figure_of(rows: Sequence[dict[str, Any]], *, title: str = "") -> Any:
             ("max", "tab:red"),
         ):
             values = [max(row[f"{name}_ms"], 1e-3) for row in rows]
+            shown += values
             latency.plot(times, values, color=color, label=name, marker=".", markersize=3)
         latency.set_yscale("log")
-        latency.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        # 1-2-5 per decade; within less than a decade that leaves a label or two, so denser.
+        narrow = bool(shown) and max(shown) < 10 * min(shown)
+        subs = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0) if narrow else (1.0, 2.0, 5.0)
+        latency.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
         latency.yaxis.set_major_formatter(FuncFormatter(_plain))
         latency.yaxis.set_minor_formatter(NullFormatter())
         latency.set_ylabel("latency (ms)")
