@@ -1,25 +1,43 @@
 """A Starlette app that counts page views with one CounterPool, opened in the app's lifespan.
 
-Run it against the embedded DynamoDB (``async-counters local --port 8000`` in another shell)::
+It needs the ``[web]`` extra (starlette, uvicorn). Run it against the embedded DynamoDB
+(``async-counters local --port 8000`` in another shell)::
 
-    COUNTERS_ENDPOINT_URL=http://127.0.0.1:8000 uvicorn async_counters.examples.webapp:app
+    COUNTERS_ENDPOINT_URL=http://127.0.0.1:8000 python -m async_counters.examples.webapp
 
-then ``curl -X POST localhost:8000/views/home`` counts a view and answers its number.
+(or ``uvicorn async_counters.examples.webapp:app --port 8080``), then
+``curl -X POST localhost:8080/views/home`` counts a view and answers its number. It serves on
+port 8080 (`DEFAULT_PORT`), not uvicorn's 8000, where the local DynamoDB above listens.
 Without ``COUNTERS_ENDPOINT_URL`` it talks to DynamoDB with the default AWS credential chain.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Final
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+try:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+except ImportError:
+    if __name__ != "__main__":
+        raise
+    sys.stderr.write(
+        "async_counters.examples.webapp: needs starlette and uvicorn, not installed: "
+        "pip install 'async-counters[web]'\n"
+    )
+    sys.exit(2)
 
 from async_counters import CounterFloorError, CounterPool
+
+#: The example's port: not uvicorn's 8000, which the README gives `async-counters local`.
+DEFAULT_PORT: Final = 8080
 
 
 def create_app(table: str, *, endpoint_url: str | None = None) -> Starlette:
@@ -63,3 +81,28 @@ app = create_app(
     os.environ.get("COUNTERS_TABLE", "counters"),
     endpoint_url=os.environ.get("COUNTERS_ENDPOINT_URL") or None,
 )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m async_counters.examples.webapp [--port 8080]``: serve `app` with uvicorn."""
+    parser = argparse.ArgumentParser(
+        prog="python -m async_counters.examples.webapp",
+        description="Count page views in DynamoDB ($COUNTERS_ENDPOINT_URL, $COUNTERS_TABLE).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        import uvicorn
+    except ImportError:
+        sys.stderr.write(
+            "async_counters.examples.webapp: needs uvicorn, not installed: "
+            "pip install 'async-counters[web]'\n"
+        )
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

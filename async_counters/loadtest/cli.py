@@ -8,7 +8,8 @@
 Exit status: 0 when every counter is exactly its value before plus what was acknowledged;
 1 when any counter differs (each one is printed, expected against actual); 2 on bad usage;
 3 when nothing differs but the result is not exact (ambiguous outcomes, failed or unfinished
-workers).
+workers, an unreachable target); 4 when the counters are exact but an open loop (--rate) did
+not hold its rate (what could not start on time was dropped and counted).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 from .config import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_DRAIN,
     DEFAULT_DURATION,
     DEFAULT_KEYS,
     DEFAULT_MAX_OUTSTANDING,
@@ -115,7 +117,7 @@ _SERVER_DEST: Final = "server__"
 _WORKLOAD_DESTS: Final = (
     *("increments", "duration", "time_limit", "keys", "key_prefix", "distribution"),
     *("zipf_exponent", "hot_share", "amount", "decrements", "floor", "concurrency", "rate"),
-    *("max_outstanding", "seed", "processes", "loop", "run_id", "record_every"),
+    *("max_outstanding", "seed", "processes", "loop", "run_id", "record_every", "drain"),
     *("endpoint_url", "aws", "region", "table", "pool_option"),
 )
 
@@ -142,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         dest=_SERVER_DEST + "backend",
         metavar="NAME",
-        help="fast (default: the client is what is measured), moto (fidelity), dynalite, or URL",
+        help="memory (default: the client is what is measured), moto (fidelity), dynalite, or URL",
     )
 
     load = parser.add_argument_group("workload")
@@ -164,7 +166,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-limit",
         type=float,
         metavar="S",
-        help=f"never start operations after S seconds (default {DEFAULT_TIME_LIMIT:g})",
+        help="no worker runs longer than S seconds, whatever it is doing (default "
+        f"{DEFAULT_TIME_LIMIT:g})",
+    )
+    load.add_argument(
+        "--drain",
+        type=float,
+        metavar="S",
+        help="seconds what is in flight at the end may take to finish; what has not by then is "
+        f"reported unfinished (default {DEFAULT_DRAIN:g})",
     )
     load.add_argument(
         "--keys", "-k", type=int, metavar="K", help=f"counters to spread over ({DEFAULT_KEYS})"
@@ -324,8 +334,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     concurrency = _pick(args.concurrency, DEFAULT_CONCURRENCY)
     if args.rate is not None and args.concurrency is not None:
         raise UsageError("--concurrency is for the closed loop; --rate makes it an open loop")
-    if args.rate is None and concurrency < processes:
-        raise UsageError(f"--concurrency {concurrency} is less than --processes {processes}")
     workload = Workload(
         increments=args.increments,
         duration=duration,
@@ -343,7 +351,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         rate=args.rate,
         max_outstanding=_pick(args.max_outstanding, DEFAULT_MAX_OUTSTANDING),
         seed=_pick(args.seed, 0),
+        drain=_pick(args.drain, DEFAULT_DRAIN),
     )
+    if args.rate is None and workload.concurrency < processes:
+        raise UsageError(
+            f"--concurrency {workload.concurrency} is less than --processes {processes}: each "
+            "process needs at least one operation in flight"
+        )
     return RunConfig(
         target=target,
         server=server,
@@ -426,10 +440,25 @@ def _usage(message: str) -> int:
     return EXIT_USAGE
 
 
+def _check_pool_options(config: RunConfig) -> None:
+    """Build (and drop) a pool with the run's options: a bad value fails here, in one line,
+    instead of in every worker. Building one sends nothing."""
+    from async_counters import CounterPool
+
+    from .config import pool_kwargs
+
+    CounterPool(
+        config.target.table,
+        endpoint_url="http://127.0.0.1:1",
+        **pool_kwargs(config.pool_options),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the bench the flags describe; return the exit status."""
     try:
         config = config_from_args(args)
+        _check_pool_options(config)
         if config.target.kind == "embedded":
             from .embedded import local_arguments
 
@@ -439,6 +468,11 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.json, args.plot):
         if path is not None and not Path(path).resolve().parent.is_dir():
             return _usage(f"cannot write {path}: no such directory")
+    if args.plot is not None:
+        from async_counters.extras import install_hint, missing
+
+        if missing(["matplotlib"]):
+            return _usage(f"--plot {install_hint(['matplotlib'])}")
 
     from .live import choose_view
     from .report import print_summary, write_json
@@ -446,6 +480,11 @@ def run(args: argparse.Namespace) -> int:
 
     view = choose_view(sys.stdout, quiet=args.quiet)
     outcome = run_bench(config, view, argv=["async-counters", *sys.argv[1:]])
+    if outcome.unreachable is not None:
+        sys.stderr.write(f"async-counters bench: {outcome.unreachable}\n")
+        if args.json is not None:
+            write_json(args.json, outcome)
+        return outcome.exit_status
     print_summary(outcome, sys.stdout)
     if args.json is not None:
         write_json(args.json, outcome)
@@ -455,6 +494,16 @@ def run(args: argparse.Namespace) -> int:
 
         plot_timeline(outcome.timeline, args.plot, title=_plot_title(outcome))
         print(f"plot: {args.plot}")
+    target = outcome.rate_target
+    if target is not None and not target["held"]:
+        from .live import rate_text
+
+        sys.stderr.write(
+            f"async-counters bench: the open loop missed its rate "
+            f"({target['started_per_s']:,.0f}/s of {rate_text(target['rate'])} started, "
+            f"{target['dropped']:,} dropped): lower --rate, or spread it over more --processes "
+            "or hosts\n"
+        )
     if config.run_id is not None:
         print(
             f"run {config.run_id}: recorded in table {config.target.table}; check every worker "

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from async_counters.checks import number, whole
 
 __all__ = [
+    "DEFAULT_DRAIN",
     "DEFAULT_DURATION",
     "DISTRIBUTIONS",
     "RunConfig",
@@ -41,8 +42,11 @@ DEFAULT_DURATION: Final = 10.0
 DEFAULT_KEYS: Final = 100
 DEFAULT_CONCURRENCY: Final = 64
 DEFAULT_TABLE: Final = "async-counters-bench"
-#: A run never goes on longer than this (plus the time to settle what is in flight).
+#: No worker runs longer than this, whatever it is doing (the drain included).
 DEFAULT_TIME_LIMIT: Final = 600.0
+#: How long operations still in flight when the run ends may take to finish. What is still
+#: unfinished then is reported as such (an ambiguous bound), never waited for without end.
+DEFAULT_DRAIN: Final = 10.0
 #: Open loop: at most this many operations started and not yet finished, per process.
 DEFAULT_MAX_OUTSTANDING: Final = 10_000
 #: With --run-id, each worker rewrites its record in the table this often (seconds).
@@ -145,7 +149,8 @@ class Workload:
     seconds, whichever ends first; ``time_limit`` bounds every run. Closed loop: ``concurrency``
     callers, each starting its next operation when the last finished. Open loop (``rate`` set):
     operations start on a fixed schedule of ``rate`` per second whatever the server does, and
-    latency counts from each one's scheduled start.
+    latency counts from each one's scheduled start. ``drain``: how long what is in flight at the
+    end may take to finish; no worker runs past `hard_limit`.
     """
 
     increments: int | None = None
@@ -164,6 +169,7 @@ class Workload:
     rate: float | None = None
     max_outstanding: int = DEFAULT_MAX_OUTSTANDING
     seed: int = 0
+    drain: float = DEFAULT_DRAIN
 
     def __post_init__(self) -> None:
         if self.increments is None and self.duration is None:
@@ -194,6 +200,7 @@ class Workload:
             _positive_number("--rate", self.rate)
         _positive_int("--max-outstanding", self.max_outstanding)
         whole(self.seed, "--seed")
+        _positive_number("--drain", self.drain)
 
     @property
     def open_loop(self) -> bool:
@@ -203,6 +210,12 @@ class Workload:
     def stop_after(self) -> float:
         """Seconds after the start when no new operation starts."""
         return self.time_limit if self.duration is None else min(self.duration, self.time_limit)
+
+    @property
+    def hard_limit(self) -> float:
+        """Seconds after the start by which every worker has stopped, in-flight work included:
+        the end of the run plus the drain, and never past the time limit."""
+        return min(self.stop_after + self.drain, self.time_limit)
 
     def key_names(self) -> list[str]:
         """The counters the run touches, ``{key_prefix}{index}``."""

@@ -129,7 +129,9 @@ class EmbeddedServer:
         assert process.stdout is not None
         url = read_line(process.stdout, START_TIMEOUT)
         if not url.startswith("http://"):
-            raise RuntimeError(f"the embedded server did not start: {self.log_tail() or url!r}")
+            # The server's own last line says why (it is one line: `async-counters local`).
+            reason = self.log_tail(1).removeprefix("async-counters local: ") or repr(url)
+            raise RuntimeError(f"the embedded server did not start: {reason}")
         return url
 
     def log_tail(self, lines: int = 5) -> str:

@@ -10,22 +10,36 @@ from typing import IO, Any
 
 from .config import RunConfig
 
-__all__ = ["PlainView", "QuietView", "RichView", "choose_view", "progress_line"]
+__all__ = ["PlainView", "QuietView", "RichView", "choose_view", "progress_line", "rate_text"]
+
+
+def rate_text(rate: float) -> str:
+    """``1,000,000/s``, ``12.5/s``: a rate as a person writes it (never ``1e+06/s``)."""
+    return f"{rate:,.0f}/s" if rate == int(rate) else f"{rate:,.2f}/s".replace(".00/s", "/s")
 
 
 def _errors(totals: Counter[str]) -> int:
     return sum(totals[name] for name in ("throttled", "unreachable", "errors", "cancelled"))
 
 
+def shown_rate(row: dict[str, Any], totals: Counter[str]) -> str:
+    """The rate of the last interval; for the run's last, partial one, the average so far
+    (a few answers in a fraction of a second are no rate of the run)."""
+    if row.get("partial") and row["t"] > 0:
+        return f"{totals['acknowledged'] / row['t']:,.0f}/s avg"
+    return f"{row['rate']:,.0f}/s"
+
+
 def progress_line(row: dict[str, Any], totals: Counter[str], planned: int | None) -> str:
     """One plain line: elapsed, done/total, rate now, p99 now and the trouble so far."""
     done = totals["operations"]
     of = f"/{planned:,}" if planned is not None else ""
+    dropped = f"  dropped {totals['dropped']:,}" if totals["dropped"] else ""
     return (
-        f"[{row['t']:7.1f}s] {done:,}{of} ops  rate {row['rate']:,.0f}/s  "
+        f"[{row['t']:7.1f}s] {done:,}{of} ops  rate {shown_rate(row, totals)}  "
         f"p99 {row['p99_ms']:.1f} ms  throttles {totals['throttles']:,}  "
         f"retries {totals['retries']:,}  errors {_errors(totals):,}  "
-        f"ambiguous {totals['ambiguous']:,}"
+        f"ambiguous {totals['ambiguous']:,}{dropped}"
     )
 
 
@@ -121,13 +135,14 @@ class RichView:
         errors = _errors(totals)
         stats = Text.assemble(
             "rate now ",
-            (f"{row['rate']:,.0f}/s", "cyan"),
+            (shown_rate(row, totals), "cyan"),
             "  p99 now ",
             (f"{row['p99_ms']:.1f} ms", "cyan"),
             f"  throttles {totals['throttles']:,}  retries {totals['retries']:,}  errors ",
             (f"{errors:,}", "red" if errors else ""),
             "  ambiguous ",
             (f"{totals['ambiguous']:,}", "yellow" if totals["ambiguous"] else ""),
+            *((f"  dropped {totals['dropped']:,}", "red"),) if totals["dropped"] else (),
         )
         self._stats.truncate(0)
         self._stats.append_text(stats)
@@ -148,8 +163,8 @@ def describe_workload(config: RunConfig) -> str:
         amount = f"{workload.increments:,} operations"
     else:
         amount = f"{workload.duration:g}s"
-    if workload.open_loop:
-        shape = f"open loop at {workload.rate:g}/s"
+    if workload.rate is not None:
+        shape = f"open loop at {rate_text(workload.rate)}"
     else:
         shape = f"closed loop, {workload.concurrency} in flight"
     distribution: str = workload.distribution

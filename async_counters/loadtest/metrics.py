@@ -34,6 +34,8 @@ _LOWEST_US: Final = 1
 _HIGHEST_US: Final = 3_600_000_000
 _DIGITS: Final = 3
 PERCENTILES: Final = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
+#: A timeline row shorter than this share of the interval is a partial one (the run's last).
+PARTIAL_SHARE: Final = 0.9
 
 #: The counts every tick and result carry, summed across workers.
 COUNT_NAMES: Final = (
@@ -50,6 +52,8 @@ COUNT_NAMES: Final = (
     "requests",  # requests sent, retries included
     "retries",
     "throttles",  # throttled responses received
+    "started",  # operations handed to the pool
+    "dropped",  # open loop: due before the end, never started (the rate was not held)
 )
 
 _OUTCOME_COUNT: Final = {
@@ -189,10 +193,21 @@ class WorkerRecorder(PoolHooks):
 
     def sending(self, key: str, delta: int) -> None:
         """An operation on ``key`` is about to be submitted to the pool."""
+        self.interval["started"] += 1
         if delta > 0:
             self.pending_up[key] += delta
         else:
             self.pending_down[key] += delta
+
+    def drop(self, count: int) -> None:
+        """``count`` scheduled operations could not start on time and were never sent."""
+        if count:
+            self.interval["dropped"] += count
+
+    def unfinished(self) -> int:
+        """Operations handed to the pool and not settled yet (after the last `tick`)."""
+        started = self.totals["started"] + self.interval["started"]
+        return started - self.totals["operations"] - self.interval["operations"]
 
     def record_latency(self, seconds: float) -> None:
         self.histogram.record(seconds)
@@ -317,6 +332,9 @@ class Timeline:
             "t": round(index * self._interval + seconds, 3),
             "seconds": round(seconds, 3),
             "rate": round(partial.counts["acknowledged"] / seconds, 1) if seconds else 0.0,
+            # The last interval of a run is usually cut short (the drain, a few answers): its
+            # rate is of another phase, and is not shown as the rate of the run.
+            "partial": seconds < PARTIAL_SHARE * self._interval,
         }
         row.update({name: partial.counts[name] for name in COUNT_NAMES})
         row.update({f"{k}_ms": v for k, v in latency.items() if k != "count"})

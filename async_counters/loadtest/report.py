@@ -7,9 +7,10 @@ JSON outline (``"schema": "async-counters/bench/1"``)::
     target        kind, table, endpoint_url (never credentials), region, backend
     results       seconds, planned, counts (operations, acknowledged, increments, decrements,
                   floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
-                  retries, throttles), errors by code, throughput per second, acknowledged_amount,
-                  latency_ms (count, mean, p50, p90, p99, p99.9, max), histogram (HdrHistogram,
-                  base64), stopped_early, failures
+                  retries, throttles, started, dropped), errors by code, throughput per second,
+                  acknowledged_amount, latency_ms (count, mean, p50, p90, p99, p99.9, max),
+                  histogram (HdrHistogram, base64), stopped_early, failures, rate_target (open
+                  loop: rate, due, started, dropped, started_per_s, held)
     timeline      one row per second: t, rate, counts, p50/p90/p99/p99.9/max in ms
     workers       per worker process: id, seconds, counts, latency_ms
     verification  status (exact | bounded | mismatch | incomplete | not verified), exit_status,
@@ -26,6 +27,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Final
 
+from .live import rate_text
 from .metrics import COUNT_NAMES
 from .runner import RunOutcome, describe_target, environment
 from .verify import SHOWN_MISMATCHES
@@ -69,6 +71,7 @@ def results_json(outcome: RunOutcome) -> dict[str, Any]:
             "histogram": outcome.histogram.encode(),
             "stopped_early": outcome.stopped_early,
             "failures": outcome.failures,
+            "rate_target": outcome.rate_target,
         },
         "timeline": outcome.timeline,
         "workers": outcome.workers,
@@ -92,6 +95,19 @@ def write_json(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
 
 def _ms(value: float) -> str:
     return f"{value:,.2f}"
+
+
+def rate_verdict(target: dict[str, Any]) -> str:
+    """``RATE MISSED: 20,000/s asked, 3,211/s started; 50,400 of 60,000 due were dropped``."""
+    if target["held"]:
+        return f"rate held: {rate_text(target['rate'])}, all {target['due']:,} due started"
+    share = 100.0 * target["dropped"] / target["due"] if target["due"] else 0.0
+    return (
+        f"RATE MISSED: {rate_text(target['rate'])} asked, "
+        f"{target['started_per_s']:,.0f}/s started; "
+        f"{target['dropped']:,} of {target['due']:,} due ({share:.0f}%) could not start on time "
+        "and were dropped (never sent)"
+    )
 
 
 def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
@@ -124,6 +140,16 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
         f"{rates['acknowledged_per_s']:,.0f}/s",
         "acknowledged increments and decrements",
     )
+    target = outcome.rate_target
+    if target is not None:
+        table.add_row(
+            "target rate",
+            f"{rate_text(target['rate'])}",
+            f"held: {target['started']:,} started on schedule"
+            if target["held"]
+            else f"MISSED: {target['started_per_s']:,.0f}/s started, {target['dropped']:,} of "
+            f"{target['due']:,} due dropped",
+        )
     table.add_row(
         "operations",
         f"{counts.get('operations', 0):,}",
@@ -161,6 +187,8 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
         return
     style = {"exact": "green", "mismatch": "red"}.get(verification.status, "yellow")
     console.print(f"[bold {style}]{verification.headline()}[/]")
+    if target is not None and not target["held"]:
+        console.print(f"[bold red]{rate_verdict(target)}[/]")
     mismatches = verification.mismatches
     for check in mismatches[:SHOWN_MISMATCHES]:
         console.print(f"  [red]{check.describe()}[/]")

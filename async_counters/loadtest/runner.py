@@ -6,6 +6,10 @@ The parent starts the embedded server (or uses the endpoint given), creates the 
 counter before the run, starts one worker process per ``--processes`` (each with its own event
 loop and pool) at a common instant, merges their ticks into the timeline the live view shows,
 then reads every counter again and checks it against what the workers acknowledged.
+
+Before any load, one request with a short budget shows that the target answers
+(`TargetUnreachable` otherwise, in one line naming the URL and the cause). Workers get the
+parent's process id (`lifeline.PARENT_ENV`) and die with it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from async_counters.redact import redact
 
 from .config import RunConfig, safe_url
 from .embedded import EmbeddedServer
+from .lifeline import PARENT_ENV
 from .metrics import (
     COUNT_NAMES,
     HdrLatency,
@@ -35,17 +40,21 @@ from .metrics import (
     WorkerResult,
     merge_key_tallies,
 )
+from .probe import TargetUnreachable, probe
 from .verify import EXIT_INCONCLUSIVE, Verification, verify
-from .worker import TICK_SECONDS, open_pool
+from .worker import OVERDUE_GRACE, TICK_SECONDS, open_pool
 
-__all__ = ["RunOutcome", "View", "run_bench"]
+__all__ = ["EXIT_RATE_MISSED", "RunOutcome", "TargetUnreachable", "View", "run_bench"]
+
+#: Exit status of a run whose counters are exact but whose open loop did not hold its rate.
+EXIT_RATE_MISSED: Final = 4
 
 #: How long workers may take to open their pools and report ready.
 READY_TIMEOUT: Final = 120.0
 #: A little time for every worker to see the start instant before it passes.
 START_DELAY: Final = 0.25
-#: How long past the configured time limit the parent waits for workers before giving up.
-SETTLE_GRACE: Final = 120.0
+#: How long past the workers' own hard deadline the parent waits for them before killing them.
+SETTLE_GRACE: Final = OVERDUE_GRACE + 10.0
 #: How long a worker may take to exit once its input is closed.
 STOP_TIMEOUT: Final = 30.0
 #: The longest message line a worker may send (its result holds every key's tally).
@@ -84,6 +93,26 @@ class RunOutcome:
     run_records: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     stopped_early: list[str] = field(default_factory=list)
+    #: Why the target could not be reached before any load (the run did not start).
+    unreachable: str | None = None
+
+    @property
+    def rate_target(self) -> dict[str, Any] | None:
+        """Open loop: the rate asked for, what was due, started and dropped, and whether it held."""
+        workload = self.config.workload
+        if workload.rate is None:
+            return None
+        started = self.counts.get("started", 0)
+        dropped = self.counts.get("dropped", 0)
+        seconds = min(workload.stop_after, self.seconds) or workload.stop_after
+        return {
+            "rate": workload.rate,
+            "due": started + dropped,
+            "started": started,
+            "dropped": dropped,
+            "started_per_s": round(started / seconds, 1) if seconds else 0.0,
+            "held": dropped == 0,
+        }
 
     @property
     def exit_status(self) -> int:
@@ -92,6 +121,9 @@ class RunOutcome:
         status = self.verification.exit_status
         if status == 0 and self.failures:
             return EXIT_INCONCLUSIVE
+        target = self.rate_target
+        if status == 0 and target is not None and not target["held"]:
+            return EXIT_RATE_MISSED
         return status
 
 
@@ -124,7 +156,12 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
     with contextlib.ExitStack() as stack:
         endpoint_url = target.endpoint_url
         if target.kind == "embedded":
-            server = stack.enter_context(EmbeddedServer(config.server))
+            try:
+                server = stack.enter_context(EmbeddedServer(config.server))
+            except (OSError, RuntimeError) as exc:
+                outcome.unreachable = str(exc)
+                outcome.failures.append(str(exc))
+                return outcome
             endpoint_url = server.endpoint_url
             outcome.target["endpoint_url"] = endpoint_url
             outcome.target["backend"] = config.server.backend
@@ -138,6 +175,9 @@ def run_bench(config: RunConfig, view: View, argv: Sequence[str] = ()) -> RunOut
             )
         try:
             asyncio.run(_orchestrate(config, endpoint_url, view, outcome))
+        except TargetUnreachable as exc:
+            outcome.unreachable = str(exc)
+            outcome.failures.append(str(exc))
         except KeyboardInterrupt:
             outcome.failures.append("interrupted before the run could be verified")
         except (CounterError, OSError, RuntimeError, LookupError, ValueError) as exc:
@@ -180,6 +220,7 @@ async def _orchestrate(
         processes=config.processes,
         loop=config.loop,
     )
+    await probe(read_config, endpoint_url, keys[0])
     async with open_pool(read_config, endpoint_url, max_in_flight=16) as pool:
         await pool.ensure_table()
         before = {} if config.run_id else await pool.get_many(keys)
@@ -278,6 +319,7 @@ async def _run_workers(
                 sys.executable,
                 "-m",
                 "async_counters.loadtest.worker",
+                env={**os.environ, PARENT_ENV: str(os.getpid())},
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=MESSAGE_LIMIT,
@@ -295,7 +337,8 @@ async def _run_workers(
         if outcome.failures or interrupted:
             return []
         await tell({"start_in": START_DELAY})
-        limit = config.workload.time_limit + SETTLE_GRACE
+        # Each worker ends by its own hard deadline; this only covers one that cannot.
+        limit = START_DELAY + config.workload.hard_limit + SETTLE_GRACE
         _, pending = await asyncio.wait(listeners, timeout=limit)
         if pending:
             outcome.failures.append("workers did not finish within the time limit")

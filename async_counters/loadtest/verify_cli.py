@@ -67,10 +67,12 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 async def _verify(config: RunConfig) -> tuple[Verification, Any]:
     from .ledger import RunLedger, verify_run
+    from .probe import probe
     from .worker import open_pool
 
     assert config.run_id is not None
     endpoint_url = config.target.endpoint_url
+    await probe(config, endpoint_url, f"bench:{config.run_id}:0")
     async with (
         open_pool(config, endpoint_url, max_in_flight=16) as pool,
         RunLedger.open(config, endpoint_url, config.run_id) as ledger,
@@ -84,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         sys.stderr.write(f"async-counters verify: error: {exc}\n")
         return EXIT_USAGE
+    from .probe import TargetUnreachable
+
     try:
         verification, records = asyncio.run(_verify(config))
+    except TargetUnreachable as exc:
+        sys.stderr.write(f"async-counters verify: {exc}\n")
+        return EXIT_INCONCLUSIVE
     except Exception as exc:
         sys.stderr.write(redact(f"async-counters verify: {type(exc).__name__}: {exc}\n"))
         return EXIT_INCONCLUSIVE

@@ -5,6 +5,9 @@ it over its standard streams (`PipeChannel`). A worker opens its `CounterPool`, 
 is ready, waits for the common start instant, runs its share of the load, sends a `Tick` every
 interval, and hands back a `WorkerResult`. With a run id it also records what it acknowledged in
 the table itself (see `ledger`), every ``record_every`` seconds and at the end.
+
+A worker never outlives its parent, nor its hard deadline (`Workload.hard_limit`): see
+`lifeline`. At the deadline what is still in flight is cut off and reported as unfinished.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from async_counters import CounterPool
 from .config import RunConfig, pool_kwargs
 from .drivers import Stop, closed_loop, open_loop
 from .keys import OperationSource
+from .lifeline import EXIT_ORPHANED, Watchdog, die_with_parent
 from .metrics import Tick, WorkerRecorder, WorkerResult
 
 __all__ = ["TICK_SECONDS", "Channel", "PipeChannel", "main", "open_pool", "run_worker", "share"]
@@ -35,6 +39,10 @@ __all__ = ["TICK_SECONDS", "Channel", "PipeChannel", "main", "open_pool", "run_w
 TICK_SECONDS: Final = 1.0
 #: How long the start barrier waits for the parent.
 START_TIMEOUT: Final = 120.0
+#: At the hard deadline: how long the pool may take to close (in-flight writes end or not).
+CLOSE_GRACE: Final = 2.0
+#: Past the hard deadline, the watchdog ends a worker that has not managed to report.
+OVERDUE_GRACE: Final = 5.0
 
 
 def share(total: int, parts: int, index: int) -> int:
@@ -74,6 +82,10 @@ class Channel(Protocol):
 
     def tick(self, tick: Tick) -> None: ...
 
+    def overdue(self, seconds: float) -> None:
+        """Say that the worker is ending ``seconds`` past its hard deadline."""
+        ...
+
 
 RecordSink = Callable[[WorkerRecorder, bool], Awaitable[None]]
 
@@ -85,8 +97,13 @@ async def run_worker(
     channel: Channel,
     *,
     worker_id: str | None = None,
+    watchdog: bool = False,
 ) -> WorkerResult:
-    """Run worker ``index`` of ``config.processes`` to the end; return what it measured."""
+    """Run worker ``index`` of ``config.processes`` to the end; return what it measured.
+
+    The run ends by ``Workload.hard_limit``, what is in flight then reported as unfinished.
+    ``watchdog`` (a worker process, never a library caller) also ends the process a little
+    after that if the event loop itself is stuck."""
     workload = config.workload
     workers = config.processes
     worker_id = worker_id or new_worker_id()
@@ -111,6 +128,12 @@ async def run_worker(
 
         channel.ready(worker_id)
         start = await loop.run_in_executor(None, channel.wait_start)
+        # Our own clock: whatever the parent or this loop do, the process ends by then.
+        hard_end = start + workload.hard_limit
+        if watchdog:
+            guard = Watchdog(lambda: channel.overdue(OVERDUE_GRACE))
+            guard.arm(hard_end + OVERDUE_GRACE - time.monotonic())
+            stack.callback(guard.disarm)
         if start > time.monotonic():
             await asyncio.sleep(start - time.monotonic())
 
@@ -147,37 +170,57 @@ async def run_worker(
         background = [loop.create_task(ticker())]
         if record is not None:
             background.append(loop.create_task(recording(record)))
+        if rate is None:
+            drive = closed_loop(
+                pool,
+                recorder,
+                source,
+                concurrency=share(workload.concurrency, workers, index),
+                stop=stop,
+                floor=workload.floor,
+            )
+        else:
+            drive = open_loop(
+                pool,
+                recorder,
+                source,
+                rate=rate,
+                start=start + index / workload.rate,  # type: ignore[operator]
+                stop=stop,
+                floor=workload.floor,
+                max_outstanding=workload.max_outstanding,
+            )
+        driving = loop.create_task(drive)
+        cut_off = False
         try:
-            if rate is None:
-                await closed_loop(
-                    pool,
-                    recorder,
-                    source,
-                    concurrency=share(workload.concurrency, workers, index),
-                    stop=stop,
-                    floor=workload.floor,
-                )
-            else:
-                await open_loop(
-                    pool,
-                    recorder,
-                    source,
-                    rate=rate,
-                    start=start + index / workload.rate,  # type: ignore[operator]
-                    stop=stop,
-                    floor=workload.floor,
-                    max_outstanding=workload.max_outstanding,
-                )
+            done, _ = await asyncio.wait({driving}, timeout=max(0.0, hard_end - time.monotonic()))
+            if not done:
+                # The drain is over: stop waiting for what is in flight. A write already on
+                # the wire is not cancelled by the pool; it stays in the tally as unfinished.
+                cut_off = True
+                driving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driving
         finally:
+            driving.cancel()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+        closing = loop.create_task(pool.aclose())
+        grace = CLOSE_GRACE if cut_off else max(CLOSE_GRACE, hard_end - time.monotonic())
+        await asyncio.wait({closing}, timeout=grace)
         now = time.monotonic()
         seconds = now - start
         channel.tick(recorder.tick(now - last_tick[0]))  # the last, usually partial, interval
-        await pool.aclose()
+        unfinished = recorder.unfinished()
+        if unfinished:
+            stop.reason = (
+                f"{unfinished:,} operation(s) still in flight after the "
+                f"{min(workload.drain, workload.hard_limit - workload.stop_after):g} s drain "
+                "(counted as unfinished: the total is bounded, not exact)"
+            )
         if record is not None:
-            await record(recorder, True)
+            await record(recorder, not unfinished)
         stats = pool.stats
 
     return WorkerResult(
@@ -188,7 +231,7 @@ async def run_worker(
         errors=dict(stats.errors),
         acknowledged_amount=recorder.acknowledged_amount,
         histogram=recorder.histogram.encode(),
-        keys=recorder.key_tallies(),
+        keys=recorder.key_tallies(include_pending=bool(unfinished)),
         stopped_early=stop.reason,
     )
 
@@ -208,6 +251,7 @@ class PipeChannel:
         self._started = threading.Event()
         self._start_at = 0.0
         self._stop = threading.Event()
+        self._reported = threading.Event()
         self._reader = threading.Thread(target=self._read, name="bench-parent", daemon=True)
 
     def listen(self) -> None:
@@ -221,14 +265,23 @@ class PipeChannel:
                 self._started.set()
             if message.get("stop"):
                 self._stop.set()
-        self._stop.set()  # the parent closed our input or went away
+        if not self._reported.is_set():
+            # The parent closed our input before we reported: it is gone (killed, timed out)
+            # or has given up on us. Nobody will read what we would send: end now.
+            os._exit(EXIT_ORPHANED)
+        self._stop.set()
         self._started.set()
 
     def send(self, kind: str, payload: Any) -> None:
         line = json.dumps({"kind": kind, "payload": payload}, separators=(",", ":"))
-        with self._lock:
-            self._outbox.write(line + "\n")
-            self._outbox.flush()
+        if kind in ("done", "failed"):
+            self._reported.set()
+        try:
+            with self._lock:
+                self._outbox.write(line + "\n")
+                self._outbox.flush()
+        except (BrokenPipeError, ValueError):
+            os._exit(EXIT_ORPHANED)  # the parent is gone: no one to report to
 
     def ready(self, worker_id: str) -> None:
         self.send("ready", worker_id)
@@ -246,11 +299,15 @@ class PipeChannel:
     def tick(self, tick: Tick) -> None:
         self.send("tick", tick)
 
+    def overdue(self, seconds: float) -> None:
+        self.send("failed", f"still running {seconds:g} s past its hard deadline: ended")
+
 
 def main() -> int:
     """``python -m async_counters.loadtest.worker``: one worker, driven over its stdin/stdout."""
     import signal
 
+    die_with_parent()
     # The parent handles Ctrl-C and tells its workers to stop; a worker finishes what is in
     # flight and reports. Messages go to the original stdout; anything else printed goes to
     # stderr, so that no library's output can corrupt them.
@@ -264,7 +321,7 @@ def main() -> int:
         channel.listen()
         result = run_in_loop(
             config.loop,
-            run_worker(config, int(setup["index"]), setup["endpoint_url"], channel),
+            run_worker(config, int(setup["index"]), setup["endpoint_url"], channel, watchdog=True),
         )
     except BaseException as exc:
         traceback.print_exc()

@@ -14,7 +14,10 @@ options.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
+import os
 import signal
 import sys
 import threading
@@ -22,7 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from types import FrameType
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 from async_counters.local.config import (
     BACKEND_ENV,
@@ -71,9 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ledger.add_argument("table", nargs="?", help="only this table")
     ledger.add_argument("--reset", action="store_true", help="forget the ledger after printing")
     faults = actions.add_parser(
-        "faults", help="print a running server's faults, or change them (given any fault flag)"
+        "faults",
+        help="print a running server's faults, or change the ones named (the others stay)",
+        description="Print a running server's faults; given fault flags, change only those "
+        "(the others keep their values; --clear first turns every fault off).",
     )
     _add_endpoint_argument(faults)
+    faults.add_argument(
+        "--clear", action="store_true", help="turn every fault off before applying the flags"
+    )
     _add_fault_arguments(faults.add_argument_group("faults"))
 
 
@@ -170,6 +179,12 @@ def _get(args: argparse.Namespace, prefix: str, name: str) -> Any:
 
 def faults_from_args(args: argparse.Namespace, *, prefix: str = "") -> Faults | None:
     """The `Faults` the fault flags describe, or None if none was given."""
+    fields = fault_fields(args, prefix=prefix)
+    return Faults(**fields) if fields else None
+
+
+def fault_fields(args: argparse.Namespace, *, prefix: str = "") -> dict[str, Any]:
+    """The `Faults` fields the fault flags name, and only those."""
     fields: dict[str, Any] = {}
     for name, _ in _FAULT_RATES:
         value = _get(args, prefix, name)
@@ -184,7 +199,7 @@ def faults_from_args(args: argparse.Namespace, *, prefix: str = "") -> Faults | 
     seed = _get(args, prefix, "seed")
     if seed is not None:
         fields["seed"] = seed
-    return Faults(**fields) if fields else None
+    return fields
 
 
 def config_from_args(args: argparse.Namespace, *, prefix: str = "") -> LocalConfig:
@@ -221,19 +236,50 @@ def config_from_args(args: argparse.Namespace, *, prefix: str = "") -> LocalConf
     )
 
 
+class AdminError(Exception):
+    """A running server could not be asked (unreachable, or not the embedded server)."""
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM, or run a ``ledger``/``faults`` action; the exit status."""
+    action = getattr(args, "local_action", None)
+    command = "async-counters local" + (f" {action}" if action else "")
     try:
-        action = getattr(args, "local_action", None)
         if action == "ledger":
             return _ledger(args)
         if action == "faults":
             return _faults(args)
         config = config_from_args(args)
-    except (TypeError, ValueError, OSError) as exc:
-        sys.stderr.write(f"async-counters local: {exc}\n")
+    except AdminError as exc:
+        sys.stderr.write(f"{command}: {exc}\n")
+        return 1
+    except (TypeError, ValueError) as exc:
+        sys.stderr.write(f"{command}: error: {exc}\n")
         return 2
     return _serve(config, exit_with_stdin=getattr(args, "exit_with_stdin", False))
+
+
+def start_failure(config: LocalConfig, exc: BaseException) -> str:
+    """One line saying why a server with ``config`` did not start, and what to do."""
+    address = f"{config.host}:{config.port}"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {config.port} on {config.host} is in use (another server?): choose another "
+            "with --port, or --port 0 for a free one"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return f"not allowed to listen on {address}: choose a port above 1023 with --port"
+    cause = exc.__cause__ if isinstance(exc, RuntimeError) and exc.__cause__ else exc
+    if isinstance(cause, ImportError):
+        from async_counters.extras import needed_for
+
+        extra = needed_for(cause, "local")
+        assert extra is not None
+        return (
+            f"the {config.backend} backend needs {extra.distribution}, which is not installed: "
+            f"pip install 'async-counters[{extra.extra}]', or use --backend memory"
+        )
+    return f"the {config.backend} backend did not start: {type(cause).__name__}: {cause}"
 
 
 def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
@@ -242,9 +288,11 @@ def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    def on_end_of_input(stream: BinaryIO) -> None:
+    def on_end_of_input(fd: int) -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds the
+        # buffer's lock, and the interpreter aborts at exit when it cannot take it.
         try:
-            for _ in iter(lambda: stream.read(4096), b""):
+            for _ in iter(lambda: os.read(fd, 4096), b""):
                 pass  # whatever is written is ignored; only the end of input counts
         finally:
             stop.set()  # a read that fails ends the watch too: never serve on unwatched
@@ -254,17 +302,25 @@ def _serve(config: LocalConfig, *, exit_with_stdin: bool = False) -> int:
             sys.stderr.write("async-counters local: --exit-with-stdin, but there is no stdin\n")
             return 2
         threading.Thread(
-            target=on_end_of_input, args=(sys.stdin.buffer,), name="stdin-watch", daemon=True
+            target=on_end_of_input, args=(sys.stdin.fileno(),), name="stdin-watch", daemon=True
         ).start()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = LocalDynamo.from_config(config)
     try:
-        with LocalDynamo.from_config(config) as server:
+        try:
+            server.start()
+        except (OSError, RuntimeError) as exc:
+            sys.stderr.write(f"async-counters local: {start_failure(config, exc)}\n")
+            return 1
+        try:
             sys.stdout.write(server.endpoint_url + "\n")
             sys.stdout.flush()
             while not stop.wait(_WATCH_INTERVAL):
                 if not server.running:
                     sys.stderr.write("async-counters local: the server stopped unexpectedly\n")
                     return 1
+        finally:
+            server.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -280,26 +336,62 @@ def _ledger(args: argparse.Namespace) -> int:
 
 
 def _faults(args: argparse.Namespace) -> int:
-    faults = faults_from_args(args)
-    if faults is None:
-        _print(_admin(args.endpoint_url, "GET", "faults"))
-    else:
-        from async_counters.local.front import faults_to_json
+    """Print the faults, or change the ones named: a rate not named keeps its value."""
+    from async_counters.local.front import faults_from_json, faults_to_json
 
-        _print(_admin(args.endpoint_url, "PUT", "faults", faults_to_json(faults)))
+    fields = fault_fields(args)
+    if not fields and not args.clear:
+        _print(_admin(args.endpoint_url, "GET", "faults"))
+        return 0
+    base = Faults() if args.clear else faults_from_json(_admin(args.endpoint_url, "GET", "faults"))
+    faults = dataclasses.replace(base, **fields)  # checked here, before anything is sent
+    _print(_admin(args.endpoint_url, "PUT", "faults", faults_to_json(faults)))
     return 0
 
 
 def _admin(endpoint_url: str, method: str, name: str, payload: Any = None) -> Any:
-    host = urllib.parse.urlsplit(endpoint_url).hostname or ""
+    """Ask the running server's admin endpoint; `AdminError` in one line if it cannot answer."""
+    parts = urllib.parse.urlsplit(endpoint_url)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or not host:
+        raise ValueError(f"--endpoint-url must be http://127.0.0.1:PORT, got {endpoint_url!r}")
     if not is_loopback(host):
         raise ValueError(f"the embedded server only runs on loopback, not {host!r}")
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(
         f"{endpoint_url.rstrip('/')}/_local/{name}", data=data, method=method
     )
-    with urllib.request.urlopen(request, timeout=_ADMIN_TIMEOUT) as response:
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=_ADMIN_TIMEOUT) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise AdminError(
+                f"{endpoint_url} is not the embedded DynamoDB (no /_local/{name}): give the "
+                "URL that `async-counters local` printed"
+            ) from None
+        raise AdminError(f"{endpoint_url} refused the request: {_error_text(exc)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AdminError(
+            f"cannot reach {endpoint_url} ({_reason(reason)}): is `async-counters local` "
+            "running there?"
+        ) from None
+    except ValueError:
+        raise AdminError(f"{endpoint_url} answered something that is not JSON") from None
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error", exc.reason))
+    except (ValueError, AttributeError, OSError):
+        return str(exc.reason)
 
 
 def _print(payload: Any) -> None:
