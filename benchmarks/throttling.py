@@ -1,19 +1,32 @@
-"""One hot key against a partition's cap: the pool beside botocore's own retry modes, in one run.
+"""Hot keys against a partition's cap: the pool beside botocore's retry modes, over two buckets.
 
-The embedded DynamoDB runs in its own process (memory backend, capacity model on: 1,000 WCU/s per
-partition key, 5 ms +- 1 ms latency). Each contender, in a process of its own, runs 256 concurrent
-callers incrementing one key of its own for the same duration:
+Each row is one contender, in a process of its own, running ``--callers`` concurrent callers
+that increment one key of its own for ``--seconds``, against a fresh embedded DynamoDB (memory
+backend, 5 ms +- 1 ms latency) whose partition keys are capped at ``cap`` writes/s with a bucket
+holding ``burst`` seconds of it. The bucket is either
 
-- the pool (adaptive per-key pacing, jittered backoff, deadline-bounded retries), and the pool
-  with pacing off, to show what the pacing adds;
-- aioboto3 ``Table.update_item`` with botocore's default (legacy) retries, then the ``standard``
-  and ``adaptive`` retry modes, each with its defaults (aioboto3 lives in its own environment,
-  `peers.py`, since it pins an older aiobotocore).
+- ``server``: the embedded server's own capacity model (``--capacity --burst-seconds``), or
+- ``proxy``: `bucket_proxy.py`, an independently written bucket (GCRA) in front of the same
+  server with its capacity model off, so that the pool is not tuned to one model's shape.
 
-Requests and throttles are counted by the server; "exact" compares the value read back with the
-increments the contender saw acknowledged, and with the server's ledger of what it applied.
+Contenders: the pool (adaptive per-key pacing), the pool with pacing off, the pool sharding
+the key over ``--shards`` items (its goodput is a share of shards x cap), aioboto3
+``Table.update_item`` with botocore's legacy (default), ``standard`` and ``adaptive`` retry
+modes, each with its defaults (in their own environment, `peers.py`, as aioboto3 pins an older
+botocore), and the SDKs' 2026 retry defaults: aiobotocore's ``update_item`` in this project's
+environment with ``AWS_NEW_RETRIES_2026=true`` (the installed botocore honours it: standard
+mode, 4 attempts, 25 ms / 1 s bases, a 500-token quota; the row says if it did not).
 
-    python benchmarks/throttling.py [--seconds 20] [--callers 256] [--cap 1000]
+Goodput counts increments acknowledged inside the window; "drain" is how long the callers
+still waiting at its end took to finish. Latency is that of acknowledged increments (a
+histogram with 2 % buckets, no record per operation). Requests and throttles are counted by the
+bucket, not the client. "callers/cap" is the mean wait that closed-loop callers cannot avoid
+at the cap (Little's law), the yardstick for p50; a window shorter than a few times it measures
+mostly the start. "exact" compares the value read back with the increments acknowledged
+and with the server's ledger of what it applied.
+
+    python benchmarks/throttling.py [--seconds 20] [--caps 1000,100] [--bursts 1]
+        [--callers 256] [--buckets server,proxy] [--only pool,retry-2026] [--quick]
 """
 
 from __future__ import annotations
@@ -21,232 +34,421 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-THROTTLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-}
+HERE = Path(__file__).resolve().parent
 TABLE = "throttling-bench"
+BUCKETS = ("server", "proxy")
 
-CONTENDERS: list[tuple[str, str]] = [
-    ("pool", "CounterPool (per-key pacing)"),
-    ("pool-unpaced", "CounterPool, pacing off"),
-    ("legacy", "aioboto3 update_item, legacy retries (default)"),
-    ("standard", "aioboto3 update_item, standard retries"),
-    ("adaptive", "aioboto3 update_item, adaptive retries"),
-]
+CONTENDERS: dict[str, str] = {
+    "pool": "CounterPool (per-key pacing)",
+    "pool-unpaced": "CounterPool, pacing off",
+    "pool-sharded": "CounterPool, {shards} shards (% of {shards} x cap)",
+    "legacy": "aioboto3, legacy retries (default)",
+    "standard": "aioboto3, standard retries",
+    "adaptive": "aioboto3, adaptive retries",
+    "retry-2026": "aiobotocore, 2026 retry defaults",
+}
+PEER_CONTENDERS = ("legacy", "standard", "adaptive")
+QUOTA = "RetryQuotaExceeded"
 
 
-# -- contenders (each runs in its own process) ------------------------------------------------
+# -- contenders (each runs in its own process; stdlib only above the clients' imports) --------
 
 
-async def _callers(
-    callers: int, seconds: float, increment: Any
-) -> tuple[int, int, dict[str, int], float]:
-    acked = failed = 0
+class Latencies:
+    """A log histogram of seconds (buckets 2 % wide) and the exact maximum: bounded memory."""
+
+    STEPS_PER_E = 50  # e ** (1 / 50) = 1.02
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        index = math.floor(math.log(max(seconds, 1e-6)) * self.STEPS_PER_E)
+        self.counts[index] = self.counts.get(index, 0) + 1
+        self.max = max(self.max, seconds)
+
+    def quantile(self, q: float) -> float:
+        total = sum(self.counts.values())
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= q * total:
+                return min(math.exp((index + 0.5) / self.STEPS_PER_E), self.max)
+        return 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {"p50": self.quantile(0.5), "p99": self.quantile(0.99), "max": self.max}
+
+
+def error_name(exc: BaseException) -> str:
+    """A failure's name: botocore's quota refusal apart from the service code it carries."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        if response.get("ResponseMetadata", {}).get("RetryQuotaReached"):
+            return QUOTA
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return str(getattr(exc, "code", None) or type(exc).__name__)
+
+
+async def run_callers(callers: int, seconds: float, increment: Any) -> dict[str, Any]:
+    acked = acked_late = failed = 0
     errors: dict[str, int] = {}
-    deadline = time.monotonic() + seconds
+    latencies = Latencies()
+    started = time.monotonic()
+    deadline = started + seconds
 
     async def caller() -> None:
-        nonlocal acked, failed
+        nonlocal acked, acked_late, failed
         while time.monotonic() < deadline:
+            sent = time.monotonic()
             try:
                 await increment()
             except Exception as exc:
                 failed += 1
-                name = getattr(exc, "code", None) or type(exc).__name__
+                name = error_name(exc)
                 errors[name] = errors.get(name, 0) + 1
-            else:
+                continue
+            done = time.monotonic()
+            latencies.add(done - sent)
+            if done <= deadline:
                 acked += 1
+            else:
+                acked_late += 1
 
-    started = time.monotonic()
     await asyncio.gather(*(caller() for _ in range(callers)))
-    return acked, failed, errors, time.monotonic() - started
-
-
-async def run_pool(
-    endpoint: str, key: str, callers: int, seconds: float, paced: bool
-) -> dict[str, Any]:
-    from async_counters import CounterPool
-
-    async with CounterPool(TABLE, endpoint_url=endpoint, adaptive=paced) as pool:
-        acked, failed, errors, elapsed = await _callers(
-            callers, seconds, lambda: pool.increment(key)
-        )
-        stats = pool.stats
     return {
         "acked": acked,
+        "acked_late": acked_late,
         "failed": failed,
         "errors": errors,
-        "elapsed": elapsed,
-        "client_requests": stats.requests,
-        "final_rate": stats.key_rates.get(key),
+        "window": seconds,
+        "drain": max(0.0, time.monotonic() - deadline),
+        "latency": latencies.summary(),
     }
 
 
-async def run_aioboto3(
-    endpoint: str, key: str, callers: int, seconds: float, mode: str
-) -> dict[str, Any]:
+async def run_pool(args: argparse.Namespace) -> dict[str, Any]:
+    from async_counters import CounterPool
+
+    shards = args.shards if args.contender == "pool-sharded" else 1
+    paced = args.contender != "pool-unpaced"
+    async with CounterPool(
+        TABLE, endpoint_url=args.endpoint, adaptive=paced, shards=shards
+    ) as pool:
+        result = await run_callers(args.callers, args.seconds, lambda: pool.increment(args.key))
+    return result
+
+
+def update_params(key: str) -> dict[str, Any]:
+    return {
+        "Key": {"pk": key},
+        "UpdateExpression": "ADD #v :n",
+        "ExpressionAttributeNames": {"#v": "count"},
+        "ExpressionAttributeValues": {":n": 1},
+        "ReturnValues": "UPDATED_NEW",
+    }
+
+
+async def run_aioboto3(args: argparse.Namespace) -> dict[str, Any]:
     import aioboto3
     from botocore.config import Config
 
     session = aioboto3.Session(
         aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
     )
-    config = Config(retries={"mode": mode})  # each mode with its own defaults, as users get it
-    async with session.resource("dynamodb", endpoint_url=endpoint, config=config) as resource:
-        table = await resource.Table(TABLE)
+    # Each mode with its own defaults, as users get it.
+    config = Config(retries={"mode": args.contender})
+    async with session.resource("dynamodb", endpoint_url=args.endpoint, config=config) as db:
+        table = await db.Table(TABLE)
+        params = update_params(args.key)
+        return await run_callers(args.callers, args.seconds, lambda: table.update_item(**params))
 
-        async def increment() -> None:
-            await table.update_item(
-                Key={"pk": key},
-                UpdateExpression="ADD #v :n",
-                ExpressionAttributeNames={"#v": "count"},
-                ExpressionAttributeValues={":n": 1},
-                ReturnValues="UPDATED_NEW",
-            )
 
-        acked, failed, errors, elapsed = await _callers(callers, seconds, increment)
-    return {"acked": acked, "failed": failed, "errors": errors, "elapsed": elapsed}
+async def run_retry_2026(args: argparse.Namespace) -> dict[str, Any]:
+    from aiobotocore.session import get_session
+    from botocore import configprovider
+
+    session = get_session()
+    async with session.create_client(
+        "dynamodb",
+        endpoint_url=args.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    ) as client:  # no retry configuration: the defaults, as the environment sets them
+        params = {
+            **update_params(args.key),
+            "TableName": TABLE,
+            "Key": {"pk": {"S": args.key}},
+            "ExpressionAttributeValues": {":n": {"N": "1"}},
+        }
+        result = await run_callers(args.callers, args.seconds, lambda: client.update_item(**params))
+    result["new_retries"] = bool(getattr(configprovider, "NEW_RETRIES_ENABLED", False))
+    return result
 
 
 def contender_main(args: argparse.Namespace) -> None:
-    if args.contender in ("pool", "pool-unpaced"):
-        coroutine = run_pool(
-            args.endpoint, args.key, args.callers, args.seconds, args.contender == "pool"
-        )
-    else:
-        coroutine = run_aioboto3(
-            args.endpoint, args.key, args.callers, args.seconds, args.contender
-        )
+    runs: dict[str, Callable[[argparse.Namespace], Any]] = {
+        "retry-2026": run_retry_2026,
+        **dict.fromkeys(PEER_CONTENDERS, run_aioboto3),
+    }
+    coroutine = runs.get(args.contender, run_pool)(args)
     try:
         import uvloop
-
-        result = uvloop.run(coroutine)
     except ImportError:
         result = asyncio.run(coroutine)
+    else:
+        result = uvloop.run(coroutine)
     print(json.dumps(result))
 
 
 # -- the orchestrator -------------------------------------------------------------------------
 
 
-def _admin(endpoint: str, name: str) -> Any:
-    with urllib.request.urlopen(f"{endpoint}/_local/{name}", timeout=10) as response:
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    bucket: str
+    cap: float
+    burst: float
+    callers: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    case: Case
+    contender: str
+    result: dict[str, Any]
+    requests: int
+    throttled: int
+    value: int
+    ledger_sum: int
+    shards: int
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
 
 
-async def _prepare_and_read(endpoint: str, keys: list[str]) -> dict[str, int]:
+async def prepare_and_read(endpoint: str, key: str, shards: int) -> int:
     from async_counters import CounterPool
 
-    async with CounterPool(TABLE, endpoint_url=endpoint) as pool:
+    async with CounterPool(TABLE, endpoint_url=endpoint, shards=shards) as pool:
         await pool.ensure_table()
-        return await pool.get_many(keys)
+        return await pool.get(key)
+
+
+def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """A server process that prints its endpoint on its first line."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    endpoint = process.stdout.readline().strip()
+    if not endpoint.startswith("http"):
+        process.kill()
+        process.wait(timeout=30)
+        raise SystemExit(f"error: {command[2]} did not start (see its output above)")
+    return process, endpoint
+
+
+@contextmanager
+def bucket(args: argparse.Namespace, case: Case) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """A fresh capped endpoint (so each row starts with a full bucket) and its counts."""
+    server_command = [
+        *(sys.executable, "-m", "async_counters.local", "--backend", "memory"),
+        *("--latency-ms", str(args.latency_ms), "--jitter-ms", "1", "--port", "0"),
+    ]
+    if case.bucket == "server":
+        server_command += [
+            *("--capacity", "--partition-wcu", str(case.cap)),
+            *("--table-wcu", str(case.cap * 40), "--burst-seconds", str(case.burst)),
+        ]
+    processes = []
+    try:
+        server, endpoint = start(server_command)
+        processes.append(server)
+        if case.bucket == "server":
+            yield endpoint, lambda: get_json(f"{endpoint}/_local/stats")
+            return
+        proxy, proxy_endpoint = start(
+            [
+                *(sys.executable, str(HERE / "bucket_proxy.py"), "--upstream", endpoint),
+                *("--rate", str(case.cap), "--burst-seconds", str(case.burst)),
+            ]
+        )
+        processes.append(proxy)
+        yield proxy_endpoint, lambda: get_json(f"{proxy_endpoint}/_proxy/stats")["totals"]
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
+    shards = args.shards if name == "pool-sharded" else 1
+    key = f"hot:{name}"
+    with bucket(args, case) as (endpoint, counts):
+        asyncio.run(prepare_and_read(endpoint, key, shards))
+        before = counts()
+        environment = {**os.environ, "AWS_NEW_RETRIES_2026": str(name == "retry-2026").lower()}
+        output = subprocess.run(
+            [
+                *(peer if name in PEER_CONTENDERS else sys.executable, __file__),
+                *("--contender", name, "--endpoint", endpoint, "--key", key),
+                *("--callers", str(case.callers), "--seconds", str(args.seconds)),
+                *("--shards", str(args.shards)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=args.seconds * 4 + 120,
+            env=environment,
+        )
+        if output.returncode != 0:
+            raise SystemExit(f"error: {name} failed:\n{output.stderr.strip()[-2000:]}")
+        result = json.loads(output.stdout.strip().splitlines()[-1])
+        after = counts()
+        value = asyncio.run(prepare_and_read(endpoint, key, shards))
+        ledger = get_json(f"{endpoint}/_local/ledger?table={TABLE}")["tables"].get(TABLE, {})
+        # The proxy forwards the ledger's admin path untouched, so this is the server's.
+        items = [key] + [f"{key}#{s}" for s in range(1, shards)]
+        ledger_sum = sum(int(ledger.get(item, {"sum": 0})["sum"]) for item in items)
+    print(f"done: {name} ({case.bucket}, {case.cap:g}/s, {case.burst:g} s)", file=sys.stderr)
+    return Row(
+        case=case,
+        contender=name,
+        result=result,
+        requests=after["requests"] - before["requests"],
+        throttled=after["throttled"] - before["throttled"],
+        value=value,
+        ledger_sum=ledger_sum,
+        shards=shards,
+    )
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    print(
+        f"\nOne hot key per contender, {args.latency_ms:g} ms +- 1 ms latency, "
+        f"{args.seconds:g} s window each (memory backend, own processes); shards = {args.shards}\n"
+    )
+    print(
+        "| bucket | cap/s | burst s | callers | client | goodput % of cap | requests per ack "
+        "| throttled | failed | p50 ms | p99 ms | max ms | callers/cap ms | drain s | exact |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        result, case = row.result, row.case
+        acked = result["acked"]
+        acknowledged = acked + result["acked_late"]
+        label = CONTENDERS[row.contender].format(shards=args.shards)
+        if row.contender == "retry-2026" and not result.get("new_retries"):
+            label += " (NOT honoured by this botocore)"
+        goodput = acked / result["window"] / (case.cap * row.shards)
+        quota = result["errors"].get(QUOTA, 0)
+        failed = f"{result['failed']:,}" + (f" ({quota:,} quota)" if quota else "")
+        exact = row.value == acknowledged == row.ledger_sum
+        verdict = "yes" if exact else f"NO: read {row.value}, acked {acknowledged}"
+        latency = result["latency"]
+        # Callers that wait for each answer queue for callers / cap on average (Little's law),
+        # however well paced: the latency any client that fails nothing must show.
+        floor = case.callers / (case.cap * row.shards)
+        print(
+            f"| {case.bucket} | {case.cap:,.0f} | {case.burst:g} | {case.callers:,} | {label} "
+            f"| {goodput:.0%} | {row.requests / max(acknowledged, 1):.2f} "
+            f"| {row.throttled / max(row.requests, 1):.0%} | {failed} "
+            f"| {latency['p50'] * 1e3:,.0f} | {latency['p99'] * 1e3:,.0f} "
+            f"| {latency['max'] * 1e3:,.0f} | {floor * 1e3:,.0f} | {result['drain']:.2f} "
+            f"| {verdict} |"
+        )
+    failures: dict[str, int] = {}
+    for row in rows:
+        for name, count in row.result["errors"].items():
+            failures[name] = failures.get(name, 0) + count
+    if failures:
+        print("\nfailures by kind: " + ", ".join(f"{k} {v:,}" for k, v in failures.items()))
+
+
+def numbers(text: str, kind: Callable[[str], Any], flag: str) -> list[Any]:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"error: {flag} takes comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 < v < math.inf for v in values):
+        raise SystemExit(f"error: {flag} takes positive numbers, got {text!r}")
+    return values
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--callers", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=20.0, help="window per row")
     parser.add_argument(
         "--caps",
         default="1000,100",
-        help="WCU/s per partition key, one table each (default: DynamoDB's 1,000, and 100, "
-        "where one core of botocore can overrun the cap and its retry modes show)",
+        help="writes/s per partition key (default: DynamoDB's 1,000, and 100, where one core "
+        "of botocore can overrun the cap and its retry modes show)",
     )
+    parser.add_argument("--bursts", default="1", help="seconds of the cap a bucket holds")
+    parser.add_argument("--callers", default="256", help="concurrent callers per contender")
+    parser.add_argument("--buckets", default=",".join(BUCKETS), help="server, proxy or both")
+    parser.add_argument("--shards", type=int, default=8, help="shards of the sharded pool row")
     parser.add_argument("--latency-ms", type=float, default=5.0)
-    parser.add_argument("--only", help="comma-separated contenders to run")
+    parser.add_argument("--only", help=f"comma-separated contenders: {', '.join(CONTENDERS)}")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 3 s a row, cap 100, bursts 0.05 and 1, 64 callers",
+    )
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.contender:
+        args.callers = int(args.callers)
         contender_main(args)
         return
+    if args.quick:
+        args.seconds, args.caps, args.bursts, args.callers = 3.0, "100", "0.05,1", "64"
+    if not 0 < args.seconds <= 3600:
+        parser.error("--seconds must be > 0 and at most 3600")
+    if args.shards < 1:
+        parser.error("--shards must be >= 1")
+    caps = numbers(args.caps, float, "--caps")
+    bursts = numbers(args.bursts, float, "--bursts")
+    if any(not 0.05 <= b <= 300 for b in bursts):
+        parser.error("--bursts must be from 0.05 to 300 seconds")
+    callers = numbers(args.callers, int, "--callers")
+    buckets = [b for b in args.buckets.split(",") if b]
+    if not buckets or set(buckets) - set(BUCKETS):
+        parser.error(f"--buckets takes {' and/or '.join(BUCKETS)}, got {args.buckets!r}")
+    chosen = [c for c in CONTENDERS if not args.only or c in args.only.split(",")]
+    if args.only and set(args.only.split(",")) - set(CONTENDERS):
+        parser.error(f"--only takes some of {', '.join(CONTENDERS)}, got {args.only!r}")
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(HERE))
     from peers import peer_python
 
-    aioboto3_python = str(peer_python())
-    chosen = [c for c in CONTENDERS if not args.only or c[0] in args.only.split(",")]
-    for cap in (float(c) for c in args.caps.split(",")):
-        rows = [(label, *_measure(args, cap, name, aioboto3_python)) for name, label in chosen]
-        _print_table(rows, args, cap)
-
-
-def _measure(args: argparse.Namespace, cap: float, name: str, peer: str) -> tuple[Any, ...]:
-    """Run one contender against a fresh server (so each starts with the same full bucket)."""
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "async_counters.local", "--backend", "memory", "--capacity"),
-            *("--partition-wcu", str(cap), "--table-wcu", str(cap * 40)),
-            *("--latency-ms", str(args.latency_ms), "--jitter-ms", "1", "--port", "0"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        endpoint = server.stdout.readline().strip()
-        key = f"hot:{name}"
-        asyncio.run(_prepare_and_read(endpoint, [key]))
-        before = _admin(endpoint, "stats")
-        output = subprocess.run(
-            [
-                *(sys.executable if name.startswith("pool") else peer, __file__),
-                *("--contender", name, "--endpoint", endpoint, "--key", key),
-                *("--callers", str(args.callers), "--seconds", str(args.seconds)),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=args.seconds * 4 + 120,
-            check=True,
-        )
-        result = json.loads(output.stdout.strip().splitlines()[-1])
-        after = _admin(endpoint, "stats")
-        value = asyncio.run(_prepare_and_read(endpoint, [key]))[key]
-        ledger_sum = _ledger_sum(_admin(endpoint, f"ledger?table={TABLE}"), key)
-        print(f"done: {name} at {cap:g}/s", file=sys.stderr)
-        return result, before, after, value, ledger_sum
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _ledger_sum(ledger: Any, key: str) -> int:
-    entry = ledger["tables"].get(TABLE, {}).get(key, {"sum": 0})
-    return int(entry["sum"])
-
-
-def _print_table(rows: list[Any], args: argparse.Namespace, cap: float) -> None:
-    print(
-        f"\nOne hot key capped at {cap:,.0f} WCU/s, {args.callers} callers, "
-        f"{args.latency_ms:g} ms latency, {args.seconds:g} s each (memory backend, own process)\n"
-    )
-    header = (
-        "| client | goodput (share of cap) | requests per acknowledged increment "
-        "| share of requests throttled | increments failed after retries | totals exact |"
-    )
-    print(header)
-    print("|---|---:|---:|---:|---:|---|")
-    for label, result, before, after, value, ledger_sum in rows:
-        acked = result["acked"]
-        requests = after["requests"] - before["requests"]
-        throttled = after["throttled"] - before["throttled"]
-        goodput = acked / result["elapsed"]
-        exact = value == acked == ledger_sum
-        print(
-            f"| {label} | {goodput:,.0f}/s ({goodput / cap:.0%}) "
-            f"| {requests / max(acked, 1):.2f} | {throttled / max(requests, 1):.0%} "
-            f"| {result['failed']:,} | {'yes' if exact else f'NO: read {value}, acked {acked}'} |"
-        )
+    peer = str(peer_python()) if set(chosen) & set(PEER_CONTENDERS) else ""
+    rows = []
+    for b in buckets:
+        for cap in caps:
+            for burst in bursts:
+                for n in callers:
+                    case = Case(bucket=b, cap=cap, burst=burst, callers=n)
+                    rows += [measure(args, case, name, peer) for name in chosen]
+    print_table(rows, args)
 
 
 if __name__ == "__main__":
