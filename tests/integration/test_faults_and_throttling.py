@@ -19,15 +19,38 @@ def faulty_server() -> Iterator[LocalDynamo]:
         yield server
 
 
+#: Callers in `test_every_fault_after_apply_is_ambiguous_and_nothing_is_silent`.
+FAULT_CALLERS = 64
+
+
+async def _slowest_answer(server: LocalDynamo, table: str, transport: str) -> float:
+    """The slowest answer, in seconds, to ``FAULT_CALLERS`` callers here, with no faults."""
+    async with CounterPool(table, endpoint_url=server.endpoint_url, transport=transport) as pool:
+        await pool.ensure_table()
+
+        async def caller(i: int) -> None:
+            for j in range(4):
+                await pool.increment(f"warm:{(i + j) % 3}")
+
+        await asyncio.gather(*(caller(i) for i in range(FAULT_CALLERS)))
+        return pool.stats.latency.max
+
+
+@pytest.mark.timing
 async def test_every_fault_after_apply_is_ambiguous_and_nothing_is_silent(
     faulty_server: LocalDynamo, table_name: str, transport_name: str
 ) -> None:
+    # Only the held answers may time out: the read timeout is far above the slowest natural
+    # answer just measured here (the server shares this process, and the botocore transport's
+    # CPU, with the callers), and the held answers far above the timeout.
+    slowest = await _slowest_answer(faulty_server, table_name, transport_name)
+    read_timeout = max(1.0, 10 * slowest)
     faults = Faults(
         error_before_apply=0.03,
         error_after_apply=0.05,
         drop_after_apply=0.02,
         delay_after_apply=0.01,
-        delay=2.5,
+        delay=2.5 * read_timeout,
         seed=7,
     )
     keys = ["a", "b", "c"]
@@ -37,9 +60,7 @@ async def test_every_fault_after_apply_is_ambiguous_and_nothing_is_silent(
         table_name,
         endpoint_url=faulty_server.endpoint_url,
         transport=transport_name,
-        # Far above any answer's natural latency (the server shares this process, and the
-        # botocore transport's CPU, with the callers): only the held answers time out.
-        read_timeout=1.0,
+        read_timeout=read_timeout,
     ) as pool:
         await pool.ensure_table()
         before = faulty_server.stats()
@@ -57,7 +78,7 @@ async def test_every_fault_after_apply_is_ambiguous_and_nothing_is_silent(
                     else:
                         acked[key] += 1 + j % 3
 
-            await asyncio.gather(*(caller(i) for i in range(64)))
+            await asyncio.gather(*(caller(i) for i in range(FAULT_CALLERS)))
         finally:
             faulty_server.set_faults(Faults())
         stats = pool.stats
@@ -74,7 +95,7 @@ async def test_every_fault_after_apply_is_ambiguous_and_nothing_is_silent(
     assert all(n > 0 for n in injected.values()), injected
     # Every fault reached the caller as AmbiguousWriteError: none retried, none hidden.
     assert stats.ambiguous == sum(injected.values())
-    assert stats.acknowledged + stats.ambiguous == stats.calls == 64 * 40
+    assert stats.acknowledged + stats.ambiguous == stats.calls == FAULT_CALLERS * 40
     ledger = faulty_server.ledger(table_name)
     for key in keys:
         applied = ledger[key].sum
