@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from async_counters import CounterPool
 
 #: Every run here is small; this only stops a hung run from hanging the suite.
@@ -137,6 +139,7 @@ async def _end_run(process: asyncio.subprocess.Process, output: str) -> str:
     return text
 
 
+@pytest.mark.timing
 async def test_another_writer_mid_run_exits_1_naming_the_key(
     endpoint_url: str, table_name: str, tmp_path: Path
 ) -> None:
@@ -204,6 +207,7 @@ def test_bad_flags_exit_2_with_a_clear_message() -> None:
     assert "invalid choice: 'pareto'" in run.stderr
 
 
+@pytest.mark.timing
 async def test_verify_during_a_run_reports_workers_still_running(
     endpoint_url: str, table_name: str
 ) -> None:

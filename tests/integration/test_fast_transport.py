@@ -492,6 +492,7 @@ async def test_a_chunked_answer_is_read_whole(recorder: Recorder) -> None:
     assert recorder.connections == 1
 
 
+@pytest.mark.timing
 async def test_an_answer_nobody_asked_for_is_never_taken_for_the_next(
     recorder: Recorder,
 ) -> None:
@@ -510,6 +511,7 @@ async def test_an_answer_nobody_asked_for_is_never_taken_for_the_next(
     assert recorder.connections == 2  # the tainted connection was closed, not reused
 
 
+@pytest.mark.timing
 async def test_the_in_flight_bound_survives_cancelled_waiters(recorder: Recorder) -> None:
     recorder.script.extend([("late", 0.05)] * 6)
     transport = _fast(recorder.url, Credentials("local", "local"), max_in_flight=1)
@@ -873,6 +875,7 @@ async def test_a_caller_cancelling_as_the_read_timeout_fires_stays_cancelled(
         await transport.aclose()
 
 
+@pytest.mark.timing
 async def test_the_read_timeout_sweep_stops_when_nothing_is_in_flight(recorder: Recorder) -> None:
     # Far above any natural answer here; the sweep ticks every read_timeout / 8 (at least 5 ms).
     read_timeout = 1.0

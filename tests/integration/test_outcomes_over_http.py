@@ -148,6 +148,7 @@ async def test_throttled_until_attempts_run_out(scripted: ScriptedServer) -> Non
     assert scripted.requests == 3
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "action",
     [
@@ -187,6 +188,7 @@ async def test_validation_errors_are_not_retried(scripted: ScriptedServer) -> No
     assert scripted.requests == 1
 
 
+@pytest.mark.timing
 async def test_max_in_flight_is_not_capped_by_botocores_pool_of_ten(
     scripted: ScriptedServer,
 ) -> None:
