@@ -43,8 +43,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[LocalDynamo]:
 
 
 def _increments(server: LocalDynamo) -> int:
-    """50,000 on the memory backend; fewer where each request costs the server more."""
-    return 50_000 if server.config.backend == "memory" else 6_000
+    """20,000 on the memory backend; fewer where each request costs the server more."""
+    return 20_000 if server.config.backend == "memory" else 6_000
 
 
 async def _run(

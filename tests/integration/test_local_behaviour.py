@@ -207,7 +207,7 @@ async def test_batch_get_returns_throttled_keys_as_unprocessed(table: str) -> No
 
 
 #: Writers and writes each in `test_throttled_writes_never_reach_the_ledger`.
-WRITERS, WRITES = 64, 2
+WRITERS, WRITES = 64, 1
 
 
 async def _served_rate(backend: str) -> float:

@@ -49,7 +49,7 @@ async def app_url(
 async def test_concurrent_page_views_are_counted_exactly(
     app_url: str, endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
-    views, stock, buyers = 300, 30, 100
+    views, stock, buyers = 200, 20, 60
     limits = httpx.Limits(max_connections=100)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=app_url, limits=limits, timeout=30) as http:
