@@ -197,7 +197,16 @@ async def test_a_throttled_key_is_paced_while_cold_keys_keep_their_speed(
         stop_hot = asyncio.Event()
         hot = asyncio.create_task(_hammer(pool, ["hot"] * HOT_CALLERS, stop_hot))
         try:
-            await _wait_for(lambda: "hot" in pool.stats.key_rates, "the hot key paced")
+            # Paced near its cap: the first cuts may go deeper (to an eighth of the best rate
+            # seen) and the probe then climbs back, slower when this machine is busy.
+            paced = 0.0
+
+            def near_the_cap() -> bool:
+                nonlocal paced
+                paced = pool.stats.key_rates.get("hot", 0.0)
+                return hot_cap / 2 <= paced <= 2 * hot_cap
+
+            await _wait_for(near_the_cap, f"the hot key paced near {hot_cap:.0f}/s")
             stop_cold = asyncio.Event()
             beside_hot, alone = await asyncio.gather(
                 _hammer(pool, [f"cold:{i}" for i in range(COLD_KEYS)], stop_cold),
@@ -208,29 +217,33 @@ async def test_a_throttled_key_is_paced_while_cold_keys_keep_their_speed(
                     until_done=COLD_WINDOW,
                 ),
             )
-            paced = pool.stats.key_rates["hot"]
+            paced = pool.stats.key_rates.get("hot", paced)
             before_storm = pool.stats
             neighbour_done = await _hammer_for(neighbour, ["hot"] * HOT_CALLERS, STORM_SECONDS)
             during_storm = pool.stats
             # The pace comes back: within a few seconds (a hold of up to 3 s after a run of cuts
-            # judged useless, then the regain or the probe).
+            # judged useless, then the regain or the probe), to near what it was, or near the cap
+            # if it was caught high in its swing above it.
+            back = 0.8 * min(paced, hot_cap)
             after_storm = 0.0
 
             def pace_is_back() -> bool:
                 nonlocal after_storm
                 rate = pool.stats.key_rates.get("hot", float("inf"))
                 after_storm = max(after_storm, rate)
-                return after_storm >= 0.8 * paced
+                return after_storm >= back
 
-            await _wait_for(pace_is_back, f"the pace back near {paced:.0f}/s")
+            await _wait_for(pace_is_back, f"the pace back to {back:.0f}/s")
         finally:
             stop_hot.set()
             hot_done = await hot
         stats = pool.stats
 
-    print(f"\ncap {hot_cap:.0f}/s, paced at {paced:.0f}/s; cold keys {beside_hot} vs {alone}")
+    print(
+        f"\ncap {hot_cap:.0f}/s, paced at {paced:.0f}/s, back to {after_storm:.0f}/s after the"
+        f" storm; cold keys {beside_hot} beside the hot key, {alone} in the control pool"
+    )
     assert beside_hot >= 0.7 * alone, (alone, beside_hot)
-    assert hot_cap / 2 <= paced <= 2 * hot_cap, (hot_cap, paced)
     sent = during_storm.requests - before_storm.requests
     acknowledged = during_storm.acknowledged - before_storm.acknowledged
     assert sent <= 2.5 * acknowledged, (sent, acknowledged)
