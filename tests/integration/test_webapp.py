@@ -33,6 +33,9 @@ async def app_url(
         port=0,
         log_level="warning",
         lifespan="on",
+        # uvicorn closes a connection idle for 5 s by default; on a busy machine httpx can
+        # reuse one just then (a ReadError, seen under a burner): keep them open for the test.
+        timeout_keep_alive=STARTUP_TIMEOUT,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
