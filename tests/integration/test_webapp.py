@@ -49,6 +49,7 @@ async def app_url(
     await serving
 
 
+@pytest.mark.timing
 async def test_concurrent_page_views_are_counted_exactly(
     app_url: str, endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
