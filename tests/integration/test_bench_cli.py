@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -15,10 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from async_counters import CounterPool
 
 #: Every run here is small; this only stops a hung run from hanging the suite.
 TIMEOUT = 120
+#: The longest a run that the test ends itself may go on (the test ends it in seconds).
+HELD_RUN = 90
 
 
 def bench(*args: str, command: str = "bench") -> subprocess.CompletedProcess[str]:
@@ -103,27 +108,52 @@ def test_processes_2_aggregates_results_and_verification(tmp_path: Path) -> None
     assert latency_count == sum(w["latency_ms"]["count"] for w in workers) == 1000
 
 
+async def _start_bench(*args: str) -> asyncio.subprocess.Process:
+    """A bench run the test ends itself (SIGINT, as Ctrl-C), so that it is still going for as
+    long as the test needs it; ``HELD_RUN`` seconds bound it if the test never does."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "async_counters.cli", "bench", *args, "--duration", str(HELD_RUN),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def _progress_lines(process: asyncio.subprocess.Process, count: int) -> str:
+    """Read the output until ``count`` progress lines have shown (the workers are writing)."""
+    assert process.stdout is not None
+    output: list[str] = []
+    seen = 0
+    while seen < count:
+        line = (await process.stdout.readline()).decode()
+        assert line, "the bench ended early:\n" + "".join(output)
+        output.append(line)
+        seen += line.startswith("[")
+    return "".join(output)
+
+
+async def _end_run(process: asyncio.subprocess.Process, output: str) -> str:
+    """Stop the run as Ctrl-C does (after what is in flight); its verdict follows."""
+    process.send_signal(signal.SIGINT)
+    rest, _ = await process.communicate()
+    text = output + rest.decode()
+    assert "interrupted" in text, text
+    return text
+
+
+@pytest.mark.timing
 async def test_another_writer_mid_run_exits_1_naming_the_key(
     endpoint_url: str, table_name: str, tmp_path: Path
 ) -> None:
     results = tmp_path / "writer.json"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "async_counters.cli", "bench",
+    process = await _start_bench(
         "--endpoint-url", endpoint_url, "--table", table_name, "--key-prefix", "victim:",
-        "--keys", "4", "--duration", "4", "--concurrency", "8", "--json", str(results),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "--keys", "4", "--concurrency", "8", "--json", str(results),
     )  # fmt: skip
-    assert process.stdout is not None
-    output: list[str] = []
     async with asyncio.timeout(TIMEOUT):
         # The first progress line: the bench has read every counter and is writing.
-        while not (line := (await process.stdout.readline()).decode()).startswith("["):
-            assert line, "".join(output)
-            output.append(line)
+        output = await _progress_lines(process, 1)
         async with CounterPool(table_name, endpoint_url=endpoint_url) as other_writer:
             await other_writer.increment("victim:0", 7)
-        rest, _ = await process.communicate()
-    text = "".join(output) + rest.decode()
+        text = await _end_run(process, output)  # only once the other write is in
     assert process.returncode == 1, text
     assert "MISMATCH: 1 of 4 keys" in text
     assert "victim:0: expected " in text and "(difference +7)" in text
@@ -177,30 +207,27 @@ def test_bad_flags_exit_2_with_a_clear_message() -> None:
     assert "invalid choice: 'pareto'" in run.stderr
 
 
+@pytest.mark.timing
 async def test_verify_during_a_run_reports_workers_still_running(
     endpoint_url: str, table_name: str
 ) -> None:
     target = ["--endpoint-url", endpoint_url, "--table", table_name]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "async_counters.cli", "bench", *target, "--run-id", "live",
-        "--keys", "5", "--duration", "4", "--concurrency", "4", "--record-every", "0.5",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    process = await _start_bench(
+        *target, "--run-id", "live", "--keys", "5", "--concurrency", "4", "--record-every", "0.5",
     )  # fmt: skip
-    assert process.stdout is not None
     async with asyncio.timeout(TIMEOUT):
-        for _ in range(2):  # two progress lines: a periodic record is in the table
-            while not (await process.stdout.readline()).startswith(b"["):
-                pass
+        # Two progress lines (a second apart): a periodic record is in the table.
+        output = await _progress_lines(process, 2)
         verify = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "async_counters.cli", "verify", *target, "--run-id", "live",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         during, _ = await verify.communicate()
-        rest, _ = await process.communicate()
+        text = await _end_run(process, output)  # only once verify has answered
     # Mid-run, a worker's in-flight operations only bound its counters: never a false verdict.
     assert verify.returncode == 3, during.decode()
     assert "running" in during.decode() and "has not finished" in during.decode()
-    assert process.returncode == 0, rest.decode()
+    assert process.returncode == 0, text
     after = bench(*target, "--run-id", "live", command="verify")
     assert after.returncode == 0, after.stdout + after.stderr
     assert "final" in after.stdout

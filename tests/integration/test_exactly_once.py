@@ -43,8 +43,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[LocalDynamo]:
 
 
 def _increments(server: LocalDynamo) -> int:
-    """50,000 on the memory backend; fewer where each request costs the server more."""
-    return 50_000 if server.config.backend == "memory" else 6_000
+    """20,000 on the memory backend; fewer where each request costs the server more."""
+    return 20_000 if server.config.backend == "memory" else 6_000
 
 
 async def _run(
@@ -110,6 +110,7 @@ async def test_exactly_once_under_faults_and_the_difference_from_plain_mode(
     )
 
 
+@pytest.mark.timing
 async def test_exactly_once_without_merging_keeps_one_write_in_flight_per_key(
     server: LocalDynamo, table_name: str
 ) -> None:
@@ -122,6 +123,7 @@ async def test_exactly_once_without_merging_keeps_one_write_in_flight_per_key(
     assert pool.stats.requests >= pool.stats.acknowledged  # one write per increment
 
 
+@pytest.mark.timing
 async def test_floors_hold_with_exactly_once_under_faults(
     server: LocalDynamo, table_name: str
 ) -> None:

@@ -67,6 +67,7 @@ class Recorder:
     connections: int = 0
     port: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    unasked_sent: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -142,6 +143,8 @@ class Recorder:
                         f"Content-Length: {len(stale)}\r\n\r\n".encode()
                         + stale
                     )
+                    await writer.drain()
+                    self.unasked_sent.set()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -489,6 +492,7 @@ async def test_a_chunked_answer_is_read_whole(recorder: Recorder) -> None:
     assert recorder.connections == 1
 
 
+@pytest.mark.timing
 async def test_an_answer_nobody_asked_for_is_never_taken_for_the_next(
     recorder: Recorder,
 ) -> None:
@@ -496,13 +500,18 @@ async def test_an_answer_nobody_asked_for_is_never_taken_for_the_next(
     transport = _fast(recorder.url, Credentials("local", "local"), max_in_flight=1)
     try:
         assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
-        await asyncio.sleep(0.2)  # the unasked answer arrives on the idle pooled connection
+        await recorder.unasked_sent.wait()
+        # It is in the socket (loopback): the loop reads it on its next turns, while the
+        # connection idles in the pool, before this test runs on.
+        for _ in range(3):
+            await asyncio.sleep(0)
         assert await transport.call("UpdateItem", UPDATE) == json.loads(OK_BODY)
     finally:
         await transport.aclose()
     assert recorder.connections == 2  # the tainted connection was closed, not reused
 
 
+@pytest.mark.timing
 async def test_the_in_flight_bound_survives_cancelled_waiters(recorder: Recorder) -> None:
     recorder.script.extend([("late", 0.05)] * 6)
     transport = _fast(recorder.url, Credentials("local", "local"), max_in_flight=1)
@@ -866,12 +875,15 @@ async def test_a_caller_cancelling_as_the_read_timeout_fires_stays_cancelled(
         await transport.aclose()
 
 
+@pytest.mark.timing
 async def test_the_read_timeout_sweep_stops_when_nothing_is_in_flight(recorder: Recorder) -> None:
-    transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=0.08)
+    # Far above any natural answer here; the sweep ticks every read_timeout / 8 (at least 5 ms).
+    read_timeout = 1.0
+    transport = _fast(recorder.url, Credentials("local", "local"), read_timeout=read_timeout)
     try:
         await asyncio.gather(*(transport.call("UpdateItem", UPDATE) for _ in range(20)))
         assert transport._deadlines.waiting == {}
-        await asyncio.sleep(0.05)  # one tick (read_timeout / 8, at least 5 ms) and more
+        await asyncio.sleep(2 * read_timeout / 8)  # a tick and more: timers fire in order
         assert transport._deadlines._handle is None
         await transport.call("UpdateItem", UPDATE)  # and starts again
     finally:

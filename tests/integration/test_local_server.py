@@ -84,7 +84,7 @@ async def read(client: Any, table: str, key: str) -> int | None:
 async def test_concurrent_adds_are_exact(server: LocalDynamo, client: Any) -> None:
     table = table_name()
     await create_table(client, table)
-    tasks, rounds = 256, 8
+    tasks, rounds = 256, 2
     seen: list[int] = []
 
     async def worker(i: int) -> None:

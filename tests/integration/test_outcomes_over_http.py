@@ -1,7 +1,8 @@
 """How real HTTP answers become outcomes: a scripted DynamoDB-speaking server on 127.0.0.1.
 
 Each request takes the next action from a script: answer with a status and a JSON body (with a
-correct ``x-amz-crc32``), drop the connection after reading the request, or answer too late.
+correct ``x-amz-crc32``), drop the connection after reading the request, or hold the answer until
+the test is over (past any read timeout, on any machine).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from async_counters import (
 )
 
 OK = (200, {"Attributes": {"count": {"N": "1"}}})
+#: A generous bound on what the server waits for: only a broken client makes it wait this long.
+PATIENCE = 10.0
 
 
 def _error(code: str, prefix: str = "com.amazonaws.dynamodb.v20120810") -> dict[str, Any]:
@@ -50,8 +53,12 @@ class ScriptedServer:
     in_flight: int = 0
     max_in_flight: int = 0
     delay: float = 0.0
+    #: Hold every answer until this many requests have been in flight at once (or `PATIENCE`).
+    hold_until_in_flight: int = 0
     port: int = 0
     transport: str = "fast"
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # "held" answers go now
+    peaked: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -65,14 +72,21 @@ class ScriptedServer:
                 self.requests += 1
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                if self.in_flight >= self.hold_until_in_flight:
+                    self.peaked.set()
                 try:
                     action = self.script.popleft() if self.script else self.default
+                    if self.hold_until_in_flight:
+                        try:
+                            await asyncio.wait_for(self.peaked.wait(), PATIENCE)
+                        except TimeoutError:
+                            self.peaked.set()  # never reached: answer the rest at once
                     if self.delay:
                         await asyncio.sleep(self.delay)
                     if action == "drop":
                         return
-                    if action[0] == "late":
-                        await asyncio.sleep(action[1])
+                    if action == "held":
+                        await self.released.wait()
                         action = OK
                     status, body = action
                     payload = json.dumps(body).encode()
@@ -98,6 +112,7 @@ async def scripted_server() -> AsyncIterator[ScriptedServer]:
     state.port = server.sockets[0].getsockname()[1]
     async with server:
         yield state
+        state.released.set()
         server.close()
 
 
@@ -133,13 +148,14 @@ async def test_throttled_until_attempts_run_out(scripted: ScriptedServer) -> Non
     assert scripted.requests == 3
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "action",
     [
         (500, _error("InternalServerError")),
         (503, _error("ServiceUnavailable")),
         "drop",
-        ("late", 1.0),
+        "held",
     ],
     ids=["500", "503", "dropped", "read-timeout"],
 )
@@ -147,7 +163,7 @@ async def test_ambiguous_answers_are_sent_once_and_reported(
     scripted: ScriptedServer, action: Any
 ) -> None:
     scripted.script.append(action)
-    async with _pool(scripted, read_timeout=0.3) as pool:
+    async with _pool(scripted, read_timeout=1.0) as pool:
         with pytest.raises(AmbiguousWriteError):
             await pool.increment("a")
         assert scripted.requests == 1  # botocore did not retry it behind our back
@@ -172,10 +188,11 @@ async def test_validation_errors_are_not_retried(scripted: ScriptedServer) -> No
     assert scripted.requests == 1
 
 
+@pytest.mark.timing
 async def test_max_in_flight_is_not_capped_by_botocores_pool_of_ten(
     scripted: ScriptedServer,
 ) -> None:
-    scripted.delay = 0.05
+    scripted.hold_until_in_flight = 40  # answers wait for the 40th request, however slow
     async with _pool(scripted, max_in_flight=40) as pool:
         await asyncio.gather(*(pool.increment(f"k{i}") for i in range(120)))
     assert scripted.max_in_flight == 40

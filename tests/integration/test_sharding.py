@@ -89,8 +89,11 @@ async def test_changing_the_shard_count_keeps_the_total(
         assert await pool.get("k") == 100
 
 
+@pytest.mark.timing
 async def test_throttled_reads_of_shards_are_retried(table_name: str) -> None:
-    capacity = Capacity(partition_read_units=30, burst_seconds=0.1)
+    # Three reads of burst per shard, refilled in 0.3 s: ten reads of each sent at once throttle
+    # unless the machine takes 0.7 s to send them.
+    capacity = Capacity(partition_read_units=10, burst_seconds=0.3)
     with LocalDynamo(backend="memory", capacity=capacity) as server:
         async with CounterPool(table_name, endpoint_url=server.endpoint_url, shards=16) as pool:
             await pool.ensure_table()

@@ -14,6 +14,9 @@ import uvicorn
 from async_counters import CounterPool
 from async_counters.examples.webapp import create_app
 
+#: A generous bound on uvicorn's start (polled): only a hung start takes this long.
+STARTUP_TIMEOUT = 60
+
 
 @pytest.fixture
 async def app_url(
@@ -30,22 +33,27 @@ async def app_url(
         port=0,
         log_level="warning",
         lifespan="on",
+        # uvicorn closes a connection idle for 5 s by default; on a busy machine httpx can
+        # reuse one just then (a ReadError, seen under a burner): keep them open for the test.
+        timeout_keep_alive=STARTUP_TIMEOUT,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not serving.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(STARTUP_TIMEOUT):
+        while not server.started:
+            assert not serving.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await serving
 
 
+@pytest.mark.timing
 async def test_concurrent_page_views_are_counted_exactly(
     app_url: str, endpoint_url: str, table_name: str, transport_name: str
 ) -> None:
-    views, stock, buyers = 1_000, 30, 100
+    views, stock, buyers = 200, 20, 60
     limits = httpx.Limits(max_connections=100)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=app_url, limits=limits, timeout=30) as http:

@@ -2,7 +2,9 @@
 
 Failures are scripted: ``fail`` queues `TransportError`s (or exceptions) that the next calls
 raise before (``applied=False``) or after (``applied=True``) the write is applied, so tests
-can tell what a real server would have done.
+can tell what a real server would have done. ``gate`` holds every call on the wire until it is
+set, and ``on_the_wire(n)`` waits until ``n`` calls are there: tests order their steps by these
+events, never by sleeping.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class FakeTransport:
         self.closed = False
         self.gate: asyncio.Event | None = None  # when set, calls wait for it
         self.return_all_old = True  # False: like dynalite, no item in a failed condition
+        self._arrived = asyncio.Event()  # set whenever a call reaches the transport
 
     def fail(self, outcome: Outcome, code: str, *, times: int = 1, applied: bool = False) -> None:
         for _ in range(times):
@@ -35,10 +38,17 @@ class FakeTransport:
     def requests(self, operation: str) -> int:
         return sum(1 for op, _ in self.calls if op == operation)
 
+    async def on_the_wire(self, count: int = 1) -> None:
+        """Wait until at least ``count`` calls are in flight here (sent, not yet answered)."""
+        while self.in_flight < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append((operation, dict(params)))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._arrived.set()
         try:
             if self.gate is not None:
                 await self.gate.wait()

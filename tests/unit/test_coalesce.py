@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,22 +17,12 @@ from async_counters import (
 )
 
 from .fake import FakeTransport
-
-
-async def _instant(seconds: float) -> None:
-    await asyncio.sleep(0)
+from .fake_time import until
 
 
 @pytest.fixture
-def transport() -> FakeTransport:
-    return FakeTransport()
-
-
-@pytest.fixture
-async def pool(transport: FakeTransport) -> AsyncIterator[CounterPool]:
-    policy = RetryPolicy(attempts=4, sleep=_instant)
-    async with CounterPool("t", transport=transport, coalesce=True, retry=policy) as pool:
-        yield pool
+def pool_options() -> dict[str, Any]:
+    return {"coalesce": True}
 
 
 async def test_concurrent_increments_merge_and_each_caller_gets_its_own_number(
@@ -78,9 +67,9 @@ async def test_a_floored_batch_grants_exactly_the_stock(
     await pool.increment("stock", 10)
     transport.gate = asyncio.Event()
     blocker = asyncio.create_task(pool.increment("stock", 0 + 1))  # holds the key's write
-    await asyncio.sleep(0.01)
+    await transport.on_the_wire()
     buyers = [asyncio.create_task(pool.decrement("stock", 1, floor=0)) for _ in range(30)]
-    await asyncio.sleep(0.01)
+    await until(lambda: pool.stats.in_progress == 31)  # every buyer queued behind it
     transport.gate.set()
     await blocker
     results = await asyncio.gather(*buyers, return_exceptions=True)
@@ -103,9 +92,9 @@ async def test_floored_batch_learns_the_value_with_or_without_all_old(
         await pool.increment("s", 3)
         transport.gate = asyncio.Event()
         first = asyncio.create_task(pool.increment("s"))
-        await asyncio.sleep(0.01)
+        await transport.on_the_wire()
         batch = [asyncio.create_task(pool.decrement("s", 2, floor=0)) for _ in range(4)]
-        await asyncio.sleep(0.01)
+        await until(lambda: pool.stats.in_progress == 5)
         transport.gate.set()
         assert await first == 4
         results = await asyncio.gather(*batch, return_exceptions=True)
@@ -133,9 +122,9 @@ async def test_an_ambiguous_batch_fails_every_caller_in_it(
 ) -> None:
     transport.gate = asyncio.Event()
     first = asyncio.create_task(pool.increment("k"))
-    await asyncio.sleep(0.01)
+    await transport.on_the_wire()
     rest = [asyncio.create_task(pool.increment("k", 3)) for _ in range(5)]
-    await asyncio.sleep(0.01)
+    await until(lambda: pool.stats.in_progress == 6)
     transport.fail(Outcome.AMBIGUOUS, "InternalServerError")  # the first write's fate
     transport.fail(Outcome.AMBIGUOUS, "ReadTimeoutError", applied=True)  # the batch's
     transport.gate.set()
@@ -185,9 +174,9 @@ async def test_callers_cancelled_on_the_wire_neither_remove_nor_repeat_their_amo
 ) -> None:
     transport.gate = asyncio.Event()
     on_wire = asyncio.create_task(pool.increment("k", 1))
-    await asyncio.sleep(0.01)  # the first write (amount 1) is on the wire
+    await transport.on_the_wire()  # the first write (amount 1)
     queued = [asyncio.create_task(pool.increment("k", 10 * (i + 1))) for i in range(5)]
-    await asyncio.sleep(0)
+    await until(lambda: pool.stats.in_progress == 6)
     on_wire.cancel()
     queued[2].cancel()  # waiting for the next write: never sent
     await asyncio.sleep(0)

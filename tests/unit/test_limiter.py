@@ -15,16 +15,7 @@ import pytest
 from async_counters.limiter import KeyLimiter
 from async_counters.transport import Outcome
 
-
-class VirtualTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from .fake_time import VirtualTime
 
 
 @dataclass

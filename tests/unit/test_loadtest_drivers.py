@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from async_counters.loadtest.drivers import Stop, closed_loop, open_loop
 from async_counters.loadtest.metrics import WorkerRecorder
 
-
-class VirtualTime:
-    """A clock that jumps to the next wake-up once every task is waiting on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), future))
-        await future
-
-    async def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        while not task.done():
-            for _ in range(50):  # let everything runnable run first
-                await asyncio.sleep(0)
-            if self._sleepers and not task.done():
-                self.now, _, future = heapq.heappop(self._sleepers)
-                future.set_result(None)
-        await task
+from .fake_time import VirtualTime
 
 
 class FakeCounters:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -24,34 +23,7 @@ from async_counters import (
 )
 
 from .fake import FakeTransport
-
-
-class Sleeps:
-    """An injected sleep that records delays and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
-def transport() -> FakeTransport:
-    return FakeTransport()
-
-
-@pytest.fixture
-async def pool(transport: FakeTransport, sleeps: Sleeps) -> AsyncIterator[CounterPool]:
-    policy = RetryPolicy(attempts=5, base=0.1, cap=1.0, sleep=sleeps, rng=lambda: 0.5)
-    async with CounterPool("t", transport=transport, retry=policy) as pool:
-        yield pool
+from .fake_time import Sleeps, until
 
 
 async def test_increment_returns_the_new_value(pool: CounterPool) -> None:
@@ -267,9 +239,9 @@ async def test_aclose_waits_for_writes_in_flight(transport: FakeTransport) -> No
     pool = CounterPool("t", transport=transport)
     await pool.open()
     writes = [asyncio.create_task(pool.increment("a")) for _ in range(10)]
-    await asyncio.sleep(0)
+    await transport.on_the_wire(10)
     closing = asyncio.create_task(pool.aclose())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn: the close has begun, and waits for the gate
     assert not closing.done()
     with pytest.raises(RuntimeError):
         await pool.increment("a")  # no new work while closing
@@ -285,7 +257,7 @@ async def test_a_cancelled_caller_does_not_cancel_a_write_on_the_wire(
     transport.gate = asyncio.Event()
     async with CounterPool("t", transport=transport) as pool:
         caller = asyncio.create_task(pool.increment("a", 4))
-        await asyncio.sleep(0.01)  # the request is on the wire, waiting for the gate
+        await transport.on_the_wire()  # the request waits for the gate
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
@@ -302,7 +274,8 @@ async def test_a_caller_cancelled_before_sending_sends_nothing(transport: FakeTr
     async with CounterPool("t", transport=transport, max_in_flight=1) as pool:
         first = asyncio.create_task(pool.increment("a"))
         queued = asyncio.create_task(pool.increment("b"))
-        await asyncio.sleep(0.01)  # `first` holds the only slot; `queued` waits for it
+        await transport.on_the_wire()  # `first` holds the only slot; `queued` waits for it
+        await until(lambda: pool.stats.in_progress == 2)
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
             await queued
@@ -317,16 +290,17 @@ async def test_a_caller_cancelled_before_sending_sends_nothing(transport: FakeTr
 async def test_a_caller_cancelled_during_backoff_sends_no_more(
     transport: FakeTransport,
 ) -> None:
-    gate = asyncio.Event()
+    gate, backing_off = asyncio.Event(), asyncio.Event()
 
     async def slow_sleep(seconds: float) -> None:
+        backing_off.set()
         await gate.wait()
 
     transport.fail(Outcome.THROTTLED, "ProvisionedThroughputExceededException")
     policy = RetryPolicy(sleep=slow_sleep)
     async with CounterPool("t", transport=transport, retry=policy) as pool:
         caller = asyncio.create_task(pool.increment("a"))
-        await asyncio.sleep(0.01)
+        await backing_off.wait()
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller

@@ -12,6 +12,8 @@ from async_counters import RetryPolicy
 from async_counters.retry import Backoff, is_retryable
 from async_counters.transport import Outcome, outcome_for_code
 
+from .fake_time import VirtualTime
+
 
 def test_full_jitter_draws_within_a_doubling_ceiling_up_to_cap() -> None:
     policy = RetryPolicy(base=0.1, cap=1.0, rng=lambda: 0.999999)
@@ -48,14 +50,6 @@ def test_each_call_gets_a_fresh_schedule() -> None:
     assert next(second) == 0.05
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_backoff_stops_at_attempts() -> None:
     policy = RetryPolicy(attempts=4, deadline=None, base=0.1, rng=lambda: 0.5)
     backoff = Backoff(policy)
@@ -64,7 +58,7 @@ def test_backoff_stops_at_attempts() -> None:
 
 
 def test_backoff_stops_when_the_next_retry_would_start_after_the_deadline() -> None:
-    clock = FakeClock()
+    clock = VirtualTime(now=100.0)
     policy = RetryPolicy(deadline=1.0, base=0.4, cap=0.4, rng=lambda: 1.0, clock=clock)
     backoff = Backoff(policy, start=clock.now)
     assert backoff.next_delay() == 0.4
@@ -76,7 +70,7 @@ def test_backoff_stops_when_the_next_retry_would_start_after_the_deadline() -> N
 
 
 def test_deadline_counts_from_the_first_attempt() -> None:
-    clock = FakeClock()
+    clock = VirtualTime(now=100.0)
     policy = RetryPolicy(deadline=1.0, base=0.1, cap=0.1, rng=lambda: 1.0, clock=clock)
     start = clock.now
     clock.now += 0.95  # the first attempt itself took 950 ms
