@@ -16,10 +16,12 @@ from typing import Any
 from .checks import whole
 
 __all__ = [
+    "LEGACY_SHARDS_ATTRIBUTE",
     "MAX_BATCH_GET",
     "MAX_KEY_BYTES",
     "MAX_NUMBER",
     "SHARDS_ATTRIBUTE",
+    "SHARD_PREFIX",
     "batch_get",
     "check_amount",
     "check_floor",
@@ -27,6 +29,7 @@ __all__ = [
     "create_table",
     "get_attributes",
     "get_item",
+    "legacy_shard_key",
     "parse_number",
     "prune_writers",
     "record_shards",
@@ -41,16 +44,30 @@ MAX_NUMBER = 10**38 - 1
 MAX_KEY_BYTES = 2048
 #: BatchGetItem reads at most 100 keys per call.
 MAX_BATCH_GET = 100
+#: Shard items' names begin with this, a Unicode noncharacter ("permanently reserved for internal
+#: use", never in interchanged text) that no user key may begin with: no key can name a shard.
+SHARD_PREFIX = "\ufdd0"
 #: On a sharded counter's first item: the widest sharding it was ever written with.
-SHARDS_ATTRIBUTE = "~shards"
+SHARDS_ATTRIBUTE = "~shard-count"
+#: The same, for shards named the old way (``key#n``), which are still read (never written).
+LEGACY_SHARDS_ATTRIBUTE = "~shards"
+#: The most bytes a shard's name adds to its counter's key (prefix, ``#``, up to 3 digits).
+SHARD_NAME_BYTES = len(SHARD_PREFIX.encode()) + 4
 
 
 def shard_key(key: str, shard: int) -> str:
-    """The item of ``key``'s shard ``shard``: the key itself for shard 0, ``key#n`` for others.
+    """The item of ``key``'s shard ``shard``: the key itself for shard 0, else a reserved name.
 
     Shard 0 being the key itself makes an unsharded counter a counter with one shard, so that
-    sharding a counter already written (or no longer sharding it) keeps its total.
+    sharding a counter already written (or no longer sharding it) keeps its total. The others are
+    ``SHARD_PREFIX + key + "#" + n``: one name per (key, shard) (``n`` is digits, so the last
+    ``#`` splits it off), and none a user key can take.
     """
+    return key if shard == 0 else f"{SHARD_PREFIX}{key}#{shard}"
+
+
+def legacy_shard_key(key: str, shard: int) -> str:
+    """Where shard ``shard`` of ``key`` was written before shard names were reserved: ``key#n``."""
     return key if shard == 0 else f"{key}#{shard}"
 
 
@@ -67,12 +84,31 @@ def record_shards(table: str, key_attribute: str, key: str, shards: int) -> dict
 
 
 def check_key(key: object) -> str:
-    """Return ``key`` if it can name a counter, else raise `TypeError`/`ValueError`."""
+    """Return ``key`` if it can name a counter, else raise `TypeError`/`ValueError`.
+
+    A key is a non-empty str of valid Unicode (no lone surrogate: it could not be sent) of at most
+    `MAX_KEY_BYTES` in UTF-8, not beginning with `SHARD_PREFIX` (reserved for shard items).
+    """
     if not isinstance(key, str):
         raise TypeError(f"counter key must be a str, not {type(key).__name__}")
     if not key:
         raise ValueError("counter key must not be empty")
-    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode()) > MAX_KEY_BYTES:
+    if key.isascii():
+        size = len(key)
+    else:
+        try:
+            size = len(key.encode())
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"counter key is not valid Unicode: a lone surrogate {key[exc.start]!r} at "
+                f"index {exc.start} cannot be encoded in UTF-8"
+            ) from None
+        if key.startswith(SHARD_PREFIX):
+            raise ValueError(
+                "counter key must not begin with U+FDD0: it is reserved for the items of "
+                "sharded counters"
+            )
+    if size > MAX_KEY_BYTES:
         raise ValueError(f"counter key is longer than DynamoDB's {MAX_KEY_BYTES} bytes")
     return key
 
@@ -167,11 +203,12 @@ def batch_get(
             table: {
                 "Keys": [_key(key_attribute, key) for key in keys],
                 "ConsistentRead": True,
-                "ProjectionExpression": "#k, #v, #ns",
+                "ProjectionExpression": "#k, #v, #ns, #ls",
                 "ExpressionAttributeNames": {
                     "#k": key_attribute,
                     "#v": value_attribute,
                     "#ns": SHARDS_ATTRIBUTE,
+                    "#ls": LEGACY_SHARDS_ATTRIBUTE,
                 },
             }
         }
