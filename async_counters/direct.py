@@ -98,4 +98,4 @@ class DirectWrites:
             logger.exception("write to %r failed unexpectedly", name)
             settlement.ended(name, (call,), Outcome.REJECTED, same(bug), "Internal")
         else:
-            settlement.acknowledged(name, (call,), value, call.delta)
+            settlement.acknowledged_one(name, call, value)

@@ -34,11 +34,12 @@ class Timed(Protocol):
 class Observers:
     """The pool's stats and the user's hooks, told of every event in that order."""
 
-    __slots__ = ("hooks", "stats")
-
     def __init__(self, stats: StatsRecorder | None = None, hooks: Sequence[PoolHooks] = ()) -> None:
         self.stats = StatsRecorder() if stats is None else stats
         self.hooks = tuple(hooks)
+        if not self.hooks:  # stats alone: every request and every write calls it straight
+            self.request = self.stats.on_request  # type: ignore[method-assign]
+            self.settled = self.stats.on_settled  # type: ignore[method-assign]
 
     def request(self, operation: str, outcome: Outcome, seconds: float) -> None:
         """One request ended (each attempt of each operation)."""
@@ -57,7 +58,7 @@ class Observers:
         self, key: str, delta: int, outcome: Outcome, seconds: float, code: str = ""
     ) -> None:
         """A write operation of ``delta`` to counter ``key`` ended, after any retries."""
-        self.stats.settle(delta, outcome, seconds, code)
+        self.stats.on_settled(key, delta, outcome, seconds, code)
         for hook in self.hooks:
             _tell(hook.on_settled, key, delta, outcome, seconds)
 

@@ -138,7 +138,7 @@ class Sender:
                 params = rest
                 error = TransportError(Outcome.THROTTLED, "UnprocessedKeys", "answered in part")
             if backoff is None:
-                backoff = Backoff(self._policy, start=start)
+                backoff = Backoff(self._policy, start=start, clock=now)
             if not is_retryable(error.outcome, idempotent=idempotent):
                 raise Failed(error, backoff.attempts, backoff.elapsed)
             delay = backoff.next_delay()

@@ -75,6 +75,19 @@ class Settlement:
                 future.set_result(running)
         observers.acknowledged(name, calls, total, now)
 
+    def acknowledged_one(self, name: str, call: Call, value: int) -> None:
+        """`acknowledged` for a call written alone (the direct path: one call, no batch)."""
+        call.settled = True
+        future = call.future
+        if future is not None:
+            if future.cancelled():
+                if not call.detached:
+                    call.detached = True
+                    self.observers.detached(call.delta)
+            else:
+                future.set_result(value)
+        self.observers.settled(name, call.delta, Outcome.ACKNOWLEDGED, self._now() - call.start)
+
     def ended(
         self,
         name: str,

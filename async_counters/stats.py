@@ -219,10 +219,9 @@ class StatsRecorder(PoolHooks):
     ) -> None:
         self.counts["retries"] += 1
 
-    def on_settled(self, key: str, delta: int, outcome: Outcome, seconds: float) -> None:
-        self.settle(delta, outcome, seconds)
-
-    def settle(self, delta: int, outcome: Outcome, seconds: float, code: str = "") -> None:
+    def on_settled(
+        self, key: str, delta: int, outcome: Outcome, seconds: float, code: str = ""
+    ) -> None:
         """Record the end of one write operation (``code`` names the error for other refusals)."""
         counts = self.counts
         counts["in_progress"] -= 1

@@ -98,7 +98,7 @@ def _current(item: Mapping[str, Any] | None, attribute: str) -> int | None:
 class PlainWrites:
     """One ``ADD`` per write (see the module docstring)."""
 
-    __slots__ = ("_key_attribute", "_sender", "_table", "_value_attribute")
+    __slots__ = ("_add", "_key_attribute", "_sender", "_table", "_value_attribute")
 
     def __init__(
         self, sender: Sender, *, table: str, key_attribute: str, value_attribute: str
@@ -107,11 +107,15 @@ class PlainWrites:
         self._table = table
         self._key_attribute = key_attribute
         self._value_attribute = value_attribute
+        self._add = builders.adder(table, key_attribute, value_attribute)
 
     async def apply(self, item: str, delta: int, floor: int | None, wire: Wire) -> int:
-        params = builders.update(
-            self._table, self._key_attribute, self._value_attribute, item, delta, floor=floor
-        )
+        if floor is None:
+            params = self._add(item, delta)
+        else:
+            params = builders.update(
+                self._table, self._key_attribute, self._value_attribute, item, delta, floor=floor
+            )
         try:
             response = await self._sender.send(
                 "UpdateItem", params, idempotent=False, key=item, wire=wire
