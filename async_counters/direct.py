@@ -27,7 +27,7 @@ logger = logging.getLogger("async_counters")
 class DirectWrites:
     """``submit`` runs one write in its own task and answers its caller."""
 
-    __slots__ = ("_now", "_settlement", "_strategy", "_table", "_tasks")
+    __slots__ = ("_now", "_observers", "_settlement", "_strategy", "_table", "_tasks")
 
     def __init__(
         self,
@@ -42,36 +42,33 @@ class DirectWrites:
         self._settlement = settlement
         self._tasks = tasks
         self._now = clock.now
+        self._observers = settlement.observers
         self._table = table
 
-    async def submit(self, name: str, item: str, delta: int, floor: int | None) -> int:
+    def start(self, name: str, item: str, delta: int, floor: int | None) -> Call:
+        """Count a write and start its task; its caller awaits ``call.future``."""
         loop = self._tasks.loop
         assert loop is not None
-        future: asyncio.Future[int] = loop.create_future()
-        call = Call(delta, floor, future, self._now())
+        call = Call(delta, floor, loop.create_future(), self._now())
+        self._observers.called()
+        task = call.task = loop.create_task(self._write(name, item, call))
+        self._tasks.hold(task)  # released by the task itself (cheaper than a done callback)
+        return call
+
+    def left(self, name: str, call: Call) -> None:
+        """The caller was cancelled: a write on the wire completes (the caller is detached), one
+        not sent yet (a slot, the pace, a backoff, or not even started) is never sent."""
         settlement = self._settlement
-        settlement.observers.called()
-        tasks = self._tasks
-        task = loop.create_task(self._write(name, item, call))
-        tasks.hold(task)  # released by this caller (cheaper than a done callback per write)
-        try:
-            value = await future
-        except asyncio.CancelledError:
-            if settlement.caller_left(call):
-                tasks.release(task)  # answered: the task is done with the call
-            elif call.on_wire:
-                settlement.detach(call)  # it completes, and is counted, on its own
-                task.add_done_callback(tasks.release)
-            else:  # not sent yet (a slot, the pace, a backoff, or not even started)
-                task.cancel()
-                tasks.release(task)
-                settlement.ended(name, (call,), Outcome.CANCELLED)
-            raise
-        except BaseException:
-            tasks.release(task)
-            raise
-        tasks.release(task)
-        return value
+        if settlement.caller_left(call):
+            return
+        if call.on_wire:
+            settlement.detach(call)
+            return
+        task = call.task
+        assert task is not None
+        task.cancel()
+        self._tasks.release(task)  # a task cancelled before its first step never runs at all
+        settlement.ended(name, (call,), Outcome.CANCELLED)
 
     async def _write(self, name: str, item: str, call: Call) -> None:
         settlement = self._settlement
@@ -99,3 +96,7 @@ class DirectWrites:
             settlement.ended(name, (call,), Outcome.REJECTED, same(bug), "Internal")
         else:
             settlement.acknowledged_one(name, call, value)
+        finally:
+            task = call.task
+            assert task is not None
+            self._tasks.release(task)

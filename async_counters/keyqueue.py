@@ -26,31 +26,46 @@ __all__ = ["KeyQueues", "Merge", "merge_all", "merge_background"]
 
 logger = logging.getLogger("async_counters")
 
-#: How the next batch is taken from a queue: (the calls that go, the calls that wait).
-Merge = Callable[[list[Call]], tuple[list[Call], list[Call]]]
+#: How the next batch is taken from a queue's calls: the calls that go, those whose callers left
+#: before anything was sent, and those that wait for the next write.
+Merge = Callable[[list[Call]], tuple[list[Call], list[Call], list[Call]]]
 
 
-def merge_all(calls: list[Call]) -> tuple[list[Call], list[Call]]:
+def merge_all(calls: list[Call]) -> tuple[list[Call], list[Call], list[Call]]:
     """Coalescing: everything waiting goes in one write, as long as the sum fits a number."""
+    batch: list[Call] = []
+    gone: list[Call] = []
     total = 0
+    limit = builders.MAX_NUMBER
     for index, call in enumerate(calls):
+        future = call.future
+        if future is not None and future.cancelled():
+            gone.append(call)
+            continue
         total += call.delta
-        if abs(total) > builders.MAX_NUMBER:
-            return calls[:index], calls[index:]
-    return calls, []
+        if total > limit or total < -limit:
+            return batch, gone, calls[index:]
+        batch.append(call)
+    return batch, gone, []
 
 
-def merge_background(calls: list[Call]) -> tuple[list[Call], list[Call]]:
+def merge_background(calls: list[Call]) -> tuple[list[Call], list[Call], list[Call]]:
     """Without coalescing an awaited call goes alone (exactly-once queues only to keep one write
     in flight per item); background additions still merge with each other."""
-    if calls[0].future is not None:
-        return calls[:1], calls[1:]
+    batch: list[Call] = []
+    gone: list[Call] = []
     total = 0
+    limit = builders.MAX_NUMBER
     for index, call in enumerate(calls):
+        future = call.future
+        if future is not None and future.cancelled():
+            gone.append(call)
+            continue
         total += call.delta
-        if call.future is not None or abs(total) > builders.MAX_NUMBER:
-            return calls[:index], calls[index:]
-    return calls, []
+        if batch and (future is not None or batch[0].future is not None or abs(total) > limit):
+            return batch, gone, calls[index:]
+        batch.append(call)
+    return batch, gone, []
 
 
 class _Batch:
@@ -92,6 +107,8 @@ class KeyQueues:
         self._settlement = settlement
         self._tasks = tasks
         self._clock = clock
+        self._now = clock.now
+        self._observers = settlement.observers
         self._merge = merge
         self._linger = linger
         self._table = table
@@ -99,28 +116,30 @@ class KeyQueues:
         self._value_attribute = value_attribute
         self._queues: dict[str, _Queue] = {}
 
-    def put(self, name: str, item: str, call: Call) -> None:
-        """Queue ``call`` (already counted) for ``item`` of counter ``name``."""
+    def start(self, name: str, item: str, delta: int, floor: int | None) -> Call:
+        """Count and queue a write; its caller awaits ``call.future``."""
+        loop = self._tasks.loop
+        assert loop is not None
+        call = Call(delta, floor, loop.create_future(), self._now())
+        self._put(name, item, call)
+        return call
+
+    def add(self, name: str, item: str, delta: int) -> None:
+        """Count and queue a background addition (nobody awaits it)."""
+        self._put(name, item, Call(delta, None, None, self._now()))
+
+    def _put(self, name: str, item: str, call: Call) -> None:
+        self._observers.called()
         queue = self._queues.get(item)
         if queue is None:
             queue = self._queues[item] = _Queue(name)
             self._tasks.start(self._drain(item, queue))
         queue.calls.append(call)
 
-    async def submit(self, name: str, item: str, delta: int, floor: int | None) -> int:
-        """Queue a write and wait for its value (a cancelled caller cancels only its wait)."""
-        settlement = self._settlement
-        loop = self._tasks.loop
-        assert loop is not None
-        call = Call(delta, floor, loop.create_future(), self._clock.now())
-        settlement.observers.called()
-        self.put(name, item, call)
-        assert call.future is not None
-        try:
-            return await call.future
-        except asyncio.CancelledError:
-            settlement.caller_left(call)  # else: skipped if still queued, detached if sent
-            raise
+    def left(self, name: str, call: Call) -> None:
+        """The caller was cancelled: its wait ends, never the write (still queued, it is skipped;
+        sent, it is detached when it settles)."""
+        self._settlement.caller_left(call)
 
     async def _drain(self, item: str, queue: _Queue) -> None:
         """Write the item's queued calls, one merged write at a time, until none are left."""
@@ -130,15 +149,11 @@ class KeyQueues:
             while queue.calls:
                 if self._linger:
                     await self._clock.sleep(self._linger)
-                waiting, queue.calls = queue.calls, []
-                alive = [c for c in waiting if c.future is None or not c.future.cancelled()]
-                if len(alive) < len(waiting):  # callers gone before anything was sent
-                    gone = [c for c in waiting if c.future is not None and c.future.cancelled()]
+                batch, gone, queue.calls = self._merge(queue.calls)
+                if gone:  # callers cancelled before anything was sent
                     settlement.ended(name, gone, Outcome.CANCELLED)
-                if not alive:
+                if not batch:
                     continue
-                batch, rest = self._merge(alive)
-                queue.calls[:0] = rest  # they go in the next write
                 try:
                     await self._write(name, item, batch)
                 except Exception as bug:  # a bug: its callers must hear of it, not wait forever

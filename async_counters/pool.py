@@ -34,7 +34,7 @@ from .observers import Observers
 from .reads import Reads
 from .retry import DEFAULT_RETRY, RetryPolicy
 from .sender import Failed, Sender, public_error
-from .settlement import Call, Settlement
+from .settlement import Settlement
 from .sharding import Sharding, check_shards, round_robin, writer_shard
 from .slots import Slots
 from .stats import PoolHooks, PoolStats, StatsRecorder
@@ -231,11 +231,13 @@ class CounterPool:
                 **names,
             )
         )
-        self._submit = (
-            queues.submit
+        writes: KeyQueues | DirectWrites = (
+            queues
             if coalesce or exactly_once
-            else DirectWrites(strategy, settlement, self._tasks, clock, table=table).submit
+            else DirectWrites(strategy, settlement, self._tasks, clock, table=table)
         )
+        self._start = writes.start  # count a call and send it on its way
+        self._left = writes.left  # its caller was cancelled
         self._sharding = (
             Sharding(
                 shards_default,
@@ -360,7 +362,14 @@ class CounterPool:
             n = self._sharding.check(key)
             if n > 1:
                 item = await self._sharding.item(key, n)
-        return await self._submit(key, item, amount, None)
+        call = self._start(key, item, amount, None)
+        # An awaited call always has a future.
+        future: asyncio.Future[int] = call.future  # type: ignore[assignment]
+        try:
+            return await future
+        except asyncio.CancelledError:  # this caller's wait ends, never a write on the wire
+            self._left(key, call)
+            raise
 
     async def decrement(self, key: str, amount: int = 1, *, floor: int | None = None) -> int:
         """Subtract ``amount`` (>= 1); return the value right after.
@@ -379,7 +388,14 @@ class CounterPool:
             n = self._sharding.check(key, floor)
             if n > 1:
                 item = await self._sharding.item(key, n)
-        return await self._submit(key, item, -amount, floor)
+        call = self._start(key, item, -amount, floor)
+        # An awaited call always has a future.
+        future: asyncio.Future[int] = call.future  # type: ignore[assignment]
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._left(key, call)
+            raise
 
     def add_nowait(self, key: str, amount: int = 1) -> None:
         """Add ``amount`` to ``key`` in the background, merged with other additions to it.
@@ -398,9 +414,7 @@ class CounterPool:
             n = self._sharding.check(key)
             if n > 1:
                 item = self._sharding.item_nowait(key, n)
-        call = Call(amount, None, None, self._clock.now())
-        self._observers.called()
-        self._background.put(key, item, call)
+        self._background.add(key, item, amount)
 
     async def flush(self) -> PoolStats:
         """Wait until every write queued or in flight has settled; return the stats then.

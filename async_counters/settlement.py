@@ -29,9 +29,10 @@ class Call:
     """One increment or decrement of ``delta``, with its ``floor``, the ``future`` its caller
     awaits (None for a background addition) and when it began. ``on_wire`` is the sender's mark
     while a direct write's request awaits its answer; ``detached`` that its caller was counted
-    as gone; ``settled`` that it ended (a second end is ignored: every call ends once)."""
+    as gone; ``settled`` that it ended (a second end is ignored: every call ends once);
+    ``task`` the task a direct write runs in."""
 
-    __slots__ = ("delta", "detached", "floor", "future", "on_wire", "settled", "start")
+    __slots__ = ("delta", "detached", "floor", "future", "on_wire", "settled", "start", "task")
 
     def __init__(
         self, delta: int, floor: int | None, future: asyncio.Future[int] | None, start: float
@@ -43,6 +44,7 @@ class Call:
         self.on_wire = False
         self.detached = False
         self.settled = False
+        self.task: asyncio.Task[None] | None = None
 
 
 class Settlement:

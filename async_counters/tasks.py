@@ -51,4 +51,5 @@ class Tasks:
     async def wait(self) -> None:
         """Until every task held is done, those started meanwhile included; never cancels one."""
         while self._tasks:
-            await asyncio.wait(set(self._tasks))
+            done, _ = await asyncio.wait(set(self._tasks))
+            self._tasks -= done  # a write's caller releases it on resuming: no need to wait

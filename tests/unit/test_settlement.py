@@ -105,19 +105,25 @@ async def test_calls_never_sent_are_cancelled_not_detached() -> None:
     assert waiting.future is not None and waiting.future.cancelled()
 
 
-def test_merging_policies() -> None:
+async def test_merging_policies() -> None:
+    loop = asyncio.get_running_loop()
+
     def call(delta: int, awaited: bool) -> Call:
-        return Call(delta, None, object() if awaited else None, 0.0)  # type: ignore[arg-type]
+        return Call(delta, None, loop.create_future() if awaited else None, 0.0)
 
     queue = [call(1, True), call(2, True), call(3, False), call(4, False), call(5, True)]
-    go, rest = merge_all(queue)
-    assert [c.delta for c in go] == [1, 2, 3, 4, 5] and rest == []
-    go, rest = merge_background(queue)
+    go, gone, rest = merge_all(queue)
+    assert [c.delta for c in go] == [1, 2, 3, 4, 5] and gone == rest == []
+    go, gone, rest = merge_background(queue)
     assert [c.delta for c in go] == [1] and len(rest) == 4
-    go, rest = merge_background(queue[2:])
+    go, gone, rest = merge_background(queue[2:])
     assert [c.delta for c in go] == [3, 4] and [c.delta for c in rest] == [5]
+    assert queue[1].future is not None
+    queue[1].future.cancel()  # its caller left while it waited: never sent
+    go, gone, rest = merge_all(queue)
+    assert [c.delta for c in go] == [1, 3, 4, 5] and [c.delta for c in gone] == [2]
     big = [call(builders.MAX_NUMBER, True), call(1, True)]
-    go, rest = merge_all(big)
+    go, gone, rest = merge_all(big)
     assert len(go) == 1 and len(rest) == 1  # a sum DynamoDB cannot hold is split
 
 
