@@ -9,17 +9,20 @@ why the pool sends ``ADD #v :n`` instead of the usual ``SET Count = Count + :val
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from .checks import whole
 
 __all__ = [
+    "LEGACY_SHARDS_ATTRIBUTE",
     "MAX_BATCH_GET",
     "MAX_KEY_BYTES",
     "MAX_NUMBER",
     "SHARDS_ATTRIBUTE",
+    "SHARD_PREFIX",
+    "adder",
     "batch_get",
     "check_amount",
     "check_floor",
@@ -27,6 +30,7 @@ __all__ = [
     "create_table",
     "get_attributes",
     "get_item",
+    "legacy_shard_key",
     "parse_number",
     "prune_writers",
     "record_shards",
@@ -41,16 +45,30 @@ MAX_NUMBER = 10**38 - 1
 MAX_KEY_BYTES = 2048
 #: BatchGetItem reads at most 100 keys per call.
 MAX_BATCH_GET = 100
+#: Shard items' names begin with this, a Unicode noncharacter ("permanently reserved for internal
+#: use", never in interchanged text) that no user key may begin with: no key can name a shard.
+SHARD_PREFIX = "\ufdd0"
 #: On a sharded counter's first item: the widest sharding it was ever written with.
-SHARDS_ATTRIBUTE = "~shards"
+SHARDS_ATTRIBUTE = "~shard-count"
+#: The same, for shards named the old way (``key#n``), which are still read (never written).
+LEGACY_SHARDS_ATTRIBUTE = "~shards"
+#: The most bytes a shard's name adds to its counter's key (prefix, ``#``, up to 3 digits).
+SHARD_NAME_BYTES = len(SHARD_PREFIX.encode()) + 4
 
 
 def shard_key(key: str, shard: int) -> str:
-    """The item of ``key``'s shard ``shard``: the key itself for shard 0, ``key#n`` for others.
+    """The item of ``key``'s shard ``shard``: the key itself for shard 0, else a reserved name.
 
     Shard 0 being the key itself makes an unsharded counter a counter with one shard, so that
-    sharding a counter already written (or no longer sharding it) keeps its total.
+    sharding a counter already written (or no longer sharding it) keeps its total. The others are
+    ``SHARD_PREFIX + key + "#" + n``: one name per (key, shard) (``n`` is digits, so the last
+    ``#`` splits it off), and none a user key can take.
     """
+    return key if shard == 0 else f"{SHARD_PREFIX}{key}#{shard}"
+
+
+def legacy_shard_key(key: str, shard: int) -> str:
+    """Where shard ``shard`` of ``key`` was written before shard names were reserved: ``key#n``."""
     return key if shard == 0 else f"{key}#{shard}"
 
 
@@ -67,12 +85,31 @@ def record_shards(table: str, key_attribute: str, key: str, shards: int) -> dict
 
 
 def check_key(key: object) -> str:
-    """Return ``key`` if it can name a counter, else raise `TypeError`/`ValueError`."""
+    """Return ``key`` if it can name a counter, else raise `TypeError`/`ValueError`.
+
+    A key is a non-empty str of valid Unicode (no lone surrogate: it could not be sent) of at most
+    `MAX_KEY_BYTES` in UTF-8, not beginning with `SHARD_PREFIX` (reserved for shard items).
+    """
     if not isinstance(key, str):
         raise TypeError(f"counter key must be a str, not {type(key).__name__}")
     if not key:
         raise ValueError("counter key must not be empty")
-    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode()) > MAX_KEY_BYTES:
+    if key.isascii():
+        size = len(key)
+    else:
+        try:
+            size = len(key.encode())
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"counter key is not valid Unicode: a lone surrogate {key[exc.start]!r} at "
+                f"index {exc.start} cannot be encoded in UTF-8"
+            ) from None
+        if key.startswith(SHARD_PREFIX):
+            raise ValueError(
+                "counter key must not begin with U+FDD0: it is reserved for the items of "
+                "sharded counters"
+            )
+    if size > MAX_KEY_BYTES:
         raise ValueError(f"counter key is longer than DynamoDB's {MAX_KEY_BYTES} bytes")
     return key
 
@@ -136,6 +173,32 @@ def update(
     return params
 
 
+def adder(
+    table: str, key_attribute: str, value_attribute: str
+) -> Callable[[str, int], dict[str, Any]]:
+    """`update` without a floor, for one table: the per-pool hot path of plain writes.
+
+    The parts every request shares are built once (and never mutated by a transport).
+
+    >>> add = adder("t", "pk", "count")
+    >>> add("views", 5) == update("t", "pk", "count", "views", 5)
+    True
+    """
+    names = {"#v": value_attribute}
+
+    def add(key: str, delta: int) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Key": {key_attribute: {"S": key}},
+            "UpdateExpression": "ADD #v :n",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":n": {"N": str(delta)}},
+            "ReturnValues": "UPDATED_NEW",
+        }
+
+    return add
+
+
 def _floor_condition(delta: int, floor: int, values: dict[str, Any]) -> str:
     """The condition keeping ``value + delta >= floor``, i.e. ``value >= floor - delta``; a
     missing counter counts as 0, so it passes when ``delta >= floor``. Adds ``:min`` to values."""
@@ -167,11 +230,12 @@ def batch_get(
             table: {
                 "Keys": [_key(key_attribute, key) for key in keys],
                 "ConsistentRead": True,
-                "ProjectionExpression": "#k, #v, #ns",
+                "ProjectionExpression": "#k, #v, #ns, #ls",
                 "ExpressionAttributeNames": {
                     "#k": key_attribute,
                     "#v": value_attribute,
                     "#ns": SHARDS_ATTRIBUTE,
+                    "#ls": LEGACY_SHARDS_ATTRIBUTE,
                 },
             }
         }

@@ -121,19 +121,27 @@ class Backoff:
     (0.0125, 0.025, None)
     """
 
-    __slots__ = ("_delays", "_policy", "_start", "attempts")
+    __slots__ = ("_clock", "_delays", "_policy", "_start", "attempts")
 
-    def __init__(self, policy: RetryPolicy, *, start: float | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        start: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._policy = policy
         self._delays = policy.delays()
+        # The caller's clock when it has one (the pool's, handed down), else the policy's.
+        self._clock = policy.clock if clock is None else clock
         # Callers create a Backoff lazily, on the first failure, and pass when the first attempt
         # began: the deadline counts from there.
-        self._start = policy.clock() if start is None else start
+        self._start = self._clock() if start is None else start
         self.attempts = 1
 
     @property
     def elapsed(self) -> float:
-        return self._policy.clock() - self._start
+        return self._clock() - self._start
 
     def next_delay(self) -> float | None:
         """After a retryable failure: seconds to wait before the next attempt, or None to stop."""

@@ -174,6 +174,7 @@ class PoolStats:
         )
 
 
+#: How each final outcome of a write operation is counted (any other: ``errors`` by its code).
 _SETTLED_FIELD = {
     Outcome.ACKNOWLEDGED: "acknowledged",
     Outcome.CONDITION_FAILED: "floor_refused",
@@ -182,95 +183,86 @@ _SETTLED_FIELD = {
     Outcome.AMBIGUOUS: "ambiguous",
     Outcome.CANCELLED: "cancelled",
 }
+#: Responses counted by outcome, besides ``requests`` (each attempt, reads included).
+_REQUEST_FIELD = {
+    Outcome.THROTTLED: "throttles",
+    Outcome.CONFLICT: "conflicts",
+}
+#: Every count of `PoolStats` the recorder keeps (the rest is measured when the snapshot is taken).
+_COUNTS = tuple(
+    name
+    for name, spec in PoolStats.__dataclass_fields__.items()
+    if spec.type == "int" and name not in ("in_flight", "max_in_flight")
+)
 
 
 class StatsRecorder(PoolHooks):
-    """The pool's own tally: a hooks implementation that `snapshot` turns into `PoolStats`."""
+    """The pool's own tally: one observer among the hooks, which `snapshot` turns into `PoolStats`.
+
+    Beyond the hooks' three events it hears what only the pool knows (a call begun, a caller
+    detached, a background addition unwritten, a write recovered, an item pruned). A new count is
+    one field of `PoolStats` and, when an outcome drives it, one entry in the tables above.
+    """
+
+    __slots__ = ("counts", "errors", "latency")
 
     def __init__(self) -> None:
-        self.calls = 0
-        self.in_progress = 0
-        self.detached = 0
-        self.detached_amount = 0
-        self.unwritten = 0
-        self.unwritten_amount = 0
-        self.recovered = 0
-        self.pruned = 0
-        self.acknowledged_amount = 0
-        self.ambiguous_amount = 0
-        self.requests = 0
-        self.retries = 0
-        self.throttles = 0
-        self.conflicts = 0
-        self.settled: Counter[str] = Counter()
+        self.counts: dict[str, int] = dict.fromkeys(_COUNTS, 0)
         self.errors: Counter[str] = Counter()
         self.latency = LatencyHistogram()
 
     def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
-        self.requests += 1
-        if outcome is Outcome.THROTTLED:
-            self.throttles += 1
-        elif outcome is Outcome.CONFLICT:
-            self.conflicts += 1
+        counts = self.counts
+        counts["requests"] += 1
+        name = _REQUEST_FIELD.get(outcome)
+        if name is not None:
+            counts[name] += 1
 
     def on_retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
     ) -> None:
-        self.retries += 1
+        self.counts["retries"] += 1
 
-    def settle(self, delta: int, outcome: Outcome, seconds: float, code: str = "") -> None:
+    def on_settled(
+        self, key: str, delta: int, outcome: Outcome, seconds: float, code: str = ""
+    ) -> None:
         """Record the end of one write operation (``code`` names the error for other refusals)."""
-        self.in_progress -= 1
+        counts = self.counts
+        counts["in_progress"] -= 1
         name = _SETTLED_FIELD.get(outcome)
         if name is None:
             self.errors[code or outcome.value] += 1
         else:
-            self.settled[name] += 1
+            counts[name] += 1
         if outcome is Outcome.ACKNOWLEDGED:
-            self.acknowledged_amount += delta
+            counts["acknowledged_amount"] += delta
         elif outcome is Outcome.AMBIGUOUS:
-            self.ambiguous_amount += delta
+            counts["ambiguous_amount"] += delta
         if outcome is not Outcome.CANCELLED:
             self.latency.record(seconds)
 
-    def detach(self, delta: int) -> None:
-        """A caller was cancelled while its write of ``delta`` was on the wire; it settles alone."""
-        self.detached += 1
-        self.detached_amount += delta
-
     def acknowledge(self, count: int, amount: int) -> None:
         """Record ``count`` acknowledged writes adding ``amount`` (latencies recorded apart)."""
-        self.in_progress -= count
-        self.settled["acknowledged"] += count
-        self.acknowledged_amount += amount
+        counts = self.counts
+        counts["in_progress"] -= count
+        counts["acknowledged"] += count
+        counts["acknowledged_amount"] += amount
+
+    def add(self, name: str, count: int = 1, amount: int | None = None) -> None:
+        """Count ``count`` more of ``name`` (and ``amount`` more of ``name + '_amount'``)."""
+        counts = self.counts
+        counts[name] += count
+        if amount is not None:
+            counts[name + "_amount"] += amount
 
     def snapshot(
         self, *, key_rates: Mapping[str, float], in_flight: int, max_in_flight: int
     ) -> PoolStats:
         return PoolStats(
+            **self.counts,
             key_rates=MappingProxyType(dict(key_rates)),
             in_flight=in_flight,
             max_in_flight=max_in_flight,
-            calls=self.calls,
-            acknowledged_amount=self.acknowledged_amount,
-            ambiguous_amount=self.ambiguous_amount,
             errors=MappingProxyType(dict(self.errors)),
-            in_progress=self.in_progress,
-            detached=self.detached,
-            detached_amount=self.detached_amount,
-            unwritten=self.unwritten,
-            unwritten_amount=self.unwritten_amount,
-            recovered=self.recovered,
-            pruned=self.pruned,
-            requests=self.requests,
-            retries=self.retries,
-            throttles=self.throttles,
-            conflicts=self.conflicts,
             latency=self.latency.summary(),
-            acknowledged=self.settled["acknowledged"],
-            floor_refused=self.settled["floor_refused"],
-            throttled=self.settled["throttled"],
-            unreachable=self.settled["unreachable"],
-            ambiguous=self.settled["ambiguous"],
-            cancelled=self.settled["cancelled"],
         )

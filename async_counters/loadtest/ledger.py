@@ -26,9 +26,13 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-from async_counters.pool import LOCAL_REGION
-from async_counters.retry import DEFAULT_RETRY, Backoff, is_retryable
-from async_counters.transport import Outcome, Transport, TransportError, is_loopback_url
+from async_counters.clock import Clock
+from async_counters.connect import TransportSettings, open_transport
+from async_counters.observers import Observers
+from async_counters.retry import DEFAULT_RETRY
+from async_counters.sender import Failed, Sender
+from async_counters.slots import Slots
+from async_counters.transport import Outcome, Transport
 
 from .config import RunConfig
 from .metrics import KeyTally, WorkerRecorder
@@ -80,11 +84,22 @@ class _Superseded(Exception):
     """A conditional ledger write found its own sequence number (or a newer one) in place."""
 
 
+#: Ledger requests on the wire at once: a worker writes its chunks one after another.
+LEDGER_IN_FLIGHT: Final = 4
+
+
 class RunLedger:
-    """Reads and writes a run's records through its own small DynamoDB client."""
+    """Reads and writes a run's records through the pool's sender (its retry loop, its clock)."""
 
     def __init__(self, transport: Transport, table: str, key_attribute: str, run_id: str) -> None:
-        self._transport = transport
+        policy = DEFAULT_RETRY
+        self._sender = Sender(
+            policy=policy,
+            clock=Clock(now=policy.clock, sleep=policy.sleep),
+            observers=Observers(),
+            slots=Slots(LEDGER_IN_FLIGHT),
+            transport=transport,
+        )
         self.table = table
         self.key_attribute = key_attribute
         self.run_id = run_id
@@ -95,41 +110,31 @@ class RunLedger:
     async def open(
         cls, config: RunConfig, endpoint_url: str | None, run_id: str
     ) -> AsyncIterator[RunLedger]:
-        """A ledger for ``run_id`` in the run's table (the client is closed on exit)."""
-        from aiobotocore.session import get_session
-
-        from async_counters.transport.sdk import BotocoreTransport, client_config
-
-        session = get_session()
-        kwargs: dict[str, Any] = {
-            "region_name": config.target.region,
-            "endpoint_url": endpoint_url,
-            "config": client_config(max_in_flight=4, connect_timeout=3.0, read_timeout=10.0),
-        }
-        if endpoint_url is not None and is_loopback_url(endpoint_url):
-            kwargs["aws_access_key_id"] = "local"
-            kwargs["aws_secret_access_key"] = "local"
-            kwargs["region_name"] = config.target.region or LOCAL_REGION
+        """A ledger for ``run_id`` in the run's table, over a transport of the run's kind (the
+        pool's rule for local servers included), closed on exit."""
+        kind = config.pool_options.get("transport", "fast")
+        settings = TransportSettings(
+            kind="botocore" if kind == "botocore" else "fast",
+            endpoint_url=endpoint_url,
+            region_name=config.target.region,
+            max_in_flight=LEDGER_IN_FLIGHT,
+        )
         key_attribute = str(config.pool_options.get("key_attribute", "pk"))
-        async with session.create_client("dynamodb", **kwargs) as client:
-            yield cls(BotocoreTransport(client), config.target.table, key_attribute, run_id)
+        async with contextlib.AsyncExitStack() as stack:
+            transport = await open_transport(settings, stack)
+            yield cls(transport, config.target.table, key_attribute, run_id)
 
     async def _call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Send with retries: every ledger request is idempotent, ambiguous ones included."""
-        backoff: Backoff | None = None
-        while True:
-            try:
-                return await self._transport.call(operation, params)
-            except TransportError as error:
-                if error.outcome is Outcome.CONDITION_FAILED:
-                    raise _Superseded from None
-                if error.outcome is Outcome.TABLE_NOT_FOUND:
-                    raise LookupError(f"table {self.table!r} not found") from None
-                backoff = backoff or Backoff(DEFAULT_RETRY)
-                delay = backoff.next_delay()
-                if not is_retryable(error.outcome, idempotent=True) or delay is None:
-                    raise RuntimeError(f"ledger {operation} failed: {error}") from None
-            await asyncio.sleep(delay)
+        try:
+            return await self._sender.send(operation, params, idempotent=True)
+        except Failed as failure:
+            outcome = failure.error.outcome
+            if outcome is Outcome.CONDITION_FAILED:
+                raise _Superseded from None
+            if outcome is Outcome.TABLE_NOT_FOUND:
+                raise LookupError(f"table {self.table!r} not found") from None
+            raise RuntimeError(f"ledger {operation} failed: {failure.error}") from None
 
     def _key(self, value: str) -> dict[str, Any]:
         return {self.key_attribute: {"S": value}}

@@ -1,0 +1,104 @@
+"""The one place that fans out what the pool did: its stats first, then every user hook.
+
+No stage writes a counter by hand: the sender reports requests and retries here, settlement
+reports how each call ended, and the pool's own events (a call begun, a caller detached, a
+background addition unwritten, a write recovered, an item pruned) go to the stats alone, since
+`PoolHooks` does not have them. A hook that raises is logged and ignored: observing the pool must
+never change what it does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .stats import PoolHooks, StatsRecorder
+from .transport import Outcome
+
+__all__ = ["Observers", "Timed"]
+
+logger = logging.getLogger("async_counters")
+
+
+class Timed(Protocol):
+    """A write operation as observers see it: its amount and when it began."""
+
+    @property
+    def delta(self) -> int: ...
+
+    @property
+    def start(self) -> float: ...
+
+
+class Observers:
+    """The pool's stats and the user's hooks, told of every event in that order."""
+
+    def __init__(self, stats: StatsRecorder | None = None, hooks: Sequence[PoolHooks] = ()) -> None:
+        self.stats = StatsRecorder() if stats is None else stats
+        self.hooks = tuple(hooks)
+        if not self.hooks:  # stats alone: every request and every write calls it straight
+            self.request = self.stats.on_request  # type: ignore[method-assign]
+            self.settled = self.stats.on_settled  # type: ignore[method-assign]
+
+    def request(self, operation: str, outcome: Outcome, seconds: float) -> None:
+        """One request ended (each attempt of each operation)."""
+        self.stats.on_request(operation, outcome, seconds)
+        for hook in self.hooks:
+            _tell(hook.on_request, operation, outcome, seconds)
+
+    def retry(
+        self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
+    ) -> None:
+        self.stats.on_retry(operation, key, outcome, attempt, delay)
+        for hook in self.hooks:
+            _tell(hook.on_retry, operation, key, outcome, attempt, delay)
+
+    def settled(
+        self, key: str, delta: int, outcome: Outcome, seconds: float, code: str = ""
+    ) -> None:
+        """A write operation of ``delta`` to counter ``key`` ended, after any retries."""
+        self.stats.on_settled(key, delta, outcome, seconds, code)
+        for hook in self.hooks:
+            _tell(hook.on_settled, key, delta, outcome, seconds)
+
+    def acknowledged(self, key: str, calls: Sequence[Timed], total: int, now: float) -> None:
+        """A batch of write operations to ``key``, adding ``total``, was acknowledged at ``now``
+        (the coalescing hot path: the stats in bulk, latencies one by one)."""
+        stats = self.stats
+        stats.acknowledge(len(calls), total)
+        record = stats.latency.record
+        for call in calls:
+            record(now - call.start)
+        for hook in self.hooks:
+            for call in calls:
+                _tell(hook.on_settled, key, call.delta, Outcome.ACKNOWLEDGED, now - call.start)
+
+    def called(self) -> None:
+        """A write operation began (it settles later, exactly once)."""
+        counts = self.stats.counts
+        counts["calls"] += 1
+        counts["in_progress"] += 1
+
+    def detached(self, delta: int) -> None:
+        """A caller left after its write of ``delta`` was sent; the write settles on its own."""
+        self.stats.add("detached", amount=delta)
+
+    def unwritten(self, delta: int) -> None:
+        """A background addition of ``delta`` ended without being acknowledged."""
+        self.stats.add("unwritten", amount=delta)
+
+    def recovered(self) -> None:
+        """An exactly-once write whose answer was lost was found applied by its retry."""
+        self.stats.add("recovered")
+
+    def pruned(self) -> None:
+        """An item was cleaned of stale exactly-once writers' records."""
+        self.stats.add("pruned")
+
+
+def _tell(method: Any, *args: Any) -> None:
+    try:
+        method(*args)
+    except Exception:
+        logger.exception("a pool hook raised; ignored")

@@ -1,0 +1,180 @@
+"""The last stage before the wire: a pool slot, the key's pace, the transport, the one retry loop.
+
+Every request the pool makes goes through `Sender.send`: writes, their exactly-once reads,
+``ensure_table``, ``get``/``get_many`` (whose ``UnprocessedKeys`` are retried by the same loop), and
+the load test's ledger. It retries only what `is_retryable` allows (ambiguous answers only for an
+idempotent request), with the `RetryPolicy`'s backoff, and reports every request and retry to the
+`Observers`. Time is the injected `Clock`'s, so the whole loop runs in virtual time in a test.
+
+A write's ``wire`` marker says while a request of it awaits its answer: a caller cancelled then
+must not cancel it (the write may apply), and a write cancelled then is ambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .clock import Clock
+from .errors import ConnectError, CounterError, DynamoError, TableNotFoundError, ThrottledError
+from .limiter import KeyLimiter
+from .observers import Observers
+from .retry import Backoff, RetryPolicy, is_retryable
+from .slots import Slots
+from .transport import Outcome, Transport, TransportError
+
+__all__ = ["Failed", "Sender", "Wire", "public_error"]
+
+#: ``more`` of a request answered in part: the parameters for the rest, or None when done.
+More = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+
+
+class Wire(Protocol):
+    """What the sender marks while a write's request is on the wire."""
+
+    on_wire: bool
+
+
+class Failed(Exception):
+    """A request's final failure: the transport's error, the attempts made, the time spent."""
+
+    def __init__(self, error: TransportError, attempts: int, elapsed: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+
+class Sender:
+    """Sends one operation under the in-flight bound and the key's pace, retrying as allowed.
+
+    >>> sender = Sender(policy=RetryPolicy(), clock=Clock(), observers=Observers(), slots=Slots(4))
+    >>> sender.transport = transport
+    >>> item = await sender.send("GetItem", params, idempotent=True)
+    """
+
+    __slots__ = ("_clock", "_observers", "_pace", "_policy", "_slots", "in_flight", "transport")
+
+    def __init__(
+        self,
+        *,
+        policy: RetryPolicy,
+        clock: Clock,
+        observers: Observers,
+        slots: Slots,
+        pace: KeyLimiter | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._observers = observers
+        self._slots = slots
+        self._pace = pace
+        self.transport = transport
+        self.in_flight = 0
+
+    async def send(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        *,
+        idempotent: bool,
+        key: str | None = None,
+        wire: Wire | None = None,
+        more: More | None = None,
+    ) -> dict[str, Any]:
+        """The response to ``operation``; raises `Failed` when it finally failed.
+
+        ``idempotent``: an ambiguous answer may be retried (reads, conditional records). A
+        ``wire`` marker makes it a write to ``key``, paced per key. ``more`` continues a request
+        answered in part (``UnprocessedKeys``): each follow-up counts as a throttled attempt.
+        """
+        transport = self.transport
+        if transport is None:
+            raise RuntimeError("the pool is not open: use `async with CounterPool(...)`")
+        now = self._clock.now
+        slots = self._slots
+        observers = self._observers
+        pace = self._pace if wire is not None and key is not None else None
+        start = now()
+        backoff: Backoff | None = None
+        epoch = 0
+        while True:
+            if pace is not None:
+                assert key is not None
+                unpaced = pace.unpaced_epoch(key)
+                if unpaced is not None and slots.try_take():
+                    epoch = unpaced
+                else:
+                    epoch = await self._admit(pace, key)
+            elif not slots.try_take():
+                await slots.take()
+            sent = now()
+            if wire is not None:
+                wire.on_wire = True
+            self.in_flight += 1
+            try:
+                response = await transport.call(operation, params)
+            except TransportError as exc:
+                error: TransportError | None = exc
+            else:
+                error = None
+            finally:
+                self.in_flight -= 1
+                slots.release()
+            if wire is not None:
+                wire.on_wire = False  # not on cancellation: then the write stays on the wire
+            outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
+            if pace is not None:
+                assert key is not None
+                pace.observe(key, outcome, epoch)
+            observers.request(operation, outcome, now() - sent)
+            if error is None:
+                if more is None:
+                    return response
+                rest = more(response)
+                if rest is None:
+                    return response
+                params = rest
+                error = TransportError(Outcome.THROTTLED, "UnprocessedKeys", "answered in part")
+            if backoff is None:
+                backoff = Backoff(self._policy, start=start, clock=now)
+            if not is_retryable(error.outcome, idempotent=idempotent):
+                raise Failed(error, backoff.attempts, backoff.elapsed)
+            delay = backoff.next_delay()
+            if delay is None:
+                raise Failed(error, backoff.attempts, backoff.elapsed)
+            observers.retry(operation, key, error.outcome, backoff.attempts - 1, delay)
+            await self._clock.sleep(delay)
+
+    async def _admit(self, pace: KeyLimiter, key: str) -> int:
+        """Pass the key's pace, then take a pool slot; go round again if the key was cut while
+        waiting for the slot, so that a cut holds back what already queued. Returns the epoch."""
+        slots = self._slots
+        while True:
+            epoch = pace.unpaced_epoch(key)
+            if epoch is None:
+                epoch = await pace.acquire(key)
+            if not slots.try_take():
+                await slots.take()
+            if not pace.stale(key, epoch):
+                return epoch
+            slots.release()
+
+
+def public_error(failure: Failed, *, table: str, key: str | None) -> CounterError:
+    """The error a caller sees for a request that finally failed (reads, and writes' common
+    cases; a write's floor refusal and ambiguity are told apart by its stage)."""
+    error = failure.error
+    outcome = error.outcome
+    if outcome is Outcome.THROTTLED:
+        return ThrottledError(
+            key=key, attempts=failure.attempts, elapsed=failure.elapsed, last_code=error.code
+        )
+    if outcome is Outcome.UNREACHABLE:
+        return ConnectError(
+            key=key, attempts=failure.attempts, elapsed=failure.elapsed, last_code=error.code
+        )
+    if outcome is Outcome.TABLE_NOT_FOUND:
+        return TableNotFoundError(table, key=key)
+    return DynamoError(error.code, error.message, status=error.status, key=key)

@@ -1,0 +1,131 @@
+"""Sharding: which item a write to a counter goes to, spreading one counter over N items.
+
+Shard 0 is the counter's own item; the others have reserved names (`builders.shard_key`). Before
+a pool first writes a sharded counter it records, on the first item, the widest N ever used
+(``~shard-count``, a conditional ``SET``), so that any reader finds every shard, however each
+writer was configured. How a write picks its shard is chosen once: round robin, or, for an
+exactly-once writer, always the same shard (its sequence numbers then live on one item).
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Callable, Mapping
+
+from . import builders
+from .checks import whole
+from .sender import Failed, Sender, public_error
+from .tasks import Tasks
+from .transport import Outcome
+
+__all__ = ["MAX_SHARDS", "Pick", "Sharding", "check_shards", "round_robin", "writer_shard"]
+
+#: The most items one counter may be spread over.
+MAX_SHARDS = 1000
+
+#: How a write picks a shard of a counter spread over ``n`` items: ``pick(key, n)``.
+Pick = Callable[[str, int], int]
+
+
+def round_robin() -> Pick:
+    """Shards in turn, over all counters: writes spread evenly."""
+    turns = itertools.count()
+    return lambda key, n: next(turns) % n
+
+
+def writer_shard(writer_id: str) -> Pick:
+    """The same shard of a counter for every write of this writer."""
+    return lambda key, n: zlib.crc32(f"{writer_id}/{key}".encode()) % n
+
+
+def check_shards(shards: object) -> tuple[int, dict[str, int]]:
+    """``shards=`` as (the default count, counts per key)."""
+
+    def count(value: object, what: str) -> int:
+        value = whole(value, what)
+        if not 1 <= value <= MAX_SHARDS:
+            raise ValueError(f"{what} must be within [1, {MAX_SHARDS}], got {value}")
+        return value
+
+    if isinstance(shards, Mapping):
+        return 1, {builders.check_key(k): count(v, f"shards[{k!r}]") for k, v in shards.items()}
+    return count(shards, "shards"), {}
+
+
+class Sharding:
+    """Counter to item, for the writes of a pool with ``shards`` other than 1."""
+
+    __slots__ = (
+        "_default",
+        "_key_attribute",
+        "_per_key",
+        "_pick",
+        "_recorded",
+        "_sender",
+        "_table",
+        "_tasks",
+    )
+
+    def __init__(
+        self,
+        default: int,
+        per_key: Mapping[str, int],
+        *,
+        pick: Pick,
+        sender: Sender,
+        tasks: Tasks,
+        table: str,
+        key_attribute: str,
+    ) -> None:
+        self._default = default
+        self._per_key = dict(per_key)
+        self._pick = pick
+        self._sender = sender
+        self._tasks = tasks
+        self._table = table
+        self._key_attribute = key_attribute
+        self._recorded: set[str] = set()  # counters whose width this pool recorded (per key)
+
+    def of(self, key: str) -> int:
+        """How many items ``key``'s writes are spread over (1: not sharded)."""
+        return self._per_key.get(key, self._default)
+
+    def check(self, key: str, floor: int | None = None) -> int:
+        """The key's width, once its write is known to be possible sharded (before sending)."""
+        n = self.of(key)
+        if n > 1:
+            if floor is not None:
+                raise ValueError(
+                    f"counter {key!r} is sharded: a floor holds on one item, not on a sum "
+                    "spread over several (use an unsharded counter for stock and the like)"
+                )
+            if len(key.encode()) + builders.SHARD_NAME_BYTES > builders.MAX_KEY_BYTES:
+                raise ValueError(
+                    f"counter key is too long to be sharded: its shards' names would exceed "
+                    f"DynamoDB's {builders.MAX_KEY_BYTES} bytes"
+                )
+        return n
+
+    async def item(self, key: str, n: int) -> str:
+        """The item a write to ``key`` (spread over ``n``) goes to; recorded before its first."""
+        if key not in self._recorded:
+            await self._record(key, n)
+            self._recorded.add(key)
+        return builders.shard_key(key, self._pick(key, n))
+
+    def item_nowait(self, key: str, n: int) -> str:
+        """The same for a background addition: the record goes ahead of it in the background."""
+        if key not in self._recorded:
+            self._recorded.add(key)
+            self._tasks.start(self._record(key, n))
+        return builders.shard_key(key, self._pick(key, n))
+
+    async def _record(self, key: str, n: int) -> None:
+        """Record on the key's first item that it is spread over ``n`` items (never fewer)."""
+        params = builders.record_shards(self._table, self._key_attribute, key, n)
+        try:
+            await self._sender.send("UpdateItem", params, idempotent=True, key=key)
+        except Failed as failure:
+            if failure.error.outcome is not Outcome.CONDITION_FAILED:  # wider already: fine
+                raise public_error(failure, table=self._table, key=key) from None
