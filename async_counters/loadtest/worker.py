@@ -113,7 +113,18 @@ async def run_worker(
     loop = asyncio.get_running_loop()
 
     async with contextlib.AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(open_pool(config, endpoint_url, hooks=recorder))
+        pool = open_pool(config, endpoint_url, hooks=recorder)
+        await pool.open()
+        closing: list[asyncio.Task[None]] = []
+
+        async def close_pool() -> None:
+            # Bounded: a write held on the wire past the deadline must not keep the worker from
+            # reporting (the pool's aclose waits for sent writes, and a second call for the first).
+            if not closing:
+                closing.append(loop.create_task(pool.aclose()))
+            await asyncio.wait(closing, timeout=CLOSE_GRACE)
+
+        stack.push_async_callback(close_pool)
         record: RecordSink | None = None
         if config.run_id is not None:
             from .ledger import RunLedger
@@ -206,9 +217,9 @@ async def run_worker(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-        closing = loop.create_task(pool.aclose())
+        closing.append(loop.create_task(pool.aclose()))
         grace = CLOSE_GRACE if cut_off else max(CLOSE_GRACE, hard_end - time.monotonic())
-        await asyncio.wait({closing}, timeout=grace)
+        await asyncio.wait(closing, timeout=grace)
         now = time.monotonic()
         seconds = now - start
         channel.tick(recorder.tick(now - last_tick[0]))  # the last, usually partial, interval
