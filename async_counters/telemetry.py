@@ -12,7 +12,9 @@ conventions for database clients, the AWS SDK and AWS DynamoDB:
   where the request was sent (a web request's, say).
 
 What the conventions have no name for is under ``async_counters.``: write operations by outcome,
-their duration retries included, retries and throttled responses.
+retries and throttled responses. Each measurement costs microseconds of the event loop's time
+(the SDK hashes its attributes every time), so there are few: two per acknowledged increment, and
+a span. A write's whole duration, retries included, is in the pool's own ``stats.latency``.
 
 The hooks are told how a request ended, not its error code: ``error.type`` is the request's
 `Outcome` (``throttled``, ``ambiguous``, ``condition_failed``, ...), a fixed, low-cardinality set
@@ -96,12 +98,6 @@ class OpenTelemetryHooks(PoolHooks):
             "async_counters.increments",
             unit="{increment}",
             description="Write operations (increments and decrements) settled, by outcome.",
-        )
-        self._increment_duration = meter.create_histogram(
-            "async_counters.increment.duration",
-            unit="s",
-            description="Duration of write operations, retries and backoff included.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self._retries = meter.create_counter(
             "async_counters.retries",
@@ -188,8 +184,6 @@ class OpenTelemetryHooks(PoolHooks):
                 }
             attributes = found
         self._increments.add(1, attributes)
-        if outcome is not Outcome.CANCELLED:  # nothing was sent: no duration to speak of
-            self._increment_duration.record(seconds, attributes)
 
     def _span(
         self, operation: str, outcome: Outcome, seconds: float, pair: tuple[str, Outcome]

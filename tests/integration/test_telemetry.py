@@ -129,9 +129,6 @@ async def test_requests_are_measured_and_traced_by_the_conventions(
     assert points(increments)[
         frozenset({**common, "async_counters.outcome": "acknowledged"}.items())
     ].value == len(keys)
-    settled = metrics["async_counters.increment.duration"]
-    assert settled.unit == "s"
-    assert sum(p.count for p in settled.data.data_points) == len(keys)
 
     spans = [s for s in otel.spans() if s.name == "DynamoDB.UpdateItem"]
     assert len(spans) == 3
