@@ -12,9 +12,9 @@ conventions for database clients, the AWS SDK and AWS DynamoDB:
   where the request was sent (a web request's, say).
 
 What the conventions have no name for is under ``async_counters.``: write operations by outcome,
-retries and throttled responses. Each measurement costs microseconds of the event loop's time
-(the SDK hashes its attributes every time), so there are few: two per acknowledged increment, and
-a span. A write's whole duration, retries included, is in the pool's own ``stats.latency``.
+retries and throttled responses: observable counters over tallies kept inline, since an SDK
+measurement costs microseconds of the event loop's time. A write's whole duration, retries
+included, is in the pool's own ``stats.latency``.
 
 The hooks are told how a request ended, not its error code: ``error.type`` is the request's
 `Outcome` (``throttled``, ``ambiguous``, ``condition_failed``, ...), a fixed, low-cardinality set
@@ -26,13 +26,14 @@ its key.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .stats import PoolHooks
 from .transport import Outcome
 
 try:
     from opentelemetry import metrics, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import SpanKind, Status, StatusCode
     from opentelemetry.util.types import Attributes, AttributeValue
 except ImportError:  # pragma: no cover - exercised without the extra
@@ -94,18 +95,27 @@ class OpenTelemetryHooks(PoolHooks):
             description="Duration of database client operations.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self._increments = meter.create_counter(
+        # The counters are tallied in plain dicts, inline, and handed to the SDK when it collects:
+        # an SDK measurement costs ~10 µs of the event loop's time (it hashes its attributes
+        # every time), a dict increment a fraction of one. Values and semantics are a Counter's.
+        self._increment_counts: dict[tuple[Outcome, str | None], int] = {}
+        self._retry_counts: dict[tuple[str, Outcome, str | None], int] = {}
+        self._throttle_counts: dict[str, int] = {}
+        meter.create_observable_counter(
             "async_counters.increments",
+            [self._observe_increments],
             unit="{increment}",
             description="Write operations (increments and decrements) settled, by outcome.",
         )
-        self._retries = meter.create_counter(
+        meter.create_observable_counter(
             "async_counters.retries",
+            [self._observe_retries],
             unit="{retry}",
             description="Requests retried, by the outcome that caused the retry.",
         )
-        self._throttles = meter.create_counter(
+        meter.create_observable_counter(
             "async_counters.throttles",
+            [self._observe_throttles],
             unit="{response}",
             description="Throttled responses received, retried or not.",
         )
@@ -130,9 +140,6 @@ class OpenTelemetryHooks(PoolHooks):
         self._metric_attributes: dict[tuple[str, Outcome], Attributes] = {}
         self._span_attributes: dict[tuple[str, Outcome], Attributes] = {}
         self._span_names: dict[str, str] = {}
-        self._outcome_attributes: dict[Outcome, Attributes] = {}
-        self._retry_attributes: dict[tuple[str, Outcome], Attributes] = {}
-        self._throttle_attributes: dict[str, Attributes] = {}
 
     def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
         pair = (operation, outcome)
@@ -141,49 +148,48 @@ class OpenTelemetryHooks(PoolHooks):
             attributes = self._metric_attributes[pair] = self._request_attributes(pair)
         self._duration.record(seconds, attributes)
         if outcome is Outcome.THROTTLED:
-            throttle = self._throttle_attributes.get(operation)
-            if throttle is None:
-                throttle = self._throttle_attributes[operation] = {
-                    **self._common,
-                    "db.operation.name": operation,
-                }
-            self._throttles.add(1, throttle)
+            counts = self._throttle_counts
+            counts[operation] = counts.get(operation, 0) + 1
         self._span(operation, outcome, seconds, pair)
 
     def on_retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
     ) -> None:
-        if self.record_keys and key is not None:
-            attributes: Attributes = {
-                **self._common,
-                "db.operation.name": operation,
-                _OUTCOME: outcome.value,
-                _KEY: key,
-            }
-        else:
-            pair = (operation, outcome)
-            found = self._retry_attributes.get(pair)
-            if found is None:
-                found = self._retry_attributes[pair] = {
-                    **self._common,
-                    "db.operation.name": operation,
-                    _OUTCOME: outcome.value,
-                }
-            attributes = found
-        self._retries.add(1, attributes)
+        tally = (operation, outcome, key if self.record_keys else None)
+        counts = self._retry_counts
+        counts[tally] = counts.get(tally, 0) + 1
 
     def on_settled(self, key: str, delta: int, outcome: Outcome, seconds: float) -> None:
-        if self.record_keys:
-            attributes: Attributes = {**self._common, _OUTCOME: outcome.value, _KEY: key}
-        else:
-            found = self._outcome_attributes.get(outcome)
-            if found is None:
-                found = self._outcome_attributes[outcome] = {
-                    **self._common,
-                    _OUTCOME: outcome.value,
-                }
-            attributes = found
-        self._increments.add(1, attributes)
+        tally = (outcome, key if self.record_keys else None)
+        counts = self._increment_counts
+        counts[tally] = counts.get(tally, 0) + 1
+
+    # The SDK calls these when it collects, from its reader's thread: dict(...) copies the tally
+    # in one step under the GIL, so a write on the event loop meanwhile cannot break the loop.
+
+    def _observe_increments(self, options: CallbackOptions) -> Iterator[Observation]:
+        for (outcome, key), n in dict(self._increment_counts).items():
+            yield Observation(n, self._attributes(None, outcome, key))
+
+    def _observe_retries(self, options: CallbackOptions) -> Iterator[Observation]:
+        for (operation, outcome, key), n in dict(self._retry_counts).items():
+            yield Observation(n, self._attributes(operation, outcome, key))
+
+    def _observe_throttles(self, options: CallbackOptions) -> Iterator[Observation]:
+        for operation, n in dict(self._throttle_counts).items():
+            yield Observation(n, self._attributes(operation, None, None))
+
+    def _attributes(
+        self, operation: str | None, outcome: Outcome | None, key: str | None
+    ) -> Attributes:
+        attributes: dict[str, AttributeValue] = dict(self._common)
+        if operation is not None:
+            attributes["db.operation.name"] = operation
+        if outcome is not None:
+            attributes[_OUTCOME] = outcome.value
+        if key is not None:
+            attributes[_KEY] = key
+        return attributes
 
     def _span(
         self, operation: str, outcome: Outcome, seconds: float, pair: tuple[str, Outcome]

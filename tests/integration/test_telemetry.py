@@ -94,6 +94,23 @@ def every_attribute_value(otel: Otel) -> list[Any]:
     return values
 
 
+def show(kind: str, name: str, unit: str, item: Any) -> None:
+    """Print what a test saw (``pytest -s``), for the README's examples."""
+    if kind == "metric" and hasattr(item, "explicit_bounds"):
+        print(
+            f"{name} [{unit}] {dict(item.attributes)} count={item.count} "
+            f"bounds={list(item.explicit_bounds)}"
+        )
+    elif kind == "metric":
+        print(f"{name} [{unit}] {dict(item.attributes)} value={item.value}")
+    else:
+        ms = (item.end_time - item.start_time) / 1e6
+        print(
+            f"span {name} kind={item.kind.name} status={item.status.status_code.name} "
+            f"{ms:.2f} ms {dict(item.attributes)}"
+        )
+
+
 async def test_requests_are_measured_and_traced_by_the_conventions(
     server: LocalDynamo, table_name: str, otel: Otel
 ) -> None:
@@ -149,6 +166,8 @@ async def test_requests_are_measured_and_traced_by_the_conventions(
     # The spans last what the histogram measured: both come from the same hook call.
     traced = sum(s.end_time - s.start_time for s in spans if s.end_time and s.start_time) / 1e9
     assert traced == pytest.approx(update.sum, abs=1e-6 * len(spans))
+    show("metric", duration.name, duration.unit, update)
+    show("span", spans[0].name, "", spans[0])
     names = {s.name for s in otel.spans()}
     assert {"DynamoDB.CreateTable", "DynamoDB.GetItem"} <= names
 
@@ -204,12 +223,16 @@ async def test_throttled_ambiguous_and_refused_requests_carry_error_type(
         for p in metrics["async_counters.increments"].data.data_points
     }
     assert outcomes == {"throttled": 1, "ambiguous": 1, "condition_failed": 1}
+    for point in metrics["async_counters.increments"].data.data_points:
+        show("metric", "async_counters.increments", "{increment}", point)
+    show("metric", "async_counters.retries", "{retry}", retry)
 
     failed = [s for s in otel.spans() if s.name == "DynamoDB.UpdateItem"]
     assert len(failed) == ATTEMPTS + 2
     errors = [str(s.attributes["error.type"]) for s in failed if s.attributes]
     assert sorted(errors) == sorted(["throttled"] * ATTEMPTS + ["ambiguous", "condition_failed"])
     assert all(s.status.status_code is StatusCode.ERROR for s in failed)
+    show("span", failed[0].name, "", failed[0])
     assert {s.status.description for s in failed} == {"throttled", "ambiguous", "condition_failed"}
 
 
