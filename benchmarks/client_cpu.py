@@ -18,6 +18,13 @@ Clients:
                   reads the answer with aiohttp's parser, without ClientSession's machinery
   pool-botocore   CounterPool(transport="botocore").increment
   pool-fast       CounterPool(transport="fast").increment
+  pool-otel-metrics  the same with OpenTelemetryHooks on an SDK MeterProvider (in-memory reader)
+                  and no tracer: what the metrics alone cost
+  pool-otel       the same with metrics and spans: an SDK TracerProvider whose BatchSpanProcessor
+                  exports to memory (its export thread's CPU is the process's, so it is counted)
+
+The two pool-otel rows need the ``[otel]`` extra and the OpenTelemetry SDK (both in ``[dev]``); a
+run of every client skips them when the SDK is missing.
 
 aioboto3 pins an older aiobotocore than the project uses, so the two peers (aioboto3, aiodynamo)
 run from a separate virtualenv that this script creates on first use (``--peer-venv``, default
@@ -35,6 +42,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import statistics
@@ -60,7 +68,10 @@ CLIENTS = (
     "transport",
     "pool-botocore",
     "pool-fast",
+    "pool-otel-metrics",
+    "pool-otel",
 )
+OTEL = ("pool-otel-metrics", "pool-otel")
 LABELS = {
     "aioboto3": "aioboto3 resource `Table.update_item`",
     "aiobotocore": "aiobotocore `client.update_item`, retries off",
@@ -70,6 +81,8 @@ LABELS = {
     "transport": "`FastTransport.call` alone (no pool)",
     "pool-botocore": 'pool `increment`, transport="botocore"',
     "pool-fast": 'pool `increment`, transport="fast"',
+    "pool-otel-metrics": "pool-fast + `OpenTelemetryHooks`, metrics only",
+    "pool-otel": "pool-fast + `OpenTelemetryHooks`, metrics and spans",
 }
 #: Calls measured per run: the slow clients get fewer, so every run takes a few seconds.
 SLOW = {"aioboto3", "aiobotocore", "pool-botocore"}
@@ -279,8 +292,49 @@ async def _client(name: str, url: str, in_flight: int) -> AsyncIterator[Call]:
                 return await pool.increment(_key(i))
 
             yield pool_call
+    elif name in OTEL:
+        async with _otel_pool(url, in_flight, spans=name == "pool-otel") as pool:
+
+            async def otel_call(i: int) -> Any:
+                return await pool.increment(_key(i))
+
+            yield otel_call
     else:
         raise SystemExit(f"unknown client {name!r}")
+
+
+@contextlib.asynccontextmanager
+async def _otel_pool(url: str, in_flight: int, *, spans: bool) -> AsyncIterator[Any]:
+    """The fast pool observed by OpenTelemetryHooks on SDK providers that keep data in memory."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from async_counters import CounterPool
+    from async_counters.telemetry import OpenTelemetryHooks
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    # Without spans, no tracer at all, as an application that only wants metrics has: an SDK
+    # tracer with no processor would still build every span.
+    traces: Any = NoOpTracerProvider()
+    if spans:
+        traces = TracerProvider()
+        traces.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    hooks = OpenTelemetryHooks(meter_provider, traces, table=TABLE)
+    try:
+        async with CounterPool(
+            TABLE, endpoint_url=url, transport="fast", max_in_flight=in_flight, hooks=hooks
+        ) as pool:
+            yield pool
+        reader.get_metrics_data()  # one collection, as an exporter's interval would do
+    finally:
+        if spans:
+            traces.shutdown()
+        meter_provider.shutdown()
 
 
 async def _drive(call: Call, calls: int, in_flight: int) -> None:
@@ -415,6 +469,12 @@ def main() -> None:
             parser.error(f"unknown client {name!r}; choose from {', '.join(CLIENTS)}")
     if args.no_peers:
         clients = [c for c in clients if c not in PEERS]
+    if (
+        args.clients == parser.get_default("clients")
+        and importlib.util.find_spec("opentelemetry.sdk") is None
+    ):
+        print("OpenTelemetry SDK not installed: skipping", ", ".join(OTEL))
+        clients = [c for c in clients if c not in OTEL]
     loops = [loop for loop in args.loops.split(",") if loop]
     pythons: dict[str, Path | str] = {name: sys.executable for name in clients}
     peer_python: Path | None = None
@@ -499,6 +559,13 @@ def _print_table(
         if fast is not None and boto3 is not None:
             verdict = "met" if boto3 / fast >= 5 else "NOT met"
             print(f"{loop}: aioboto3 / pool-fast = {boto3 / fast:.1f}x (target >= 5x: {verdict})")
+        for name in OTEL:
+            observed = median(name, loop, "cpu_us")
+            if fast is not None and observed is not None:
+                print(
+                    f"{loop}: {name} costs {observed - fast:+.0f} µs CPU/call over pool-fast "
+                    f"({observed / fast:.2f}x)"
+                )
 
 
 if __name__ == "__main__":

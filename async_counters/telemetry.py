@@ -1,0 +1,224 @@
+"""OpenTelemetry for a pool: DynamoDB client metrics and spans, by the semantic conventions.
+
+`OpenTelemetryHooks` is a `PoolHooks` (the ``[otel]`` extra). It follows OpenTelemetry's
+conventions for database clients, the AWS SDK and AWS DynamoDB:
+
+- ``db.client.operation.duration`` (histogram, s): one measurement per request, with
+  ``db.system.name="aws.dynamodb"``, ``db.operation.name`` (``UpdateItem``, ...) and, on failure,
+  ``error.type``; the convention's bucket boundaries.
+- one CLIENT span per request, named ``DynamoDB.<operation>`` (the AWS SDK convention), with
+  ``rpc.system="aws-api"``, ``rpc.service``, ``rpc.method``, ``aws.dynamodb.table_names`` and,
+  on failure, status ERROR and ``error.type``. The span is a child of whatever span is current
+  where the request was sent (a web request's, say).
+
+What the conventions have no name for is under ``async_counters.``: write operations by outcome,
+retries and throttled responses: observable counters over tallies kept inline, since an SDK
+measurement costs microseconds of the event loop's time. A write's whole duration, retries
+included, is in the pool's own ``stats.latency``.
+
+The hooks are told how a request ended, not its error code: ``error.type`` is the request's
+`Outcome` (``throttled``, ``ambiguous``, ``condition_failed``, ...), a fixed, low-cardinality set
+as the convention asks when no code is at hand. No metric carries a counter's key unless
+``record_keys=True`` (keys can be user ids); spans never do, since a request's hook is not told
+its key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from .stats import PoolHooks
+from .transport import Outcome
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.util.types import Attributes, AttributeValue
+except ImportError:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "async_counters.telemetry needs OpenTelemetry: pip install 'async-counters[otel]'"
+    ) from None
+
+__all__ = ["DURATION_BUCKETS", "OpenTelemetryHooks"]
+
+#: The bucket boundaries (s) that the conventions recommend for ``db.client.operation.duration``.
+DURATION_BUCKETS: Sequence[float] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+#: The instrumentation scope: the name of the meter and the tracer.
+SCOPE = "async_counters"
+
+_DB_SYSTEM = "aws.dynamodb"
+_OUTCOME = "async_counters.outcome"
+_KEY = "async_counters.key"
+
+
+class OpenTelemetryHooks(PoolHooks):
+    """Metrics and spans of a pool's requests, for an OpenTelemetry SDK to export.
+
+    ``meter_provider`` and ``tracer_provider`` default to the global ones (no-ops until the
+    application installs an SDK). ``table`` names the pool's table on spans and metrics
+    (``aws.dynamodb.table_names``, ``db.collection.name``); ``server_address`` and
+    ``server_port`` name the endpoint (``server.*``), when known. ``record_keys=True`` adds the
+    counter's key (``async_counters.key``) to the write and retry metrics: one series per key.
+
+    >>> hooks = OpenTelemetryHooks(table="counters")
+    >>> async with CounterPool("counters", hooks=hooks) as pool:
+    ...     await pool.increment("views:/home")
+    """
+
+    def __init__(
+        self,
+        meter_provider: metrics.MeterProvider | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+        *,
+        record_keys: bool = False,
+        table: str | None = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> None:
+        if table is not None and (not isinstance(table, str) or not table):
+            raise ValueError(f"table must be a non-empty str, got {table!r}")
+        if server_port is not None and (
+            isinstance(server_port, bool)
+            or not isinstance(server_port, int)
+            or not 0 < server_port < 65536
+        ):
+            raise ValueError(f"server_port must be an int from 1 to 65535, got {server_port!r}")
+        self.record_keys = record_keys
+        meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
+        self._tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+        self._duration = meter.create_histogram(
+            "db.client.operation.duration",
+            unit="s",
+            description="Duration of database client operations.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        # The counters are tallied in plain dicts, inline, and handed to the SDK when it collects:
+        # an SDK measurement costs ~10 µs of the event loop's time (it hashes its attributes
+        # every time), a dict increment a fraction of one. Values and semantics are a Counter's.
+        self._increment_counts: dict[tuple[Outcome, str | None], int] = {}
+        self._retry_counts: dict[tuple[str, Outcome, str | None], int] = {}
+        self._throttle_counts: dict[str, int] = {}
+        meter.create_observable_counter(
+            "async_counters.increments",
+            [self._observe_increments],
+            unit="{increment}",
+            description="Write operations (increments and decrements) settled, by outcome.",
+        )
+        meter.create_observable_counter(
+            "async_counters.retries",
+            [self._observe_retries],
+            unit="{retry}",
+            description="Requests retried, by the outcome that caused the retry.",
+        )
+        meter.create_observable_counter(
+            "async_counters.throttles",
+            [self._observe_throttles],
+            unit="{response}",
+            description="Throttled responses received, retried or not.",
+        )
+        common: dict[str, AttributeValue] = {"db.system.name": _DB_SYSTEM}
+        if table is not None:
+            common["db.collection.name"] = table
+        if server_address is not None:
+            common["server.address"] = server_address
+            if server_port is not None:
+                common["server.port"] = server_port
+        self._common = common
+        span_common: dict[str, AttributeValue] = {
+            **common,
+            "rpc.system": "aws-api",
+            "rpc.service": "DynamoDB",
+        }
+        if table is not None:
+            span_common["aws.dynamodb.table_names"] = (table,)
+        self._span_common = span_common
+        # Attribute sets are built once per (operation, outcome) and reused: a hook runs inline
+        # on the event loop for every request.
+        self._metric_attributes: dict[tuple[str, Outcome], Attributes] = {}
+        self._span_attributes: dict[tuple[str, Outcome], Attributes] = {}
+        self._span_names: dict[str, str] = {}
+
+    def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
+        pair = (operation, outcome)
+        attributes = self._metric_attributes.get(pair)
+        if attributes is None:
+            attributes = self._metric_attributes[pair] = self._request_attributes(pair)
+        self._duration.record(seconds, attributes)
+        if outcome is Outcome.THROTTLED:
+            counts = self._throttle_counts
+            counts[operation] = counts.get(operation, 0) + 1
+        self._span(operation, outcome, seconds, pair)
+
+    def on_retry(
+        self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
+    ) -> None:
+        tally = (operation, outcome, key if self.record_keys else None)
+        counts = self._retry_counts
+        counts[tally] = counts.get(tally, 0) + 1
+
+    def on_settled(self, key: str, delta: int, outcome: Outcome, seconds: float) -> None:
+        tally = (outcome, key if self.record_keys else None)
+        counts = self._increment_counts
+        counts[tally] = counts.get(tally, 0) + 1
+
+    # The SDK calls these when it collects, from its reader's thread: dict(...) copies the tally
+    # in one step under the GIL, so a write on the event loop meanwhile cannot break the loop.
+
+    def _observe_increments(self, options: CallbackOptions) -> Iterator[Observation]:
+        for (outcome, key), n in dict(self._increment_counts).items():
+            yield Observation(n, self._attributes(None, outcome, key))
+
+    def _observe_retries(self, options: CallbackOptions) -> Iterator[Observation]:
+        for (operation, outcome, key), n in dict(self._retry_counts).items():
+            yield Observation(n, self._attributes(operation, outcome, key))
+
+    def _observe_throttles(self, options: CallbackOptions) -> Iterator[Observation]:
+        for operation, n in dict(self._throttle_counts).items():
+            yield Observation(n, self._attributes(operation, None, None))
+
+    def _attributes(
+        self, operation: str | None, outcome: Outcome | None, key: str | None
+    ) -> Attributes:
+        attributes: dict[str, AttributeValue] = dict(self._common)
+        if operation is not None:
+            attributes["db.operation.name"] = operation
+        if outcome is not None:
+            attributes[_OUTCOME] = outcome.value
+        if key is not None:
+            attributes[_KEY] = key
+        return attributes
+
+    def _span(
+        self, operation: str, outcome: Outcome, seconds: float, pair: tuple[str, Outcome]
+    ) -> None:
+        """The request's span, after the fact: it started ``seconds`` before now."""
+        attributes = self._span_attributes.get(pair)
+        if attributes is None:
+            attributes = self._span_attributes[pair] = {
+                **self._span_common,
+                **(self._metric_attributes[pair] or {}),
+                "rpc.method": operation,
+            }
+        name = self._span_names.get(operation)
+        if name is None:
+            name = self._span_names[operation] = f"DynamoDB.{operation}"
+        end = time.time_ns()
+        span = self._tracer.start_span(
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=end - int(seconds * 1e9),
+        )
+        if outcome is not Outcome.ACKNOWLEDGED:
+            span.set_status(Status(StatusCode.ERROR, outcome.value))
+        span.end(end_time=end)
+
+    def _request_attributes(self, pair: tuple[str, Outcome]) -> Attributes:
+        operation, outcome = pair
+        attributes: dict[str, AttributeValue] = {**self._common, "db.operation.name": operation}
+        if outcome is not Outcome.ACKNOWLEDGED:
+            attributes["error.type"] = outcome.value
+        return attributes

@@ -1,0 +1,120 @@
+"""OpenTelemetryHooks on a fake transport: error.type of retried attempts, options, no extra."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from async_counters import ConnectError, CounterPool, Outcome, RetryPolicy
+from async_counters.telemetry import OpenTelemetryHooks
+
+from .fake import FakeTransport
+
+
+async def _no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+async def test_unreachable_attempts_are_retried_errors_then_one_success() -> None:
+    reader = InMemoryMetricReader()
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hooks = OpenTelemetryHooks(MeterProvider(metric_readers=[reader]), tracer_provider)
+    transport = FakeTransport()
+    transport.fail(Outcome.UNREACHABLE, "ConnectError", times=2)
+    policy = RetryPolicy(attempts=5, sleep=_no_sleep)
+    async with CounterPool("t", transport=transport, retry=policy, hooks=[hooks]) as pool:
+        assert await pool.increment("k", 3) == 3
+
+    durations = {
+        p.attributes.get("error.type"): p.count
+        for p in _points(reader, "db.client.operation.duration")
+    }
+    assert durations == {"unreachable": 2, None: 1}
+    (retries,) = _points(reader, "async_counters.retries")
+    assert retries.value == 2
+    assert dict(retries.attributes) == {
+        "db.system.name": "aws.dynamodb",
+        "db.operation.name": "UpdateItem",
+        "async_counters.outcome": "unreachable",
+    }
+    (increments,) = _points(reader, "async_counters.increments")
+    assert increments.value == 1
+    assert increments.attributes["async_counters.outcome"] == "acknowledged"
+    assert _points(reader, "async_counters.throttles") == []
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["DynamoDB.UpdateItem"] * 3
+    # Without a table given, no table attribute: nothing is invented.
+    assert all("aws.dynamodb.table_names" not in (s.attributes or {}) for s in spans)
+
+
+async def test_retries_running_out_settle_as_unreachable() -> None:
+    reader = InMemoryMetricReader()
+    hooks = OpenTelemetryHooks(MeterProvider(metric_readers=[reader]))
+    transport = FakeTransport()
+    transport.fail(Outcome.UNREACHABLE, "ConnectError", times=2)
+    policy = RetryPolicy(attempts=2, sleep=_no_sleep)
+    async with CounterPool("t", transport=transport, retry=policy, hooks=hooks) as pool:
+        with pytest.raises(ConnectError):
+            await pool.increment("k")
+    (increments,) = _points(reader, "async_counters.increments")
+    assert increments.attributes["async_counters.outcome"] == "unreachable"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"table": ""}, "table must be a non-empty str"),
+        ({"server_port": 0}, "server_port must be an int"),
+        ({"server_port": True}, "server_port must be an int"),
+        ({"server_port": "443"}, "server_port must be an int"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        OpenTelemetryHooks(**options)
+
+
+def test_without_the_extra_the_error_is_one_line_naming_it() -> None:
+    # sys.modules[name] = None makes `import name` fail, as if it were not installed.
+    script = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "import async_counters\n"  # the core never needs OpenTelemetry
+        "try:\n"
+        "    import async_counters.telemetry\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == [
+        "async_counters.telemetry needs OpenTelemetry: pip install 'async-counters[otel]'"
+    ]
