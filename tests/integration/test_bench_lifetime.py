@@ -26,9 +26,12 @@ import pytest
 from async_counters.loadtest.lifeline import EXIT_ORPHANED
 from async_counters.loadtest.worker import CLOSE_GRACE
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/environ").exists(), reason="finds processes through /proc"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not Path("/proc/self/environ").exists(), reason="finds processes through /proc"
+    ),
+    pytest.mark.timing,  # deadlines of a second or two: rerun under load by tests/stress.py
+]
 
 MARKER = "ASYNC_COUNTERS_TEST_MARKER"
 #: How long a test waits for processes to go: generous, since it only bounds a failure. The
