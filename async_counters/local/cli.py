@@ -110,8 +110,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -
         type=float,
         default=TTL_DELAY_SECONDS,
         metavar="SECONDS",
+        # The default is spelled out, not %(default)g: bench reuses these flags with no defaults.
         help="how long the memory backend keeps an item past its TTL before deleting it, as "
-        "DynamoDB deletes late (default %(default)g; 0: at the next sweep)",
+        f"DynamoDB deletes late (default {TTL_DELAY_SECONDS:g}; 0: at the next sweep)",
     )
     capacity = parser.add_argument_group(
         "capacity (throttling like DynamoDB; off unless one of these is given)"

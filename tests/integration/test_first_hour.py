@@ -126,6 +126,16 @@ def test_help_lists_every_subcommand_with_the_extra_it_needs() -> None:
     assert "--backend memory" in entries["local"]
 
 
+@pytest.mark.parametrize(
+    "command", [[], ["bench"], ["verify"], ["local"], ["local", "ledger"], ["local", "faults"]]
+)
+def test_every_help_prints_without_a_traceback(command: list[str]) -> None:
+    run = cli(*command, "--help")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert "usage:" in run.stdout
+
+
 @pytest.mark.parametrize("command", ["bench", "verify"])
 def test_a_subcommand_without_its_extra_names_the_extra_not_a_module(command: str) -> None:
     run = cli(command, "--run-id", "x", uninstalled=CORE_ONLY)
