@@ -14,14 +14,8 @@ from async_counters.local import Capacity, Faults, LedgerEntry, LocalConfig
 from async_counters.local.backend import Call
 from async_counters.local.front import Front
 from async_counters.local.memory import MemoryBackend
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fake_time import VirtualTime
+from tests.unit.memory_calls import table_spec
 
 
 async def make_front(capacity: Capacity | None = None, faults: Faults | None = None) -> Front:
@@ -30,15 +24,8 @@ async def make_front(capacity: Capacity | None = None, faults: Faults | None = N
         MemoryBackend(region="us-east-1"),
     )
     if front.capacity is not None:
-        front.capacity.clock = Clock()  # frozen: no bucket refills while a test runs
-    status, _ = await call(
-        front,
-        "CreateTable",
-        TableName="tbl",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+        front.capacity.clock = VirtualTime(100.0)  # frozen: no bucket refills while a test runs
+    status, _ = await call(front, "CreateTable", **table_spec())
     assert status == 200
     return front
 

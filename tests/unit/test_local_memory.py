@@ -9,25 +9,13 @@ import pytest
 
 from async_counters.local.backend import Call
 from async_counters.local.memory import MemoryBackend, read_units, write_units
-
-
-async def send(backend: MemoryBackend, operation: str, **payload: Any) -> tuple[int, Any]:
-    reply = await backend.handle(Call(operation, json.dumps(payload).encode(), {}))
-    return reply.status, json.loads(reply.body)
+from tests.unit.memory_calls import create_table, send
 
 
 @pytest.fixture
 async def backend() -> MemoryBackend:
     backend = MemoryBackend(region="eu-west-1")
-    status, _ = await send(
-        backend,
-        "CreateTable",
-        TableName="tbl",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    assert status == 200
+    await create_table(backend)
     return backend
 
 

@@ -11,39 +11,22 @@ import pytest
 from async_counters.local.backend import Call
 from async_counters.local.memory import MemoryBackend
 from async_counters.local.tokens import TokenMemory, TokenMismatch, digest
+from tests.unit.fake_time import VirtualTime
+from tests.unit.memory_calls import create_table, send
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def send(backend: MemoryBackend, operation: str, **payload: Any) -> tuple[int, Any]:
-    reply = await backend.handle(Call(operation, json.dumps(payload).encode(), {}))
-    return reply.status, json.loads(reply.body)
+START = 1_700_000_000.0
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> VirtualTime:
+    return VirtualTime(START)
 
 
 @pytest.fixture
-async def backend(clock: Clock) -> MemoryBackend:
+async def backend(clock: VirtualTime) -> MemoryBackend:
     backend = MemoryBackend(region="us-east-1", clock=clock)
     for name in ("tbl", "other"):
-        status, _ = await send(
-            backend,
-            "CreateTable",
-            TableName=name,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        assert status == 200
+        await create_table(backend, name)
     return backend
 
 
@@ -199,7 +182,7 @@ async def test_a_missing_table_is_refused_whole(backend: MemoryBackend) -> None:
 
 
 async def test_a_token_makes_a_retry_idempotent_for_ten_minutes(
-    backend: MemoryBackend, clock: Clock
+    backend: MemoryBackend, clock: VirtualTime
 ) -> None:
     items = [add("a", 1), add("b", 1)]
     first = await backend.handle(
@@ -343,7 +326,7 @@ async def test_an_update_is_billed_by_the_larger_of_before_and_after(
 
 
 def test_the_token_memory_forgets_after_its_window_and_past_its_bound() -> None:
-    clock = Clock()
+    clock = VirtualTime(START)
     memory = TokenMemory(clock=clock, window=600, max_tokens=3)
     for i in range(5):
         memory.remember(f"t{i}", digest([i]))

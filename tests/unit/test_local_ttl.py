@@ -3,48 +3,27 @@ a sweep after the delay deletes them, and a sweep does bounded work."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from async_counters.local.backend import Call
 from async_counters.local.memory import MemoryBackend
+from tests.unit.fake_time import VirtualTime
+from tests.unit.memory_calls import create_table, send
 
 DELAY = 100.0
 START = 1_700_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def send(backend: MemoryBackend, operation: str, **payload: Any) -> tuple[int, Any]:
-    reply = await backend.handle(Call(operation, json.dumps(payload).encode(), {}))
-    return reply.status, json.loads(reply.body)
+@pytest.fixture
+def clock() -> VirtualTime:
+    return VirtualTime(START)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def backend(clock: Clock) -> MemoryBackend:
+async def backend(clock: VirtualTime) -> MemoryBackend:
     backend = MemoryBackend(region="us-east-1", clock=clock, ttl_delay=DELAY)
-    status, _ = await send(
-        backend,
-        "CreateTable",
-        TableName="tbl",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    assert status == 200
+    await create_table(backend)
     return backend
 
 
@@ -99,7 +78,7 @@ async def test_describe_and_update_time_to_live(backend: MemoryBackend) -> None:
 
 
 async def test_expired_items_linger_until_a_sweep_after_the_delay(
-    backend: MemoryBackend, clock: Clock
+    backend: MemoryBackend, clock: VirtualTime
 ) -> None:
     await enable(backend)
     await put(backend, "old", START - 1)
@@ -133,7 +112,9 @@ async def test_expired_items_linger_until_a_sweep_after_the_delay(
     assert await present(backend, "text")
 
 
-async def test_a_sweep_deletes_at_most_its_limit(backend: MemoryBackend, clock: Clock) -> None:
+async def test_a_sweep_deletes_at_most_its_limit(
+    backend: MemoryBackend, clock: VirtualTime
+) -> None:
     await enable(backend)
     for i in range(25):
         await put(backend, f"k{i}", START - 1)
@@ -145,7 +126,7 @@ async def test_a_sweep_deletes_at_most_its_limit(backend: MemoryBackend, clock: 
 
 
 async def test_a_later_expiry_written_since_saves_the_item(
-    backend: MemoryBackend, clock: Clock
+    backend: MemoryBackend, clock: VirtualTime
 ) -> None:
     await enable(backend)
     await put(backend, "moved", START - 1)
@@ -157,7 +138,9 @@ async def test_a_later_expiry_written_since_saves_the_item(
     assert not await present(backend, "expired")
 
 
-async def test_turning_ttl_off_saves_expired_items(backend: MemoryBackend, clock: Clock) -> None:
+async def test_turning_ttl_off_saves_expired_items(
+    backend: MemoryBackend, clock: VirtualTime
+) -> None:
     await enable(backend)
     await put(backend, "kept", START - 1)
     clock.now += DELAY
@@ -167,7 +150,7 @@ async def test_turning_ttl_off_saves_expired_items(backend: MemoryBackend, clock
 
 
 async def test_items_written_before_ttl_was_enabled_expire_too(
-    backend: MemoryBackend, clock: Clock
+    backend: MemoryBackend, clock: VirtualTime
 ) -> None:
     await put(backend, "early", START - 1)
     clock.now += DELAY
@@ -186,7 +169,7 @@ async def test_rewriting_the_same_expiry_queues_nothing(backend: MemoryBackend) 
 
 
 async def test_expiries_five_years_past_are_left_alone(
-    backend: MemoryBackend, clock: Clock
+    backend: MemoryBackend, clock: VirtualTime
 ) -> None:
     await enable(backend)
     await put(backend, "ancient", START - 6 * 365 * 24 * 3600)
