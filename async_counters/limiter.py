@@ -119,6 +119,7 @@ class _Key:
         "streak",
         "target",
         "throttled",
+        "waiting",
         "window_start",
     )
 
@@ -137,6 +138,7 @@ class _Key:
         self.responses = 0
         self.acked = 0
         self.throttled = 0
+        self.waiting = 0  # requests inside `acquire`, queued behind the pace
         self.last_seen = now
 
     def floor(self, now: float) -> float:
@@ -199,6 +201,13 @@ class KeyLimiter:
             return 0
         if state.base is None:
             return state.epoch
+        state.waiting += 1
+        try:
+            return await self._paced(state)
+        finally:
+            state.waiting -= 1
+
+    async def _paced(self, state: _Key) -> int:
         async with state.lock:  # FIFO: paced requests of one key leave in arrival order
             while True:
                 now = self._clock()
@@ -210,6 +219,18 @@ class KeyLimiter:
                     state.next_send = max(state.next_send, now - SLACK) + 1.0 / rate
                     return state.epoch
                 await self._sleep(wait)
+
+    def delay(self, key: str) -> float:
+        """Seconds until a request to ``key`` asked for now could leave: 0 unless the key is
+        paced; behind the pace's next slot and the requests already waiting for it. Cheap."""
+        state = self._keys.get(key)
+        if state is None or state.base is None:
+            return 0.0
+        now = self._clock()
+        rate = state.rate(now)
+        if rate is None:
+            return 0.0
+        return max(0.0, state.next_send - now - SLACK) + state.waiting / rate
 
     def stale(self, key: str, epoch: int) -> bool:
         """Whether ``key`` was cut since a request was admitted in ``epoch``."""

@@ -35,7 +35,7 @@ from .reads import Reads
 from .retry import DEFAULT_RETRY, RetryPolicy
 from .sender import Failed, Sender, public_error
 from .settlement import Settlement
-from .sharding import Sharding, check_shards, round_robin, writer_shard
+from .sharding import Sharding, check_shards, soonest
 from .slots import Slots
 from .stats import PoolHooks, PoolStats, StatsRecorder
 from .tasks import Tasks
@@ -202,11 +202,9 @@ class CounterPool:
                 self._sender, observers=observers, tasks=self._tasks, clock=clock, **names
             )
             self.writer_id = strategy.writer_id
-            pick = writer_shard(strategy.writer_id)  # a writer keeps to one shard of a counter
         else:
             strategy = PlainWrites(self._sender, **names)
             self.writer_id = ""
-            pick = round_robin()
         queues = KeyQueues(
             strategy,
             self._sender,
@@ -243,7 +241,7 @@ class CounterPool:
             Sharding(
                 shards_default,
                 shards_per_key,
-                pick=pick,
+                pick=soonest(self._sender.load),  # the shard that can take a write soonest
                 sender=self._sender,
                 tasks=self._tasks,
                 table=table,

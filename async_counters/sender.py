@@ -53,7 +53,16 @@ class Sender:
     >>> item = await sender.send("GetItem", params, idempotent=True)
     """
 
-    __slots__ = ("_clock", "_observers", "_pace", "_policy", "_slots", "in_flight", "transport")
+    __slots__ = (
+        "_clock",
+        "_observers",
+        "_outstanding",
+        "_pace",
+        "_policy",
+        "_slots",
+        "in_flight",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -72,6 +81,13 @@ class Sender:
         self._pace = pace
         self.transport = transport
         self.in_flight = 0
+        self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
+
+    def load(self, key: str) -> tuple[float, int]:
+        """How soon a write to ``key`` could leave (its pace's delay, seconds) and how many writes
+        to it are already waiting or on the wire: what sharding compares to pick a shard."""
+        pace = self._pace
+        return (0.0 if pace is None else pace.delay(key), self._outstanding.get(key, 0))
 
     async def send(
         self,
@@ -89,6 +105,28 @@ class Sender:
         ``wire`` marker makes it a write to ``key``, paced per key. ``more`` continues a request
         answered in part (``UnprocessedKeys``): each follow-up counts as a throttled attempt.
         """
+        if wire is None or key is None:
+            return await self._send(operation, params, idempotent, key, wire, more)
+        outstanding = self._outstanding
+        outstanding[key] = outstanding.get(key, 0) + 1
+        try:
+            return await self._send(operation, params, idempotent, key, wire, more)
+        finally:
+            left = outstanding[key] - 1
+            if left:
+                outstanding[key] = left
+            else:
+                del outstanding[key]  # memory follows the keys being written, not all keys
+
+    async def _send(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        idempotent: bool,
+        key: str | None,
+        wire: Wire | None,
+        more: More | None,
+    ) -> dict[str, Any]:
         transport = self.transport
         if transport is None:
             raise RuntimeError("the pool is not open: use `async with CounterPool(...)`")

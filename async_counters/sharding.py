@@ -3,13 +3,19 @@
 Shard 0 is the counter's own item; the others have reserved names (`builders.shard_key`). Before
 a pool first writes a sharded counter it records, on the first item, the widest N ever used
 (``~shard-count``, a conditional ``SET``), so that any reader finds every shard, however each
-writer was configured. How a write picks its shard is chosen once: round robin, or, for an
-exactly-once writer, always the same shard (its sequence numbers then live on one item).
+writer was configured. A write goes to the shard that can take it soonest (`soonest`): the one
+least held back by its pace, then with the fewest writes waiting or on the wire, ties broken at
+random; never a shard paced or queued behind others while one is idle, never a fixed one by rule.
+
+Exactly-once writers pick the same way: a writer numbers its writes per *item* and the key queue
+keeps one write in flight per item, so a writer may use every shard (it then keeps its two writer
+attributes on each shard it wrote, pruned as on any item).
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import zlib
 from collections.abc import Callable, Mapping
 
@@ -19,13 +25,61 @@ from .sender import Failed, Sender, public_error
 from .tasks import Tasks
 from .transport import Outcome
 
-__all__ = ["MAX_SHARDS", "Pick", "Sharding", "check_shards", "round_robin", "writer_shard"]
+__all__ = [
+    "MAX_SHARDS",
+    "Load",
+    "Pick",
+    "Sharding",
+    "check_shards",
+    "round_robin",
+    "soonest",
+    "writer_shard",
+]
 
 #: The most items one counter may be spread over.
 MAX_SHARDS = 1000
 
 #: How a write picks a shard of a counter spread over ``n`` items: ``pick(key, n)``.
 Pick = Callable[[str, int], int]
+
+
+#: What a shard (by item name) has ahead of a new write: (its pace's delay in seconds, writes
+#: waiting or on the wire). ``Sender.load``.
+Load = Callable[[str], tuple[float, int]]
+
+#: Counters whose shard names are kept for `soonest` (beyond it, names are rebuilt per write).
+NAMES_KEPT = 10_000
+
+
+def soonest(load: Load, *, rng: random.Random | None = None) -> Pick:
+    """The shard that can take a write soonest: least paced, then least loaded, ties at random.
+
+    Shards are looked at from a random one on, and the first with nothing ahead of it is taken
+    at once (under light load that is a uniform spread); otherwise the one with the least ahead.
+    """
+    draw = (rng or random.Random()).randrange
+    names: dict[str, list[str]] = {}
+
+    def pick(key: str, n: int) -> int:
+        items = names.get(key)
+        if items is None or len(items) != n:
+            items = [builders.shard_key(key, i) for i in range(n)]
+            if len(names) < NAMES_KEPT:
+                names[key] = items
+        start = draw(n)
+        best, best_load = start, load(items[start])
+        if best_load == (0.0, 0):
+            return start
+        for step in range(1, n):
+            i = (start + step) % n
+            here = load(items[i])
+            if here < best_load:
+                if here == (0.0, 0):
+                    return i
+                best, best_load = i, here
+        return best
+
+    return pick
 
 
 def round_robin() -> Pick:

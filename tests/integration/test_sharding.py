@@ -39,12 +39,9 @@ async def test_a_sharded_counter_sums_exactly(
     names = [shard_key("views", s) for s in range(8)]
     used = [name for name in names if name in ledger and ledger[name].sum]
     assert sum(ledger[name].sum for name in used) == expected
-    if options.get("exactly_once"):
-        assert len(used) == 1  # a writer keeps to its shard
-    else:
-        assert len(used) == 8  # spread, not piled on one
-        if not options:
-            assert all(ledger[name].count >= 200 for name in used)  # round robin: ~250 each
+    assert len(used) == 8  # spread, not piled on one (an exactly-once writer too: per item)
+    if not options:
+        assert all(ledger[name].count >= 150 for name in used)  # the least loaded: ~250 each
 
 
 async def test_shards_per_key(fast_server: LocalDynamo, table_name: str) -> None:
