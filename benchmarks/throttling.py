@@ -324,7 +324,9 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
         value = asyncio.run(prepare_and_read(endpoint, key, shards))
         ledger = get_json(f"{endpoint}/_local/ledger?table={TABLE}")["tables"].get(TABLE, {})
         # The proxy forwards the ledger's admin path untouched, so this is the server's.
-        items = [key] + [f"{key}#{s}" for s in range(1, shards)]
+        from async_counters.builders import shard_key
+
+        items = [shard_key(key, s) for s in range(shards)]
         ledger_sum = sum(int(ledger.get(item, {"sum": 0})["sum"]) for item in items)
     print(f"done: {name} ({case.bucket}, {case.cap:g}/s, {case.burst:g} s)", file=sys.stderr)
     return Row(
