@@ -16,7 +16,8 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   from before the run is restored and no cut follows for `HOLD` seconds, so that pacing cannot
   collapse a key; each request's jittered backoff still applies. Whatever that misses, a cut
   never goes below an eighth of the best accepted rate seen lately (halved every 10 s).
-- **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``:
+- **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``
+  (K: a second, or the time `PROBE_REQUESTS` take at the base rate for a slow key):
   it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
   probes faster, so that more capacity (an on-demand table splitting a partition) is found. When a
   run of cuts that started from a pace that held ends (a storm passed, a neighbour left), that
@@ -46,6 +47,8 @@ WINDOW_MIN = 0.01
 WINDOW_RESPONSES = 20
 MIN_ACKED = 10
 WINDOW_MAX = 1.0
+#: A window closed by `WINDOW_MAX` (a slow key) measures the accepted rate from this many acks.
+MIN_ACKED_SLOW = 3
 #: Share of throttled responses in a window above which a key is paced down.
 THROTTLE_SHARE = 0.02
 #: A window too throttled to measure (more than `BLIND_SHARE` throttled) cuts the rate to twice
@@ -66,6 +69,9 @@ REGAIN_SECONDS = 1.0
 #: Cubic probing: the rate is ``base * (1 + GROWTH * (t / PROBE_SECONDS) ** 3)``.
 GROWTH = 0.2
 PROBE_SECONDS = 1.0
+#: ... or the time `PROBE_REQUESTS` take at the base rate, if longer: a slow key is throttled
+#: too rarely to see a probe too far within a second, so it probes over as many requests.
+PROBE_REQUESTS = 50.0
 #: A pace more than this many times the rate a key really sends is released.
 RELEASE_FACTOR = 4.0
 #: A released key not heard from for this long is forgotten.
@@ -158,7 +164,7 @@ class _Key:
                 left = 1.0 - t / REGAIN_SECONDS
                 return target - (target - base) * left * left * left
             base, t = target, t - REGAIN_SECONDS
-        t /= PROBE_SECONDS
+        t /= max(PROBE_SECONDS, PROBE_REQUESTS / base)
         return base * (1.0 + GROWTH * t * t * t)
 
 
@@ -268,7 +274,7 @@ class KeyLimiter:
         share = state.throttled / state.responses
         accepted = state.acked / elapsed
         sent = state.responses / elapsed
-        measured = state.acked >= MIN_ACKED
+        measured = state.acked >= (MIN_ACKED if elapsed < WINDOW_MAX else MIN_ACKED_SLOW)
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
         if measured:
             decay = 0.5 ** ((now - state.best_at) / BEST_HALF_LIFE)

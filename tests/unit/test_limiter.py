@@ -90,6 +90,20 @@ async def test_a_capped_key_reaches_the_cap_with_few_throttles(
     assert 0.8 * cap <= limiter.rates()["hot"] <= 2 * cap
 
 
+@pytest.mark.parametrize("cap", [10.0, 25.0])
+@pytest.mark.parametrize("burst_seconds", [0.2, 1.0])
+async def test_a_slow_key_probes_over_as_many_requests_as_a_fast_one(
+    limiter: KeyLimiter, time: VirtualTime, cap: float, burst_seconds: float
+) -> None:
+    """A free-tier partition (25 writes/s) throttles too rarely to see a probe too far within a
+    second: probing over a fixed number of requests keeps it under 1.10 requests per ack."""
+    partition = Partition(rate=cap, burst=cap * burst_seconds)
+    await drive(limiter, time, partition, 5.0)  # settle in
+    run = await drive(limiter, time, partition, 40.0)
+    assert run.acked / 40.0 >= 0.95 * cap
+    assert run.sent / run.acked <= 1.10
+
+
 async def test_without_pacing_the_same_sender_mostly_hits_the_wall(time: VirtualTime) -> None:
     """The control above is what makes the difference: unpaced, most requests are throttled."""
     unpaced = KeyLimiter(clock=time, sleep=time.sleep)
