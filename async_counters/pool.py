@@ -28,6 +28,7 @@ from .connect import LOCAL_REGION as LOCAL_REGION
 from .connect import TransportSettings, open_transport
 from .direct import DirectWrites
 from .errors import DynamoError, TableNotFoundError
+from .fences import Records
 from .keyqueue import KeyQueues, merge_all, merge_background
 from .limiter import KeyLimiter
 from .observers import Observers
@@ -202,9 +203,11 @@ class CounterPool:
                 self._sender, observers=observers, tasks=self._tasks, clock=clock, **names
             )
             self.writer_id = strategy.writer_id
+            self._records: Records | None = strategy.records
         else:
             strategy = PlainWrites(self._sender, **names)
             self.writer_id = ""
+            self._records = None
         queues = KeyQueues(
             strategy,
             self._sender,
@@ -312,6 +315,8 @@ class CounterPool:
     async def _close(self) -> None:
         try:
             await self._tasks.wait()
+            if self._records is not None:  # exactly_once: the records no copy can need
+                await self._records.close()
         finally:
             try:
                 stats = self.stats

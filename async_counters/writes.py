@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from . import builders
 from .clock import Clock
 from .errors import DynamoError
+from .fences import Attempts, Records
 from .observers import Observers
 from .sender import Failed, Sender, Wire
 from .tasks import Tasks
@@ -172,8 +173,30 @@ class ExactlyOnceWrites:
             f"{WRITER_VALUE_PREFIX}{self.writer_id}",
         )
         self._seqs: dict[str, int] = {}  # the last sequence used, per item (memory: per key)
+        self.records = Records(
+            sender, tasks, clock, table=table, key_attribute=key_attribute, writer=self._writer
+        )
 
     async def apply(self, item: str, delta: int, floor: int | None, wire: Wire) -> int:
+        """`_apply`, its record's lifetime kept by `Records`: fenced if any attempt was unclear."""
+        attempts = Attempts(wire)
+        records = self.records
+        records.begin(item)
+        ambiguous = True
+        try:
+            value = await self._apply(item, delta, floor, attempts)
+            ambiguous = attempts.count > 1
+            return value
+        except (Refused, Unreadable):
+            ambiguous = attempts.count > 1
+            raise
+        except Failed as failure:
+            ambiguous = attempts.count > 1 or failure.error.outcome is Outcome.AMBIGUOUS
+            raise
+        finally:
+            records.end(item, self._seqs[item], ambiguous=ambiguous)
+
+    async def _apply(self, item: str, delta: int, floor: int | None, wire: Wire) -> int:
         first = item not in self._seqs
         seq = max(self._seqs.get(item, 0) + 1, self._wall_us())
         self._seqs[item] = seq
