@@ -14,6 +14,7 @@ from .errors import (
     ThrottledError,
 )
 from .pool import CounterPool
+from .ratelimit import Decision, RateLimiter
 from .retry import RetryPolicy
 from .stats import LatencySummary, PoolHooks, PoolStats
 from .transport import Outcome
@@ -24,11 +25,13 @@ __all__ = [
     "CounterError",
     "CounterFloorError",
     "CounterPool",
+    "Decision",
     "DynamoError",
     "LatencySummary",
     "Outcome",
     "PoolHooks",
     "PoolStats",
+    "RateLimiter",
     "RetryPolicy",
     "TableNotFoundError",
     "ThrottledError",

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NUMBER",
     "SHARDS_ATTRIBUTE",
     "SHARD_PREFIX",
+    "WINDOW_PREFIX",
     "adder",
     "batch_get",
     "check_amount",
@@ -48,6 +49,8 @@ MAX_BATCH_GET = 100
 #: Shard items' names begin with this, a Unicode noncharacter ("permanently reserved for internal
 #: use", never in interchanged text) that no user key may begin with: no key can name a shard.
 SHARD_PREFIX = "\ufdd0"
+#: Windowed counters' items begin with this other noncharacter (see `windows`).
+WINDOW_PREFIX = "\ufdd1"
 #: On a sharded counter's first item: the widest sharding it was ever written with.
 SHARDS_ATTRIBUTE = "~shard-count"
 #: The same, for shards named the old way (``key#n``), which are still read (never written).
@@ -108,6 +111,11 @@ def check_key(key: object) -> str:
             raise ValueError(
                 "counter key must not begin with U+FDD0: it is reserved for the items of "
                 "sharded counters"
+            )
+        if key.startswith(WINDOW_PREFIX):
+            raise ValueError(
+                "counter key must not begin with U+FDD1: it is reserved for the items of "
+                "windowed counters"
             )
     if size > MAX_KEY_BYTES:
         raise ValueError(f"counter key is longer than DynamoDB's {MAX_KEY_BYTES} bytes")

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from . import builders
+from . import builders, windows
 from .checks import number, whole
-from .clock import Clock
+from .clock import Clock, wall_microseconds
 from .connect import LOCAL_REGION as LOCAL_REGION
 from .connect import TransportSettings, open_transport
 from .direct import DirectWrites
@@ -112,18 +112,21 @@ class CounterPool:
         linger: float = 0.0,
         exactly_once: bool = False,
         shards: int | Mapping[str, int] = 1,
+        ttl_attribute: str = "expires_at",
+        wall_us: Callable[[], int] = wall_microseconds,
     ) -> None:
         for name, text in (
             ("table", table),
             ("key_attribute", key_attribute),
             ("value_attribute", value_attribute),
+            ("ttl_attribute", ttl_attribute),
         ):
             if not isinstance(text, str):
                 raise TypeError(f"{name} must be a str, not {type(text).__name__}")
             if not text:
                 raise ValueError(f"{name} must not be empty")
-        if key_attribute == value_attribute:
-            raise ValueError("key_attribute and value_attribute must differ")
+        if len({key_attribute, value_attribute, ttl_attribute}) < 3:
+            raise ValueError("key_attribute, value_attribute and ttl_attribute must differ")
         whole(max_in_flight, "max_in_flight")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -164,6 +167,7 @@ class CounterPool:
         self.coalesce = coalesce
         self.linger = float(linger)
         self.exactly_once = exactly_once
+        self.ttl_attribute = ttl_attribute
         self._given = given
         self._settings = TransportSettings(
             kind=transport_name or ("botocore" if client is not None else "fast"),
@@ -181,7 +185,7 @@ class CounterPool:
         self._closing: asyncio.Task[None] | None = None
 
         # The pipeline, assembled once: each mode is a choice of object here, not a branch later.
-        clock = self._clock = Clock(now=retry.clock, sleep=retry.sleep)
+        clock = self._clock = Clock(now=retry.clock, sleep=retry.sleep, wall_us=wall_us)
         extra = (hooks,) if isinstance(hooks, PoolHooks) else tuple(hooks)
         self._stats = StatsRecorder()
         observers = self._observers = Observers(self._stats, extra)
@@ -205,7 +209,7 @@ class CounterPool:
             self.writer_id = strategy.writer_id
             self._records: Records | None = strategy.records
         else:
-            strategy = PlainWrites(self._sender, **names)
+            strategy = PlainWrites(self._sender, stamp=windows.stamp(ttl_attribute), **names)
             self.writer_id = ""
             self._records = None
         queues = KeyQueues(
@@ -351,21 +355,25 @@ class CounterPool:
             in_flight=self._sender.in_flight,
         )
 
-    async def increment(self, key: str, amount: int = 1) -> int:
-        """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment."""
+    async def increment(self, key: str, amount: int = 1, *, window: int | None = None) -> int:
+        """Add ``amount`` (>= 1) to counter ``key``; return its value right after this increment.
+
+        With ``window`` (seconds), the count is that of the current fixed window, aligned to
+        the Unix epoch (see `windows`): a new window starts from 0.
+        """
         # The common case in a few cheap checks (the hot path); anything else goes through the
         # full ones, which raise. An ASCII key's length is its size in bytes.
         if not (type(amount) is int and 0 < amount <= _MAX_NUMBER):
             builders.check_amount(amount)
         if not (type(key) is str and key.isascii() and 0 < len(key) <= _MAX_KEY_BYTES):
             builders.check_key(key)
+        item = key if window is None else self._window_item(key, window)
         if self._state is not _State.OPEN:
             raise self._not_open()
-        item = key
         if self._sharding is not None:
             n = self._sharding.check(key)
             if n > 1:
-                item = await self._sharding.item(key, n)
+                item = await self._sharding.item(item, n)
         call = self._start(key, item, amount, None)
         # An awaited call always has a future.
         future: asyncio.Future[int] = call.future  # type: ignore[assignment]
@@ -375,7 +383,9 @@ class CounterPool:
             self._left(key, call)
             raise
 
-    async def decrement(self, key: str, amount: int = 1, *, floor: int | None = None) -> int:
+    async def decrement(
+        self, key: str, amount: int = 1, *, floor: int | None = None, window: int | None = None
+    ) -> int:
         """Subtract ``amount`` (>= 1); return the value right after.
 
         With ``floor``, the decrement applies only if the counter stays ``>= floor`` (a counter
@@ -385,13 +395,13 @@ class CounterPool:
         builders.check_key(key)
         builders.check_amount(amount)
         builders.check_floor(floor, amount)
+        item = key if window is None else self._window_item(key, window)
         if self._state is not _State.OPEN:
             raise self._not_open()
-        item = key
         if self._sharding is not None:
             n = self._sharding.check(key, floor)
             if n > 1:
-                item = await self._sharding.item(key, n)
+                item = await self._sharding.item(item, n)
         call = self._start(key, item, -amount, floor)
         # An awaited call always has a future.
         future: asyncio.Future[int] = call.future  # type: ignore[assignment]
@@ -401,7 +411,7 @@ class CounterPool:
             self._left(key, call)
             raise
 
-    def add_nowait(self, key: str, amount: int = 1) -> None:
+    def add_nowait(self, key: str, amount: int = 1, *, window: int | None = None) -> None:
         """Add ``amount`` to ``key`` in the background, merged with other additions to it.
 
         For counting that needs no answer (page views): it returns at once. The write goes out as
@@ -411,13 +421,13 @@ class CounterPool:
         """
         builders.check_key(key)
         builders.check_amount(amount)
+        item = key if window is None else self._window_item(key, window)
         if self._state is not _State.OPEN:
             raise self._not_open()
-        item = key
         if self._sharding is not None:
             n = self._sharding.check(key)
             if n > 1:
-                item = self._sharding.item_nowait(key, n)
+                item = self._sharding.item_nowait(item, n)
         self._background.add(key, item, amount)
 
     async def flush(self) -> PoolStats:
@@ -427,31 +437,59 @@ class CounterPool:
         await self._tasks.wait()
         return self.stats
 
-    async def get(self, key: str) -> int:
-        """The counter's value, read strongly consistently; 0 for a counter never written."""
+    async def get(self, key: str, *, window: int | None = None) -> int:
+        """The counter's value, read strongly consistently; 0 for a counter never written.
+
+        With ``window``, its count in the current window (never an expired window's)."""
         builders.check_key(key)
+        item = key if window is None else self._window(window).item(key)
         if self._state is not _State.OPEN:
             raise self._not_open()
-        return await self._reads.get(key)
+        return await self._reads.get(item)
 
-    async def get_many(self, keys: Iterable[str]) -> dict[str, int]:
-        """Values of several counters (strongly consistent), in the order given; 0 for unwritten."""
+    async def get_many(self, keys: Iterable[str], *, window: int | None = None) -> dict[str, int]:
+        """Values of several counters (strongly consistent), in the order given; 0 for unwritten.
+
+        With ``window``, their counts in the current window."""
         if isinstance(keys, str):
             raise TypeError("get_many takes an iterable of keys, not a single str")
         wanted = list(dict.fromkeys(builders.check_key(key) for key in keys))
+        if window is not None:
+            current = self._window(window)
+            items = {current.item(key): key for key in wanted}
         if self._state is not _State.OPEN:
             raise self._not_open()
-        return await self._reads.get_many(wanted)
+        if window is None:
+            return await self._reads.get_many(wanted)
+        values = await self._reads.get_many(list(items))
+        return {key: values[item] for item, key in items.items()}
+
+    def _window(self, window: int) -> windows.Window:
+        """The current window of ``window`` seconds, by the pool's wall clock."""
+        return windows.Window.at(windows.check_window(window), self._clock.wall_us() / 1e6)
+
+    def _window_item(self, key: str, window: int) -> str:
+        """The item a windowed write to ``key`` goes to (checked before anything is sent)."""
+        if self.exactly_once:
+            raise ValueError(
+                "windowed counters cannot be written exactly once: each window is a new item, "
+                "and a retry could land in the next window (use a pool without exactly_once)"
+            )
+        return self._window(window).item(key)
 
     def shards_of(self, key: str) -> int:
         """How many items ``key``'s writes are spread over (1: not sharded)."""
         return 1 if self._sharding is None else self._sharding.of(key)
 
-    async def ensure_table(self) -> None:
+    async def ensure_table(self, *, ttl: bool = False) -> None:
         """Create the table (string partition key, on-demand) unless it exists; wait until ACTIVE.
 
         Idempotent. Raises `ValueError` if the table exists with a key schema the pool cannot use.
+        With ``ttl=True``, also turns on time to live for ``ttl_attribute`` (windowed counters'
+        old items are then deleted by DynamoDB, some time after they expire).
         """
+        if not isinstance(ttl, bool):
+            raise TypeError(f"ttl must be a bool, not {type(ttl).__name__}")
         if self._state is not _State.OPEN:
             raise self._not_open()
         try:
@@ -470,10 +508,29 @@ class CounterPool:
             if table:
                 self._check_key_schema(table)
             if table.get("TableStatus") == "ACTIVE":
+                if ttl:
+                    await self._ensure_ttl()
                 return
             if clock.now() > give_up:
                 raise TableNotFoundError(self.table)
             await clock.sleep(TABLE_POLL)
+
+    async def _ensure_ttl(self) -> None:
+        """Turn TTL on for ``ttl_attribute`` unless it is on already."""
+        described = await self._send("DescribeTimeToLive", {"TableName": self.table})
+        spec = described.get("TimeToLiveDescription", {})
+        if spec.get("AttributeName") == self.ttl_attribute and spec.get("TimeToLiveStatus") in (
+            "ENABLED",
+            "ENABLING",
+        ):
+            return
+        try:
+            await self._send(
+                "UpdateTimeToLive", windows.update_time_to_live(self.table, self.ttl_attribute)
+            )
+        except DynamoError as exc:  # enabled meanwhile by another pool: fine
+            if "already enabled" not in str(exc).lower():
+                raise
 
     async def _send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """A request with no effect to double (table creation and description)."""

@@ -19,7 +19,7 @@ import base64
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from . import builders
@@ -54,6 +54,8 @@ PRUNE_AFTER = 3600.0
 #: A retry must never outlive the record it relies on: the retry deadline stays well inside.
 MAX_EXACTLY_ONCE_DEADLINE = PRUNE_AFTER / 4
 MAX_PRUNED_PER_WRITE = 50
+#: First characters of the reserved item names (shards, windows): only those may need a stamp.
+_RESERVED = "\ufdd0\ufdd1"
 
 
 class Refused(Exception):
@@ -99,12 +101,19 @@ def _current(item: Mapping[str, Any] | None, attribute: str) -> int | None:
 class PlainWrites:
     """One ``ADD`` per write (see the module docstring)."""
 
-    __slots__ = ("_add", "_key_attribute", "_sender", "_table", "_value_attribute")
+    __slots__ = ("_add", "_key_attribute", "_sender", "_stamp", "_table", "_value_attribute")
 
     def __init__(
-        self, sender: Sender, *, table: str, key_attribute: str, value_attribute: str
+        self,
+        sender: Sender,
+        *,
+        table: str,
+        key_attribute: str,
+        value_attribute: str,
+        stamp: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self._sender = sender
+        self._stamp = stamp  # adds a window item's TTL (`windows.stamp`)
         self._table = table
         self._key_attribute = key_attribute
         self._value_attribute = value_attribute
@@ -117,6 +126,8 @@ class PlainWrites:
             params = builders.update(
                 self._table, self._key_attribute, self._value_attribute, item, delta, floor=floor
             )
+        if item[0] in _RESERVED and self._stamp is not None:  # a shard or a window item
+            params = self._stamp(item, params)
         try:
             response = await self._sender.send(
                 "UpdateItem", params, idempotent=False, key=item, wire=wire

@@ -1,0 +1,195 @@
+"""`RateLimiter`: exact admission per fixed window, by one conditional write per hit.
+
+    limiter = RateLimiter(pool, limit=100, per=60)
+    decision = await limiter.hit("api:user-42")
+    if not decision.allowed:
+        return 429, {"Retry-After": ceil(decision.reset_after)}
+
+Each key and window has one item (`windows`). A hit is ONE ``UpdateItem`` on it:
+``ADD count :cost`` (and the TTL attribute), on condition that the count before it is at most
+``limit - cost`` (or that it was never written). DynamoDB applies conditional writes to an item
+one at a time, so however many processes hit a key at once, at most ``limit`` is admitted per
+window. A denied hit changes nothing, and its refusal returns the item as it was
+(``ReturnValuesOnConditionCheckFailure=ALL_OLD``): one request, no read before the write.
+
+``sliding=True`` estimates a rolling window the way Cloudflare and `limits`' sliding-window counter
+do: ``previous * (1 - f) + current``, where ``f`` is the fraction of the current window elapsed
+and ``previous`` the previous window's final count (read once per key and window, then cached).
+Admission is still one conditional write, on ``current <= limit - cost - floor(previous * (1-f))``.
+Error bound: the current window never admits more than ``limit``, and any rolling span of
+``per`` seconds admits at most ``limit + f * previous <= 2 * limit`` in the worst case (every
+previous hit at the very end of its window); with hits spread evenly the estimate is exact. Hits
+written into the previous window after it was read (clocks skewed between processes) are not
+seen by that estimate.
+
+Errors (``on_error``): when DynamoDB throttles the hit past the pool's retries (`ThrottledError`,
+nothing was applied), when the endpoint cannot be reached (`ConnectError`), and when the outcome
+is unknown (`AmbiguousWriteError`: the hit may or may not have been counted), the decision is
+``allowed=False`` with ``on_error="deny"`` (the default: fail closed) or ``allowed=True`` with
+``on_error="allow"`` (fail open), with ``remaining=0`` and ``reset_after`` at most 1 s. Any other
+error (no such table, a bad request) is raised.
+
+The limiter writes the window item itself, unsharded and never coalesced, whatever the pool's
+options: a condition holds on one item, and each hit needs its own answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import builders
+from .checks import number, whole
+from .errors import ConnectError, ThrottledError
+from .pool import CounterPool
+from .sender import Failed, public_error
+from .transport import Outcome
+from .windows import Window, check_window, expires_at
+
+__all__ = ["Decision", "RateLimiter"]
+
+#: The most previous-window counts a sliding limiter caches (one per key) before starting over.
+MAX_CACHED = 10_000
+#: The longest ``reset_after`` of a decision made on an error.
+ERROR_RETRY = 1.0
+_UNSURE = (Outcome.THROTTLED, Outcome.UNREACHABLE, Outcome.AMBIGUOUS)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One hit's answer.
+
+    ``remaining``: how many more units the window admits after this hit (0 when denied).
+    ``reset_after``: seconds until a hit like this one can succeed: 0.0 while some remains, else
+    the time until the window ends (or, sliding, until enough of the previous window has aged).
+    """
+
+    allowed: bool
+    remaining: int
+    reset_after: float
+
+
+class _Marker:
+    __slots__ = ("on_wire",)
+
+    def __init__(self) -> None:
+        self.on_wire = False
+
+
+class RateLimiter:
+    """At most ``limit`` units per ``per``-second window and key, across every process."""
+
+    def __init__(
+        self,
+        pool: CounterPool,
+        limit: int = 100,
+        per: float = 60.0,
+        *,
+        sliding: bool = False,
+        on_error: Literal["deny", "allow"] = "deny",
+    ) -> None:
+        if not isinstance(pool, CounterPool):
+            raise TypeError(f"pool must be a CounterPool, not {type(pool).__name__}")
+        limit = whole(limit, "limit")
+        if not 1 <= limit <= builders.MAX_NUMBER:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        per = number(per, "per", what="a number of seconds")
+        if not math.isfinite(per) or per != int(per):
+            raise ValueError(f"per must be a whole number of seconds, got {per}")
+        if not isinstance(sliding, bool):
+            raise TypeError(f"sliding must be a bool, not {type(sliding).__name__}")
+        if on_error not in ("deny", "allow"):
+            raise ValueError(f"on_error must be 'deny' or 'allow', not {on_error!r}")
+        self.pool = pool
+        self.limit = limit
+        self.per = check_window(int(per))
+        self.sliding = sliding
+        self.on_error = on_error
+        self._previous: dict[str, tuple[int, int]] = {}  # key -> (window start, its count)
+
+    async def hit(self, key: str, cost: int = 1) -> Decision:
+        """Count ``cost`` units against ``key`` if the window still admits them."""
+        builders.check_key(key)
+        cost = whole(cost, "cost")
+        if not 1 <= cost <= self.limit:
+            raise ValueError(f"cost must be within [1, limit={self.limit}], got {cost}")
+        pool = self.pool
+        if pool._transport is None or pool.closed:
+            raise pool._not_open()
+        now = pool._clock.wall_us() / 1e6
+        window = Window.at(self.per, now)
+        item = window.item(key)
+        previous = weighted = 0
+        if self.sliding:
+            try:
+                previous = await self._previous_count(key, window.previous)
+            except (ThrottledError, ConnectError):
+                return self._unsure(window, now)
+            weighted = math.floor(previous * (1.0 - window.elapsed(now)))
+        ceiling = self.limit - cost - weighted  # the most the count may be before this hit
+        if ceiling < 0:  # the previous window alone fills it: no write can be admitted
+            return Decision(False, 0, self._wait(window, now, 0, cost, previous))
+        try:
+            response = await pool._sender.send(
+                "UpdateItem",
+                self._params(item, cost, ceiling),
+                idempotent=False,
+                key=item,
+                wire=_Marker(),
+            )
+        except Failed as failure:
+            outcome = failure.error.outcome
+            if outcome is Outcome.CONDITION_FAILED:
+                current = builders.parse_number(failure.error.item, pool.value_attribute)
+                return Decision(False, 0, self._wait(window, now, current, cost, previous))
+            if outcome in _UNSURE:
+                return self._unsure(window, now)
+            raise public_error(failure, table=pool.table, key=key) from None
+        count = builders.parse_number(response.get("Attributes"), pool.value_attribute)
+        remaining = max(0, self.limit - count - weighted)
+        return Decision(True, remaining, 0.0 if remaining else window.end - now)
+
+    def _params(self, item: str, cost: int, ceiling: int) -> dict[str, Any]:
+        pool = self.pool
+        return {
+            "TableName": pool.table,
+            "Key": {pool.key_attribute: {"S": item}},
+            "UpdateExpression": "ADD #v :n SET #ttl = :ttl",
+            "ConditionExpression": "attribute_not_exists(#v) OR #v <= :max",
+            "ExpressionAttributeNames": {"#v": pool.value_attribute, "#ttl": pool.ttl_attribute},
+            "ExpressionAttributeValues": {
+                ":n": {"N": str(cost)},
+                ":max": {"N": str(ceiling)},
+                ":ttl": {"N": str(expires_at(item))},
+            },
+            "ReturnValues": "UPDATED_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _unsure(self, window: Window, now: float) -> Decision:
+        """The decision on an error: ``on_error``'s, to be retried soon."""
+        return Decision(self.on_error == "allow", 0, min(ERROR_RETRY, window.end - now))
+
+    def _wait(self, window: Window, now: float, current: int, cost: int, prev: int) -> float:
+        """Seconds until a hit of ``cost`` can be admitted, the count now being ``current``
+        (and the previous window's ``prev``, sliding)."""
+        to_end = window.end - now
+        if not self.sliding:
+            return to_end
+        room = self.limit - cost - current  # what the previous window's weight must fall to
+        if prev <= 0 or room < 0:
+            return to_end
+        # previous * (1 - f) <= room  <=>  f >= 1 - room / previous
+        fraction = 1.0 - room / prev
+        return max(0.0, min(to_end, window.start + fraction * window.length - now))
+
+    async def _previous_count(self, key: str, previous: Window) -> int:
+        cached = self._previous.get(key)
+        if cached is not None and cached[0] == previous.start:
+            return cached[1]
+        count = await self.pool._reads.get(previous.item(key))
+        if len(self._previous) >= MAX_CACHED:
+            self._previous.clear()
+        self._previous[key] = (previous.start, count)
+        return count
