@@ -35,6 +35,7 @@ options: a condition holds on one item, and each hit needs its own answer.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -106,7 +107,8 @@ class RateLimiter:
         self.per = check_window(int(per))
         self.sliding = sliding
         self.on_error = on_error
-        self._previous: dict[str, tuple[int, int]] = {}  # key -> (window start, its count)
+        # key -> (the previous window's start, the read of its count)
+        self._previous: dict[str, tuple[int, asyncio.Future[int]]] = {}
 
     async def hit(self, key: str, cost: int = 1) -> Decision:
         """Count ``cost`` units against ``key`` if the window still admits them."""
@@ -185,11 +187,16 @@ class RateLimiter:
         return max(0.0, min(to_end, window.start + fraction * window.length - now))
 
     async def _previous_count(self, key: str, previous: Window) -> int:
+        """The previous window's count: one read per key and window, shared by concurrent hits."""
         cached = self._previous.get(key)
-        if cached is not None and cached[0] == previous.start:
-            return cached[1]
-        count = await self.pool._reads.get(previous.item(key))
-        if len(self._previous) >= MAX_CACHED:
-            self._previous.clear()
-        self._previous[key] = (previous.start, count)
-        return count
+        if cached is None or cached[0] != previous.start:
+            if len(self._previous) >= MAX_CACHED:
+                self._previous.clear()
+            read = asyncio.ensure_future(self.pool._reads.get(previous.item(key)))
+            cached = self._previous[key] = (previous.start, read)
+        try:
+            return await asyncio.shield(cached[1])
+        except BaseException:
+            if cached[1].done() and self._previous.get(key) is cached:
+                del self._previous[key]  # a failed read is tried again by the next hit
+            raise

@@ -93,7 +93,9 @@ async def test_sliding_window_weighs_the_previous_window(
     first = w.Window.at(10, wall.now)
     assert sum(d.allowed for d in await _hits(limiters, "s", 40)) == 20
     wall.now = first.end + 2.5  # a quarter in: the previous window weighs 20 * 0.75 = 15
+    before = _sends(pools)
     assert sum(d.allowed for d in await _hits(limiters, "s", 40)) == 5
+    assert _sends(pools) - before <= 40 + len(pools)  # one read of the previous count per pool
     denied = await limiters[0].hit("s")
     assert not denied.allowed
     assert 0 < denied.reset_after <= 7.5
