@@ -40,6 +40,8 @@ __all__ = [
     "update_once",
 ]
 
+#: Every request that takes it asks for its cost, so that the pool always knows what it spent.
+CONSUMED = "TOTAL"
 #: DynamoDB numbers hold 38 significant digits: the largest integer the pool will send.
 MAX_NUMBER = 10**38 - 1
 #: A partition key value is at most 2,048 bytes (UTF-8).
@@ -84,6 +86,7 @@ def record_shards(table: str, key_attribute: str, key: str, shards: int) -> dict
         "ConditionExpression": "attribute_not_exists(#ns) OR #ns < :n",
         "ExpressionAttributeNames": {"#ns": SHARDS_ATTRIBUTE},
         "ExpressionAttributeValues": {":n": {"N": str(shards)}},
+        "ReturnConsumedCapacity": CONSUMED,
     }
 
 
@@ -172,6 +175,7 @@ def update(
         "ExpressionAttributeNames": {"#v": value_attribute},
         "ExpressionAttributeValues": {":n": {"N": str(delta)}},
         "ReturnValues": "UPDATED_NEW",
+        "ReturnConsumedCapacity": CONSUMED,
     }
     if floor is not None:
         params["ConditionExpression"] = _floor_condition(
@@ -202,6 +206,7 @@ def adder(
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":n": {"N": str(delta)}},
             "ReturnValues": "UPDATED_NEW",
+            "ReturnConsumedCapacity": CONSUMED,
         }
 
     return add
@@ -224,6 +229,7 @@ def get_item(table: str, key_attribute: str, value_attribute: str, key: str) -> 
         "ConsistentRead": True,
         "ProjectionExpression": "#v",
         "ExpressionAttributeNames": {"#v": value_attribute},
+        "ReturnConsumedCapacity": CONSUMED,
     }
 
 
@@ -246,7 +252,8 @@ def batch_get(
                     "#ls": LEGACY_SHARDS_ATTRIBUTE,
                 },
             }
-        }
+        },
+        "ReturnConsumedCapacity": CONSUMED,
     }
 
 
@@ -320,6 +327,7 @@ def update_once(
         },
         "ReturnValues": "ALL_NEW" if return_all else "UPDATED_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        "ReturnConsumedCapacity": CONSUMED,
     }
     if floor is not None:
         floored = _floor_condition(delta, floor, params["ExpressionAttributeValues"])
@@ -339,6 +347,7 @@ def get_attributes(
         "ConsistentRead": True,
         "ProjectionExpression": ", ".join(names),
         "ExpressionAttributeNames": names,
+        "ReturnConsumedCapacity": CONSUMED,
     }
 
 
@@ -366,4 +375,5 @@ def prune_writers(
         "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
+        "ReturnConsumedCapacity": CONSUMED,
     }

@@ -10,9 +10,10 @@ never change what it does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from .consumed import REFUSED_WRITE, units
 from .stats import PoolHooks, StatsRecorder
 from .transport import Outcome
 
@@ -53,6 +54,21 @@ class Observers:
         self.stats.on_retry(operation, key, outcome, attempt, delay)
         for hook in self.hooks:
             _tell(hook.on_retry, operation, key, outcome, attempt, delay)
+
+    def answered(self, operation: str, response: Mapping[str, Any]) -> None:
+        """A request was answered: what its ConsumedCapacity says it cost."""
+        write, read = units(operation, response)
+        if write or read:
+            self.consumed(operation, write, read)
+
+    def refused(self, operation: str) -> None:
+        """A conditional write was refused: charged, though its answer does not say so."""
+        self.consumed(operation, REFUSED_WRITE, 0.0)
+
+    def consumed(self, operation: str, write_units: float, read_units: float) -> None:
+        self.stats.on_consumed(operation, write_units, read_units)
+        for hook in self.hooks:
+            _tell(hook.on_consumed, operation, write_units, read_units)
 
     def settled(
         self, key: str, delta: int, outcome: Outcome, seconds: float, code: str = ""

@@ -168,6 +168,7 @@ class Sender:
                 pace.observe(key, outcome, epoch)
             observers.request(operation, outcome, now() - sent)
             if error is None:
+                observers.answered(operation, response)
                 if more is None:
                     return response
                 rest = more(response)
@@ -175,6 +176,8 @@ class Sender:
                     return response
                 params = rest
                 error = TransportError(Outcome.THROTTLED, "UnprocessedKeys", "answered in part")
+            elif error.outcome is Outcome.CONDITION_FAILED:
+                observers.refused(operation)
             if backoff is None:
                 backoff = Backoff(self._policy, start=start, clock=now)
             if not is_retryable(error.outcome, idempotent=idempotent):

@@ -42,6 +42,10 @@ class PoolHooks:
     def on_settled(self, key: str, delta: int, outcome: Outcome, seconds: float) -> None:
         """A write operation (increment or decrement of ``delta``) ended, after any retries."""
 
+    def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
+        """A request was charged these capacity units (its answer's ConsumedCapacity; a write
+        refused by its condition counts one write unit)."""
+
 
 class LatencyHistogram:
     """Latencies in log buckets ~1 % wide from 1 µs to ~30 h: fixed memory, ~1 % precision."""
@@ -132,6 +136,9 @@ class PoolStats:
     ``errors`` under their code); ``in_flight`` of the pool's ``max_in_flight`` right now.
     ``key_rates``: the send rate (requests/s) of each key that the pool currently paces because it
     was throttled (see `async_counters.limiter`).
+    Cost: ``write_units`` and ``read_units`` the requests were charged (ConsumedCapacity, failed
+    conditional writes included), in total and by operation (``write_units_by_operation``,
+    ``read_units_by_operation``: e.g. ``{"UpdateItem": 120.0}``).
     """
 
     calls: int = 0
@@ -159,6 +166,14 @@ class PoolStats:
     max_in_flight: int = 0
     key_rates: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     latency: LatencySummary = field(default_factory=LatencySummary)
+    write_units: float = 0.0
+    read_units: float = 0.0
+    write_units_by_operation: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    read_units_by_operation: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def settled(self) -> int:
@@ -204,12 +219,22 @@ class StatsRecorder(PoolHooks):
     one field of `PoolStats` and, when an outcome drives it, one entry in the tables above.
     """
 
-    __slots__ = ("counts", "errors", "latency")
+    __slots__ = ("counts", "errors", "latency", "reads", "writes")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(_COUNTS, 0)
         self.errors: Counter[str] = Counter()
         self.latency = LatencyHistogram()
+        self.writes: dict[str, float] = {}  # units by operation
+        self.reads: dict[str, float] = {}
+
+    def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
+        if write_units:
+            writes = self.writes
+            writes[operation] = writes.get(operation, 0.0) + write_units
+        if read_units:
+            reads = self.reads
+            reads[operation] = reads.get(operation, 0.0) + read_units
 
     def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
         counts = self.counts
@@ -265,4 +290,8 @@ class StatsRecorder(PoolHooks):
             max_in_flight=max_in_flight,
             errors=MappingProxyType(dict(self.errors)),
             latency=self.latency.summary(),
+            write_units=sum(self.writes.values()),
+            read_units=sum(self.reads.values()),
+            write_units_by_operation=MappingProxyType(dict(self.writes)),
+            read_units_by_operation=MappingProxyType(dict(self.reads)),
         )

@@ -12,7 +12,9 @@ conventions for database clients, the AWS SDK and AWS DynamoDB:
   where the request was sent (a web request's, say).
 
 What the conventions have no name for is under ``async_counters.``: write operations by outcome,
-retries and throttled responses: observable counters over tallies kept inline, since an SDK
+retries, throttled responses, and the capacity units requests were charged
+(``async_counters.write_units``, ``async_counters.read_units``, by ``db.operation.name``):
+observable counters over tallies kept inline, since an SDK
 measurement costs microseconds of the event loop's time. A write's whole duration, retries
 included, is in the pool's own ``stats.latency``.
 
@@ -101,6 +103,8 @@ class OpenTelemetryHooks(PoolHooks):
         self._increment_counts: dict[tuple[Outcome, str | None], int] = {}
         self._retry_counts: dict[tuple[str, Outcome, str | None], int] = {}
         self._throttle_counts: dict[str, int] = {}
+        self._write_units: dict[str, float] = {}
+        self._read_units: dict[str, float] = {}
         meter.create_observable_counter(
             "async_counters.increments",
             [self._observe_increments],
@@ -118,6 +122,18 @@ class OpenTelemetryHooks(PoolHooks):
             [self._observe_throttles],
             unit="{response}",
             description="Throttled responses received, retried or not.",
+        )
+        meter.create_observable_counter(
+            "async_counters.write_units",
+            [self._observe_write_units],
+            unit="{write_unit}",
+            description="Write capacity units charged (ConsumedCapacity), by operation.",
+        )
+        meter.create_observable_counter(
+            "async_counters.read_units",
+            [self._observe_read_units],
+            unit="{read_unit}",
+            description="Read capacity units charged (ConsumedCapacity), by operation.",
         )
         common: dict[str, AttributeValue] = {"db.system.name": _DB_SYSTEM}
         if table is not None:
@@ -164,6 +180,14 @@ class OpenTelemetryHooks(PoolHooks):
         counts = self._increment_counts
         counts[tally] = counts.get(tally, 0) + 1
 
+    def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
+        if write_units:
+            writes = self._write_units
+            writes[operation] = writes.get(operation, 0.0) + write_units
+        if read_units:
+            reads = self._read_units
+            reads[operation] = reads.get(operation, 0.0) + read_units
+
     # The SDK calls these when it collects, from its reader's thread: dict(...) copies the tally
     # in one step under the GIL, so a write on the event loop meanwhile cannot break the loop.
 
@@ -177,6 +201,14 @@ class OpenTelemetryHooks(PoolHooks):
 
     def _observe_throttles(self, options: CallbackOptions) -> Iterator[Observation]:
         for operation, n in dict(self._throttle_counts).items():
+            yield Observation(n, self._attributes(operation, None, None))
+
+    def _observe_write_units(self, options: CallbackOptions) -> Iterator[Observation]:
+        for operation, n in dict(self._write_units).items():
+            yield Observation(n, self._attributes(operation, None, None))
+
+    def _observe_read_units(self, options: CallbackOptions) -> Iterator[Observation]:
+        for operation, n in dict(self._read_units).items():
             yield Observation(n, self._attributes(operation, None, None))
 
     def _attributes(

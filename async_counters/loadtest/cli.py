@@ -37,6 +37,8 @@ from .config import (
     Target,
     Workload,
 )
+from .cost import add_arguments as add_cost_arguments
+from .cost import prices_from_args
 from .verify import EXIT_USAGE
 
 __all__ = ["POOL_FLAGS", "add_arguments", "config_from_args", "run"]
@@ -258,6 +260,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run again the configuration of a results JSON (output flags still apply)",
     )
     _mirror_server_options(parser, server)
+    add_cost_arguments(parser)
 
 
 def _mirror_server_options(parser: argparse.ArgumentParser, group: Any) -> None:
@@ -458,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the bench the flags describe; return the exit status."""
     try:
         config = config_from_args(args)
+        prices = prices_from_args(args)
         _check_pool_options(config)
         if config.target.kind == "embedded":
             from .embedded import local_arguments
@@ -480,6 +484,7 @@ def run(args: argparse.Namespace) -> int:
 
     view = choose_view(sys.stdout, quiet=args.quiet)
     outcome = run_bench(config, view, argv=["async-counters", *sys.argv[1:]])
+    outcome.prices = prices
     if outcome.unreachable is not None:
         sys.stderr.write(f"async-counters bench: {outcome.unreachable}\n")
         if args.json is not None:

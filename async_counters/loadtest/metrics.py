@@ -134,6 +134,8 @@ class WorkerResult(TypedDict):
     counts: dict[str, int]
     errors: dict[str, int]
     acknowledged_amount: int
+    write_units: float
+    read_units: float
     histogram: str
     keys: dict[str, KeyTally]
     stopped_early: str | None

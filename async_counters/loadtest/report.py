@@ -8,7 +8,9 @@ JSON outline (``"schema": "async-counters/bench/1"``)::
     results       seconds, planned, counts (operations, acknowledged, increments, decrements,
                   floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
                   retries, throttles, started, dropped), errors by code, throughput per second,
-                  acknowledged_amount, latency_ms (count, mean, p50, p90, p99, p99.9, max),
+                  acknowledged_amount, cost (write_units, read_units, per increment, prices,
+                  run_usd, per_million_increments_usd, provisioned_wcu/usd),
+                  latency_ms (count, mean, p50, p90, p99, p99.9, max),
                   histogram (HdrHistogram, base64), stopped_early, failures, rate_target (open
                   loop: rate, due, started, dropped, started_per_s, held)
     timeline      one row per second: t, rate, counts, p50/p90/p99/p99.9/max in ms
@@ -27,6 +29,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Final
 
+from .cost import cost_summary
 from .live import rate_text
 from .metrics import COUNT_NAMES
 from .runner import RunOutcome, describe_target, environment
@@ -51,6 +54,16 @@ def throughput(outcome: RunOutcome) -> dict[str, float]:
     }
 
 
+def cost(outcome: RunOutcome) -> dict[str, Any]:
+    return cost_summary(
+        write_units=outcome.write_units,
+        read_units=outcome.read_units,
+        acknowledged=outcome.counts.get("acknowledged", 0),
+        seconds=outcome.seconds,
+        prices=outcome.prices,
+    )
+
+
 def results_json(outcome: RunOutcome) -> dict[str, Any]:
     verification = outcome.verification
     return {
@@ -67,6 +80,7 @@ def results_json(outcome: RunOutcome) -> dict[str, Any]:
             "errors_by_code": outcome.errors,
             "throughput": throughput(outcome),
             "acknowledged_amount": outcome.acknowledged_amount,
+            "cost": cost(outcome),
             "latency_ms": outcome.histogram.summary_ms(),
             "histogram": outcome.histogram.encode(),
             "stopped_early": outcome.stopped_early,
@@ -159,6 +173,26 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
     table.add_row("requests", f"{counts.get('requests', 0):,}", f"{rates['requests_per_s']:,.0f}/s")
     for name in ("p50", "p90", "p99", "p99.9", "max"):
         table.add_row(f"latency {name}", f"{_ms(latency[name])} ms", "")
+    spent = cost(outcome)
+    per = spent["write_units_per_increment"]
+    table.add_row(
+        "write units",
+        f"{spent['write_units']:,.1f}",
+        f"{per:g} per acknowledged increment" if per is not None else "",
+    )
+    table.add_row(
+        "cost",
+        f"${spent['run_usd']:.6f}",
+        f"on demand; ${spent['per_million_increments_usd']:.3f} per million increments"
+        if spent["per_million_increments_usd"] is not None
+        else "on demand",
+    )
+    if spent["provisioned_usd"] is not None:
+        table.add_row(
+            "provisioned",
+            f"${spent['provisioned_usd']:.6f}",
+            f"{spent['provisioned_wcu']:,} WCU for the run's duration",
+        )
     table.add_row("throttles", f"{counts.get('throttles', 0):,}", "throttled responses")
     table.add_row("retries", f"{counts.get('retries', 0):,}", "")
     failed = sum(counts.get(name, 0) for name in ("throttled", "unreachable", "errors"))

@@ -31,6 +31,7 @@ from async_counters.errors import CounterError
 from async_counters.redact import redact
 
 from .config import RunConfig, safe_url
+from .cost import Prices
 from .embedded import EmbeddedServer
 from .lifeline import PARENT_ENV
 from .metrics import (
@@ -86,6 +87,9 @@ class RunOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     acknowledged_amount: int = 0
+    write_units: float = 0.0
+    read_units: float = 0.0
+    prices: Prices = field(default_factory=Prices)
     histogram: HdrLatency = field(default_factory=HdrLatency)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
@@ -374,6 +378,8 @@ def _aggregate(results: Sequence[WorkerResult], timeline: Timeline, outcome: Run
         errors.update(result["errors"])
         outcome.histogram.add_encoded(result["histogram"])
         outcome.acknowledged_amount += result["acknowledged_amount"]
+        outcome.write_units += result.get("write_units", 0.0)
+        outcome.read_units += result.get("read_units", 0.0)
         if result["stopped_early"] and result["stopped_early"] != "interrupted":
             outcome.stopped_early.append(f"worker {result['worker']}: {result['stopped_early']}")
         outcome.workers.append(

@@ -241,6 +241,8 @@ async def run_worker(
         counts=dict(recorder.totals),
         errors=dict(stats.errors),
         acknowledged_amount=recorder.acknowledged_amount,
+        write_units=stats.write_units,
+        read_units=stats.read_units,
         histogram=recorder.histogram.encode(),
         keys=recorder.key_tallies(include_pending=bool(unfinished)),
         stopped_early=stop.reason,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from async_counters.local import wire
+from async_counters.local import moto_capacity, wire
 from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class MotoBackend(Backend):
         headers = {**call.headers, "Content-Type": wire.CONTENT_TYPE}
         request = self._request_class.from_primitives("POST", self._url, headers, call.body)
         try:
+            mode, items = moto_capacity.plan(call.operation, call.json())
+        except ValueError:
+            mode, items = "NONE", []
+        before = moto_capacity.sizes(items, self.item_size)
+        try:
             status, _, body = self._handler_class()._dispatch(request)
         except self._unknown_operation:
             return Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {call.operation}")
@@ -55,7 +60,11 @@ class MotoBackend(Backend):
             return Reply.error(
                 400, wire.VALIDATION, f"The moto backend failed on this request: {exc!r}"
             )
-        return Reply(int(status), body.encode() if isinstance(body, str) else bytes(body))
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        if items and int(status) == 200:  # moto's ConsumedCapacity is a constant: say the real one
+            after = moto_capacity.sizes(items, self.item_size)
+            data = moto_capacity.rewrite(call.operation, data, mode, items, before, after)
+        return Reply(int(status), data)
 
     def item_size(self, table: str, key: Mapping[str, Any]) -> int | None:
         try:

@@ -19,6 +19,7 @@ def test_increment_is_an_add_through_placeholders() -> None:
         "ExpressionAttributeNames": {"#v": "count"},
         "ExpressionAttributeValues": {":n": {"N": "5"}},
         "ReturnValues": "UPDATED_NEW",
+        "ReturnConsumedCapacity": "TOTAL",
     }
 
 
@@ -129,3 +130,18 @@ def test_largest_amount_is_accepted() -> None:
 def test_bad_floors(floor: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         builders.check_floor(floor, 1)
+
+
+def test_every_request_that_can_asks_what_it_cost() -> None:
+    requests = [
+        builders.update("t", "pk", "count", "k", 1),
+        builders.update("t", "pk", "count", "k", -1, floor=0),
+        builders.adder("t", "pk", "count")("k", 1),
+        builders.update_once("t", "pk", "count", "k", 1, writer=("#s", "#w"), seq=1),
+        builders.get_item("t", "pk", "count", "k"),
+        builders.get_attributes("t", "pk", "k", ["a"]),
+        builders.batch_get("t", "pk", "count", ["k"]),
+        builders.record_shards("t", "pk", "k", 4),
+        builders.prune_writers("t", "pk", "k", {"s": ("w", 1)}),
+    ]
+    assert all(r["ReturnConsumedCapacity"] == "TOTAL" for r in requests)

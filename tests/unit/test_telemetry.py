@@ -118,3 +118,15 @@ def test_without_the_extra_the_error_is_one_line_naming_it() -> None:
     assert done.stdout.strip().splitlines() == [
         "async_counters.telemetry needs OpenTelemetry: pip install 'async-counters[otel]'"
     ]
+
+
+def test_capacity_units_are_counted_by_operation() -> None:
+    reader = InMemoryMetricReader()
+    hooks = OpenTelemetryHooks(MeterProvider(metric_readers=[reader]), table="counters")
+    hooks.on_consumed("UpdateItem", 1.0, 0.0)
+    hooks.on_consumed("UpdateItem", 2.0, 0.0)
+    hooks.on_consumed("GetItem", 0.0, 0.5)
+    writes = _points(reader, "async_counters.write_units")
+    reads = _points(reader, "async_counters.read_units")
+    assert [(p.attributes["db.operation.name"], p.value) for p in writes] == [("UpdateItem", 3.0)]
+    assert [(p.attributes["db.operation.name"], p.value) for p in reads] == [("GetItem", 0.5)]
