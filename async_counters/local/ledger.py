@@ -1,6 +1,7 @@
 """The ledger: what the server really applied, per item key. The ground truth of every test.
 
-An applied UpdateItem counts once for its key, and its arithmetic on counters (``ADD #v :n``,
+An applied UpdateItem counts once for its key (one that only removes attributes does not),
+and its arithmetic on counters (``ADD #v :n``,
 ``SET #v = if_not_exists(#v, :z) + :n``, ``SET #v = #v - :n``) adds to the key's sum; so does
 each Update of an applied TransactWriteItems. Throttled, refused, cancelled and
 failed-before-apply requests never reach it, nor does an idempotent replay of a transaction
@@ -80,7 +81,8 @@ def key_string(key: Mapping[str, Any]) -> str:
 
 
 def update_delta(payload: Mapping[str, Any]) -> Amount | None:
-    """The counter arithmetic an UpdateItem request would apply, or None if it cannot be read.
+    """The counter arithmetic an UpdateItem request would apply, or None if it cannot be read or
+    only removes attributes (an exactly-once writer taking its record away is no increment).
 
     Pure: reads the request only. The caller records it once the backend accepted the request.
     """
@@ -93,6 +95,8 @@ def update_delta(payload: Mapping[str, Any]) -> Amount | None:
             payload.get("ExpressionAttributeNames") or {},
             payload.get("ExpressionAttributeValues") or {},
         )
+        if all(action.clause == "REMOVE" for action in update.actions):
+            return None
         total: Amount = 0
         for action in update.actions:
             total = add(total, _action_delta(action, scope))

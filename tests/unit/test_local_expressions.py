@@ -205,7 +205,7 @@ def payload(expression: str, values: dict[str, Any]) -> dict[str, Any]:
         ("SET #v = :n + #v", {":n": {"N": "3"}}, Decimal(3)),
         ("SET #w = :s ADD #v :n", {":s": {"N": "9"}, ":n": {"N": "7"}}, Decimal(7)),
         ("SET #v = :n", {":n": {"N": "100"}}, Decimal(0)),
-        ("REMOVE #v", {}, Decimal(0)),
+        ("REMOVE #v", {}, None),  # removing only: no increment, not counted
         # At DynamoDB's 38 digits, where Python's default context (28) would round.
         ("ADD #v :n", {":n": {"N": str(10**28 + 1)}}, 10**28 + 1),
         ("SET #v = #v - :n", {":n": {"N": str(10**38 - 1)}}, -(10**38 - 1)),
