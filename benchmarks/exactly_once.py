@@ -75,10 +75,67 @@ async def run(endpoint: str, exactly_once: bool, increments: int) -> dict[str, f
     }
 
 
+class _Metered:
+    """Asks the server for ConsumedCapacity on every write and adds it up."""
+
+    def __init__(self, inner: Any, totals: dict[str, float]) -> None:
+        self.inner = inner
+        self.totals = totals
+
+    async def call(self, operation: str, params: Any) -> dict[str, Any]:
+        if operation != "UpdateItem":
+            return dict(await self.inner.call(operation, params))
+        response = await self.inner.call(operation, {**params, "ReturnConsumedCapacity": "TOTAL"})
+        self.totals["wcu"] += response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)
+        return dict(response)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def writers_row(endpoint: str, writers: int, mode: str, per_writer: int) -> dict[str, float]:
+    """``writers`` pools, one after another (16 at a time), each ``per_writer`` increments at once
+    to one key: WCU per increment (the server's), the item's bytes after, client CPU."""
+    table = f"{TABLE}-w{writers}-{mode.replace('+', '-')}"
+    async with CounterPool(table, endpoint_url=endpoint) as setup:
+        await setup.ensure_table()
+    totals = {"wcu": 0.0}
+    todo = iter(range(writers))
+    cpu = time.process_time()
+
+    async def lane() -> None:
+        for _ in todo:
+            async with CounterPool(
+                table,
+                endpoint_url=endpoint,
+                exactly_once=mode != "plain",
+                coalesce=mode == "exactly_once+coalesce",
+            ) as pool:
+                pool._sender.transport = _Metered(pool._sender.transport, totals)
+                await asyncio.gather(*(pool.increment("hot") for _ in range(per_writer)))
+
+    await asyncio.gather(*(lane() for _ in range(16)))
+    cpu = time.process_time() - cpu
+    async with CounterPool(table, endpoint_url=endpoint) as reader:
+        transport = reader._sender.transport
+        assert transport is not None
+        key = {"TableName": table, "Key": {"pk": {"S": "hot"}}, "ConsistentRead": True}
+        item = (await transport.call("GetItem", key)).get("Item") or {}
+    done = writers * per_writer
+    assert item["count"] == {"N": str(done)}, "totals must be exact"
+    size = sum(len(n) + len(str(next(iter(v.values())))) for n, v in item.items())
+    return {"wcu": totals["wcu"] / done, "bytes": size, "cpu_us": cpu / done * 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--increments", type=int, default=20_000)
+    parser.add_argument(
+        "--writers", default="1,100,1000,10000", help="writer counts for the per-writer table"
+    )
+    parser.add_argument("--per-writer", type=int, default=4, help="increments each writer sends")
     args = parser.parse_args()
+    counts = [int(n) for n in args.writers.split(",") if n]
     server = subprocess.Popen(
         [sys.executable, "-m", "async_counters.local", "--backend", "memory", "--latency-ms", "2"],
         stdout=subprocess.PIPE,
@@ -88,6 +145,11 @@ def main() -> None:
         assert server.stdout is not None
         endpoint = server.stdout.readline().strip()
         rows = {mode: asyncio.run(run(endpoint, mode, args.increments)) for mode in (False, True)}
+        table = {
+            (n, mode): asyncio.run(writers_row(endpoint, n, mode, args.per_writer))
+            for n in counts
+            for mode in ("plain", "exactly_once", "exactly_once+coalesce")
+        }
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -102,6 +164,13 @@ def main() -> None:
             f"| {'exactly_once' if mode else 'plain'} | {row['requests']:.2f} "
             f"| {request_bytes(mode)} | {response_bytes(mode)} | {row['cpu_us']:.0f} "
             f"| {row['rate']:,.0f} |"
+        )
+    print(f"\nwriters one after another on one key, {args.per_writer} increments each at once:\n")
+    print("| writers | mode | WCU per increment | counter item bytes | client CPU µs/increment |")
+    print("|---:|---|---:|---:|---:|")
+    for (n, mode), cell in table.items():
+        print(
+            f"| {n:,} | {mode} | {cell['wcu']:.2f} | {cell['bytes']:.0f} | {cell['cpu_us']:.0f} |"
         )
     ratio = rows[True]["cpu_us"] / rows[False]["cpu_us"]
     print(f"\nexactly_once / plain CPU per increment: {ratio:.2f}")
