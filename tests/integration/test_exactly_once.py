@@ -115,7 +115,7 @@ async def test_exactly_once_without_merging_keeps_one_write_in_flight_per_key(
     server: LocalDynamo, table_name: str
 ) -> None:
     acknowledged, ambiguous, pool = await _run(
-        server, table_name, tasks=30, increments=600, exactly_once=True
+        server, table_name, tasks=30, increments=300, exactly_once=True
     )
     assert not ambiguous
     ledger = server.ledger(table_name)
