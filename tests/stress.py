@@ -64,7 +64,7 @@ def run_once(marker: str, extra: Sequence[str], report: Path) -> tuple[int, floa
     """One pytest process over the marked tests; its exit status, wall time and output."""
     command = [
         sys.executable, "-m", "pytest", "-m", marker, "-q", "-p", "no:cacheprovider",
-        "--junitxml", str(report), *extra,
+        "-n", "0", "--junitxml", str(report), *extra,
     ]  # fmt: skip
     started = time.monotonic()
     try:
