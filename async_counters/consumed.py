@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["READS", "REFUSED_WRITE", "units"]
+__all__ = ["READS", "REFUSED_WRITE", "charged", "units"]
 
 #: Operations whose units are read units (any other operation's are write units).
 READS = frozenset({"GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"})
@@ -29,7 +29,15 @@ def units(operation: str, response: Mapping[str, Any]) -> tuple[float, float]:
     >>> units("BatchGetItem", {"ConsumedCapacity": [{"CapacityUnits": 2.0}, {"CapacityUnits": 1}]})
     (0.0, 3.0)
     """
-    consumed = response.get("ConsumedCapacity")
+    return charged(operation, response.get("ConsumedCapacity"))
+
+
+def charged(operation: str, consumed: Any) -> tuple[float, float]:
+    """``(write units, read units)`` of an answer's ``ConsumedCapacity`` (a dict, a list, None).
+
+    >>> charged("GetItem", {"TableName": "t", "CapacityUnits": 0.5})
+    (0.0, 0.5)
+    """
     if consumed is None:
         return 0.0, 0.0
     if isinstance(consumed, Mapping):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from .transport import Outcome
 
@@ -31,8 +32,21 @@ class PoolHooks:
     ...         self.count += outcome is Outcome.THROTTLED
     """
 
+    def on_open(self, stats: Callable[[], PoolStats]) -> None:
+        """The pool opened; ``stats()`` takes a snapshot of its `PoolStats` at any time (for an
+        exporter's gauges, read when it collects: the pacing rates, requests in flight)."""
+
     def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
         """One request ended (each attempt of each operation, reads included)."""
+
+    def on_request_detail(
+        self, operation: str, key: str | None, outcome: Outcome, seconds: float, consumed: Any
+    ) -> None:
+        """`on_request`, with what few hooks need: ``key``, the item a write went to (None for
+        reads and table requests), and ``consumed``, the answer's ``ConsumedCapacity`` as
+        DynamoDB sent it (a dict, a list for BatchGetItem; None without an answer). The
+        request's `on_consumed` comes just before. By default it calls `on_request`."""
+        self.on_request(operation, outcome, seconds)
 
     def on_retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
@@ -44,7 +58,12 @@ class PoolHooks:
 
     def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
         """A request was charged these capacity units (its answer's ConsumedCapacity; a write
-        refused by its condition counts one write unit)."""
+        refused by its condition counts one write unit). Comes before the request's
+        `on_request`."""
+
+    def on_coalesced(self, key: str, calls: int) -> None:
+        """One write to ``key`` applied ``calls`` write operations merged (coalescing, background
+        additions); each of them is also told to `on_settled`."""
 
 
 class LatencyHistogram:
