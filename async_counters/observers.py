@@ -43,7 +43,7 @@ class Observers:
         self.stats = StatsRecorder() if stats is None else stats
         self.hooks = tuple(hooks)
         if not self.hooks:  # stats alone: every request and every write calls it straight
-            self.answered = self._answered_stats  # type: ignore[method-assign]
+            self.answered = self.stats.answered  # type: ignore[method-assign]
             self.settled = self.stats.on_settled  # type: ignore[method-assign]
 
     def opened(self, stats: Callable[[], PoolStats]) -> None:
@@ -66,18 +66,6 @@ class Observers:
             if charge:
                 _tell(hook.on_consumed, operation, write, read)
             _tell(hook.on_request_detail, operation, key, Outcome.ACKNOWLEDGED, seconds, consumed)
-
-    def _answered_stats(
-        self, operation: str, key: str | None, seconds: float, response: Mapping[str, Any]
-    ) -> None:
-        """`answered` without hooks: the stats alone."""
-        stats = self.stats
-        stats.on_request(operation, Outcome.ACKNOWLEDGED, seconds)
-        consumed = response.get("ConsumedCapacity")
-        if consumed is not None:
-            write, read = charged(operation, consumed)
-            if write or read:
-                stats.on_consumed(operation, write, read)
 
     def failed(self, operation: str, key: str | None, outcome: Outcome, seconds: float) -> None:
         """A request failed in ``outcome``; a conditional write refused is charged all the same,

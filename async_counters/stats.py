@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .consumed import READS, charged
 from .transport import Outcome
 
 __all__ = ["LatencyHistogram", "LatencySummary", "PoolHooks", "PoolStats", "StatsRecorder"]
@@ -246,6 +247,25 @@ class StatsRecorder(PoolHooks):
         self.latency = LatencyHistogram()
         self.writes: dict[str, float] = {}  # units by operation
         self.reads: dict[str, float] = {}
+
+    def answered(
+        self, operation: str, key: str | None, seconds: float, response: Mapping[str, Any]
+    ) -> None:
+        """A request was answered: counted, and charged what its ConsumedCapacity says. The
+        pool without hooks calls this straight, for every answer: the usual answer (one
+        table's total, a float) is read inline."""
+        self.counts["requests"] += 1
+        consumed = response.get("ConsumedCapacity")
+        if consumed is None:
+            return
+        if type(consumed) is dict and len(consumed) == 2:  # {"TableName", "CapacityUnits"}
+            total = consumed.get("CapacityUnits")
+            if type(total) is float:
+                tally = self.reads if operation in READS else self.writes
+                tally[operation] = tally.get(operation, 0.0) + total
+                return
+        write, read = charged(operation, consumed)
+        self.on_consumed(operation, write, read)
 
     def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
         if write_units:
