@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["READS", "REFUSED_WRITE", "units"]
+__all__ = ["READS", "REFUSED_WRITE", "charged", "units"]
 
 #: Operations whose units are read units (any other operation's are write units).
 READS = frozenset({"GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"})
@@ -29,9 +29,19 @@ def units(operation: str, response: Mapping[str, Any]) -> tuple[float, float]:
     >>> units("BatchGetItem", {"ConsumedCapacity": [{"CapacityUnits": 2.0}, {"CapacityUnits": 1}]})
     (0.0, 3.0)
     """
-    consumed = response.get("ConsumedCapacity")
+    return charged(operation, response.get("ConsumedCapacity"))
+
+
+def charged(operation: str, consumed: Any) -> tuple[float, float]:
+    """``(write units, read units)`` of an answer's ``ConsumedCapacity`` (a dict, a list, None).
+
+    >>> charged("GetItem", {"TableName": "t", "CapacityUnits": 0.5})
+    (0.0, 0.5)
+    """
+    if type(consumed) is dict:  # a parsed answer's, for one table: every request but a few
+        return _one(operation, consumed)
     if consumed is None:
-        return 0.0, 0.0
+        return _NONE
     if isinstance(consumed, Mapping):
         return _one(operation, consumed)
     write = read = 0.0
@@ -43,12 +53,19 @@ def units(operation: str, response: Mapping[str, Any]) -> tuple[float, float]:
     return write, read
 
 
+_NONE = (0.0, 0.0)
+
+
 def _one(operation: str, consumed: Mapping[str, Any]) -> tuple[float, float]:
-    write = consumed.get("WriteCapacityUnits")
-    read = consumed.get("ReadCapacityUnits")
+    # Runs once per answer, inline: plain lookups, and a float (what JSON gives) taken as it is.
+    get = consumed.get
+    write = get("WriteCapacityUnits")
+    read = get("ReadCapacityUnits")
     if write is not None or read is not None:
         return _number(write), _number(read)
-    total = _number(consumed.get("CapacityUnits"))
+    total = get("CapacityUnits")
+    if type(total) is not float:
+        total = _number(total)
     return (0.0, total) if operation in READS else (total, 0.0)
 
 

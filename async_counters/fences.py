@@ -26,6 +26,7 @@ import contextlib
 import logging
 from typing import Any
 
+from . import builders
 from .clock import Clock
 from .sender import Failed, Sender, Wire
 from .tasks import Tasks
@@ -75,6 +76,7 @@ def remove_record(
         "ConditionExpression": "#ws <= :seq",
         "ExpressionAttributeNames": {"#ws": writer[0], "#wv": writer[1]},
         "ExpressionAttributeValues": {":seq": {"N": str(seq)}},
+        "ReturnConsumedCapacity": builders.CONSUMED,
     }
 
 

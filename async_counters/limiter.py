@@ -337,4 +337,6 @@ class KeyLimiter:
     def rates(self) -> dict[str, float]:
         """The current pace (requests/s) of every key that is paced."""
         now = self._clock()
-        return {key: rate for key, s in self._keys.items() if (rate := s.rate(now)) is not None}
+        # A copy first (one step under the GIL): an exporter may call this from its own thread.
+        keys = list(self._keys.items())
+        return {key: rate for key, s in keys if (rate := s.rate(now)) is not None}

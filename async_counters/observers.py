@@ -1,20 +1,20 @@
 """The one place that fans out what the pool did: its stats first, then every user hook.
 
-No stage writes a counter by hand: the sender reports requests and retries here, settlement
-reports how each call ended, and the pool's own events (a call begun, a caller detached, a
-background addition unwritten, a write recovered, an item pruned) go to the stats alone, since
-`PoolHooks` does not have them. A hook that raises is logged and ignored: observing the pool must
-never change what it does.
+No stage writes a counter by hand: the sender reports requests (answered or failed) and retries
+here, settlement reports how each call ended, and the pool's own events (a call begun, a caller
+detached, a background addition unwritten, a write recovered, an item pruned) go to the stats
+alone, since `PoolHooks` does not have them. A hook that raises is logged and ignored: observing
+the pool must never change what it does.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .consumed import REFUSED_WRITE, units
-from .stats import PoolHooks, StatsRecorder
+from .consumed import REFUSED_WRITE, charged
+from .stats import PoolHooks, PoolStats, StatsRecorder
 from .transport import Outcome
 
 __all__ = ["Observers", "Timed"]
@@ -33,20 +33,52 @@ class Timed(Protocol):
 
 
 class Observers:
-    """The pool's stats and the user's hooks, told of every event in that order."""
+    """The pool's stats and the user's hooks, told of every event in that order.
+
+    A request's events reach each hook in one order: `PoolHooks.on_consumed` (when it was
+    charged), then `PoolHooks.on_request_detail`, so that a span can carry what it cost.
+    """
 
     def __init__(self, stats: StatsRecorder | None = None, hooks: Sequence[PoolHooks] = ()) -> None:
         self.stats = StatsRecorder() if stats is None else stats
         self.hooks = tuple(hooks)
         if not self.hooks:  # stats alone: every request and every write calls it straight
-            self.request = self.stats.on_request  # type: ignore[method-assign]
+            self.answered = self.stats.answered  # type: ignore[method-assign]
             self.settled = self.stats.on_settled  # type: ignore[method-assign]
 
-    def request(self, operation: str, outcome: Outcome, seconds: float) -> None:
-        """One request ended (each attempt of each operation)."""
-        self.stats.on_request(operation, outcome, seconds)
+    def opened(self, stats: Callable[[], PoolStats]) -> None:
+        """The pool opened: hooks may read its stats from now on."""
         for hook in self.hooks:
-            _tell(hook.on_request, operation, outcome, seconds)
+            _tell(hook.on_open, stats)
+
+    def answered(
+        self, operation: str, key: str | None, seconds: float, response: Mapping[str, Any]
+    ) -> None:
+        """A request was answered after ``seconds``; its ConsumedCapacity says what it cost."""
+        stats = self.stats
+        stats.on_request(operation, Outcome.ACKNOWLEDGED, seconds)
+        consumed = response.get("ConsumedCapacity")
+        write, read = charged(operation, consumed)
+        charge = write or read
+        if charge:
+            stats.on_consumed(operation, write, read)
+        for hook in self.hooks:
+            if charge:
+                _tell(hook.on_consumed, operation, write, read)
+            _tell(hook.on_request_detail, operation, key, Outcome.ACKNOWLEDGED, seconds, consumed)
+
+    def failed(self, operation: str, key: str | None, outcome: Outcome, seconds: float) -> None:
+        """A request failed in ``outcome``; a conditional write refused is charged all the same,
+        though its answer does not say so."""
+        stats = self.stats
+        stats.on_request(operation, outcome, seconds)
+        refused = outcome is Outcome.CONDITION_FAILED
+        if refused:
+            stats.on_consumed(operation, REFUSED_WRITE, 0.0)
+        for hook in self.hooks:
+            if refused:
+                _tell(hook.on_consumed, operation, REFUSED_WRITE, 0.0)
+            _tell(hook.on_request_detail, operation, key, outcome, seconds, None)
 
     def retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
@@ -54,21 +86,6 @@ class Observers:
         self.stats.on_retry(operation, key, outcome, attempt, delay)
         for hook in self.hooks:
             _tell(hook.on_retry, operation, key, outcome, attempt, delay)
-
-    def answered(self, operation: str, response: Mapping[str, Any]) -> None:
-        """A request was answered: what its ConsumedCapacity says it cost."""
-        write, read = units(operation, response)
-        if write or read:
-            self.consumed(operation, write, read)
-
-    def refused(self, operation: str) -> None:
-        """A conditional write was refused: charged, though its answer does not say so."""
-        self.consumed(operation, REFUSED_WRITE, 0.0)
-
-    def consumed(self, operation: str, write_units: float, read_units: float) -> None:
-        self.stats.on_consumed(operation, write_units, read_units)
-        for hook in self.hooks:
-            _tell(hook.on_consumed, operation, write_units, read_units)
 
     def settled(
         self, key: str, delta: int, outcome: Outcome, seconds: float, code: str = ""
@@ -87,6 +104,7 @@ class Observers:
         for call in calls:
             record(now - call.start)
         for hook in self.hooks:
+            _tell(hook.on_coalesced, key, len(calls))
             for call in calls:
                 _tell(hook.on_settled, key, call.delta, Outcome.ACKNOWLEDGED, now - call.start)
 

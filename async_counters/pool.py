@@ -277,6 +277,7 @@ class CounterPool:
         try:
             if self._given is None:
                 self._sender.transport = await open_transport(self._settings, self._exit_stack)
+            self._observers.opened(lambda: self.stats)
         except BaseException:
             self._state = _State.CLOSED
             await self._exit_stack.aclose()

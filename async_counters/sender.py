@@ -166,9 +166,8 @@ class Sender:
             if pace is not None:
                 assert key is not None
                 pace.observe(key, outcome, epoch)
-            observers.request(operation, outcome, now() - sent)
             if error is None:
-                observers.answered(operation, response)
+                observers.answered(operation, key, now() - sent, response)
                 if more is None:
                     return response
                 rest = more(response)
@@ -176,8 +175,8 @@ class Sender:
                     return response
                 params = rest
                 error = TransportError(Outcome.THROTTLED, "UnprocessedKeys", "answered in part")
-            elif error.outcome is Outcome.CONDITION_FAILED:
-                observers.refused(operation)
+            else:
+                observers.failed(operation, key, outcome, now() - sent)
             if backoff is None:
                 backoff = Backoff(self._policy, start=start, clock=now)
             if not is_retryable(error.outcome, idempotent=idempotent):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
+from .consumed import READS, charged
 from .transport import Outcome
 
 __all__ = ["LatencyHistogram", "LatencySummary", "PoolHooks", "PoolStats", "StatsRecorder"]
@@ -31,8 +33,21 @@ class PoolHooks:
     ...         self.count += outcome is Outcome.THROTTLED
     """
 
+    def on_open(self, stats: Callable[[], PoolStats]) -> None:
+        """The pool opened; ``stats()`` takes a snapshot of its `PoolStats` at any time (for an
+        exporter's gauges, read when it collects: the pacing rates, requests in flight)."""
+
     def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
         """One request ended (each attempt of each operation, reads included)."""
+
+    def on_request_detail(
+        self, operation: str, key: str | None, outcome: Outcome, seconds: float, consumed: Any
+    ) -> None:
+        """`on_request`, with what few hooks need: ``key``, the item a write went to (None for
+        reads and table requests), and ``consumed``, the answer's ``ConsumedCapacity`` as
+        DynamoDB sent it (a dict, a list for BatchGetItem; None without an answer). The
+        request's `on_consumed` comes just before. By default it calls `on_request`."""
+        self.on_request(operation, outcome, seconds)
 
     def on_retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
@@ -44,7 +59,12 @@ class PoolHooks:
 
     def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
         """A request was charged these capacity units (its answer's ConsumedCapacity; a write
-        refused by its condition counts one write unit)."""
+        refused by its condition counts one write unit). Comes before the request's
+        `on_request`."""
+
+    def on_coalesced(self, key: str, calls: int) -> None:
+        """One write to ``key`` applied ``calls`` write operations merged (coalescing, background
+        additions); each of them is also told to `on_settled`."""
 
 
 class LatencyHistogram:
@@ -227,6 +247,25 @@ class StatsRecorder(PoolHooks):
         self.latency = LatencyHistogram()
         self.writes: dict[str, float] = {}  # units by operation
         self.reads: dict[str, float] = {}
+
+    def answered(
+        self, operation: str, key: str | None, seconds: float, response: Mapping[str, Any]
+    ) -> None:
+        """A request was answered: counted, and charged what its ConsumedCapacity says. The
+        pool without hooks calls this straight, for every answer: the usual answer (one
+        table's total, a float) is read inline."""
+        self.counts["requests"] += 1
+        consumed = response.get("ConsumedCapacity")
+        if consumed is None:
+            return
+        if type(consumed) is dict and len(consumed) == 2:  # {"TableName", "CapacityUnits"}
+            total = consumed.get("CapacityUnits")
+            if type(total) is float:
+                tally = self.reads if operation in READS else self.writes
+                tally[operation] = tally.get(operation, 0.0) + total
+                return
+        write, read = charged(operation, consumed)
+        self.on_consumed(operation, write, read)
 
     def on_consumed(self, operation: str, write_units: float, read_units: float) -> None:
         if write_units:

@@ -7,30 +7,36 @@ conventions for database clients, the AWS SDK and AWS DynamoDB:
   ``db.system.name="aws.dynamodb"``, ``db.operation.name`` (``UpdateItem``, ...) and, on failure,
   ``error.type``; the convention's bucket boundaries.
 - one CLIENT span per request, named ``DynamoDB.<operation>`` (the AWS SDK convention), with
-  ``rpc.system="aws-api"``, ``rpc.service``, ``rpc.method``, ``aws.dynamodb.table_names`` and,
+  ``rpc.system="aws-api"``, ``rpc.service``, ``rpc.method``, ``aws.dynamodb.table_names``,
+  ``aws.dynamodb.consumed_capacity`` (each entry of the answer's ConsumedCapacity, as JSON) and,
   on failure, status ERROR and ``error.type``. The span is a child of whatever span is current
   where the request was sent (a web request's, say).
 
 What the conventions have no name for is under ``async_counters.``: write operations by outcome,
 retries, throttled responses, and the capacity units requests were charged
 (``async_counters.write_units``, ``async_counters.read_units``, by ``db.operation.name``):
-observable counters over tallies kept inline, since an SDK
-measurement costs microseconds of the event loop's time. A write's whole duration, retries
-included, is in the pool's own ``stats.latency``.
+observable counters over tallies kept inline, since an SDK measurement costs microseconds of the
+event loop's time. Beside them, a histogram of the write operations each merged write carried
+(``async_counters.coalesced``), and gauges of the keys paced for throttling and their pace
+(``async_counters.paced_keys``, ``async_counters.pacing_rate``), read from the pool's stats when
+the SDK collects. A write's whole duration, retries included, is in the pool's own
+``stats.latency``.
 
 The hooks are told how a request ended, not its error code: ``error.type`` is the request's
 `Outcome` (``throttled``, ``ambiguous``, ``condition_failed``, ...), a fixed, low-cardinality set
-as the convention asks when no code is at hand. No metric carries a counter's key unless
-``record_keys=True`` (keys can be user ids); spans never do, since a request's hook is not told
-its key.
+as the convention asks when no code is at hand. No metric or span carries a counter's key unless
+``record_keys=True`` (keys can be user ids).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from .stats import PoolHooks
+import orjson
+
+from .stats import PoolHooks, PoolStats
 from .transport import Outcome
 
 try:
@@ -43,10 +49,13 @@ except ImportError:  # pragma: no cover - exercised without the extra
         "async_counters.telemetry needs OpenTelemetry: pip install 'async-counters[otel]'"
     ) from None
 
-__all__ = ["DURATION_BUCKETS", "OpenTelemetryHooks"]
+__all__ = ["COALESCED_BUCKETS", "DURATION_BUCKETS", "OpenTelemetryHooks"]
 
 #: The bucket boundaries (s) that the conventions recommend for ``db.client.operation.duration``.
 DURATION_BUCKETS: Sequence[float] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+#: Bucket boundaries of ``async_counters.coalesced``: write operations merged into one write.
+COALESCED_BUCKETS: Sequence[float] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 #: The instrumentation scope: the name of the meter and the tracer.
 SCOPE = "async_counters"
@@ -54,6 +63,8 @@ SCOPE = "async_counters"
 _DB_SYSTEM = "aws.dynamodb"
 _OUTCOME = "async_counters.outcome"
 _KEY = "async_counters.key"
+_TABLE_NAMES = "aws.dynamodb.table_names"
+_CONSUMED = "aws.dynamodb.consumed_capacity"
 
 
 class OpenTelemetryHooks(PoolHooks):
@@ -62,8 +73,11 @@ class OpenTelemetryHooks(PoolHooks):
     ``meter_provider`` and ``tracer_provider`` default to the global ones (no-ops until the
     application installs an SDK). ``table`` names the pool's table on spans and metrics
     (``aws.dynamodb.table_names``, ``db.collection.name``); ``server_address`` and
-    ``server_port`` name the endpoint (``server.*``), when known. ``record_keys=True`` adds the
-    counter's key (``async_counters.key``) to the write and retry metrics: one series per key.
+    ``server_port`` name the endpoint (``server.*``), when known; without ``table``, a span names
+    the table its answer's ConsumedCapacity names. ``record_keys=True`` adds the counter's key
+    (``async_counters.key``) to spans of writes, to the write, retry and coalesced metrics (one
+    series per key) and gives the pace of each paced key; the request duration stays one series
+    per operation and outcome.
 
     >>> hooks = OpenTelemetryHooks(table="counters")
     >>> async with CounterPool("counters", hooks=hooks) as pool:
@@ -105,6 +119,25 @@ class OpenTelemetryHooks(PoolHooks):
         self._throttle_counts: dict[str, int] = {}
         self._write_units: dict[str, float] = {}
         self._read_units: dict[str, float] = {}
+        self._coalesced = meter.create_histogram(
+            "async_counters.coalesced",
+            unit="{operation}",
+            description="Write operations applied by one merged write (coalescing, background).",
+            explicit_bucket_boundaries_advisory=COALESCED_BUCKETS,
+        )
+        self._pools: list[Callable[[], PoolStats]] = []
+        meter.create_observable_gauge(
+            "async_counters.paced_keys",
+            [self._observe_paced_keys],
+            unit="{key}",
+            description="Keys the pool paces because they were throttled.",
+        )
+        meter.create_observable_gauge(
+            "async_counters.pacing_rate",
+            [self._observe_pacing_rates],
+            unit="{request}/s",
+            description="Pace of paced keys (each with record_keys; else the slowest one's).",
+        )
         meter.create_observable_counter(
             "async_counters.increments",
             [self._observe_increments],
@@ -149,7 +182,8 @@ class OpenTelemetryHooks(PoolHooks):
             "rpc.service": "DynamoDB",
         }
         if table is not None:
-            span_common["aws.dynamodb.table_names"] = (table,)
+            span_common[_TABLE_NAMES] = (table,)
+        self._table = table
         self._span_common = span_common
         # Attribute sets are built once per (operation, outcome) and reused: a hook runs inline
         # on the event loop for every request.
@@ -157,7 +191,15 @@ class OpenTelemetryHooks(PoolHooks):
         self._span_attributes: dict[tuple[str, Outcome], Attributes] = {}
         self._span_names: dict[str, str] = {}
 
+    def on_open(self, stats: Callable[[], PoolStats]) -> None:
+        self._pools.append(stats)
+
     def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
+        self.on_request_detail(operation, None, outcome, seconds, None)
+
+    def on_request_detail(
+        self, operation: str, key: str | None, outcome: Outcome, seconds: float, consumed: Any
+    ) -> None:
         pair = (operation, outcome)
         attributes = self._metric_attributes.get(pair)
         if attributes is None:
@@ -166,7 +208,12 @@ class OpenTelemetryHooks(PoolHooks):
         if outcome is Outcome.THROTTLED:
             counts = self._throttle_counts
             counts[operation] = counts.get(operation, 0) + 1
-        self._span(operation, outcome, seconds, pair)
+        self._span(operation, key, outcome, seconds, consumed, pair)
+
+    def on_coalesced(self, key: str, calls: int) -> None:
+        self._coalesced.record(
+            calls, self._key_attributes(key) if self.record_keys else self._common
+        )
 
     def on_retry(
         self, operation: str, key: str | None, outcome: Outcome, attempt: int, delay: float
@@ -190,6 +237,26 @@ class OpenTelemetryHooks(PoolHooks):
 
     # The SDK calls these when it collects, from its reader's thread: dict(...) copies the tally
     # in one step under the GIL, so a write on the event loop meanwhile cannot break the loop.
+
+    def _observe_paced_keys(self, options: CallbackOptions) -> Iterator[Observation]:
+        if self._pools:
+            paced = sum(len(stats().key_rates) for stats in self._pools)
+            yield Observation(paced, self._common)
+
+    def _observe_pacing_rates(self, options: CallbackOptions) -> Iterator[Observation]:
+        rates: dict[str, float] = {}
+        for stats in self._pools:
+            rates.update(stats().key_rates)
+        if not rates:
+            return
+        if self.record_keys:
+            for key, rate in rates.items():
+                yield Observation(rate, self._key_attributes(key))
+        else:
+            yield Observation(min(rates.values()), self._common)
+
+    def _key_attributes(self, key: str) -> Attributes:
+        return {**self._common, _KEY: key}
 
     def _observe_increments(self, options: CallbackOptions) -> Iterator[Observation]:
         for (outcome, key), n in dict(self._increment_counts).items():
@@ -224,9 +291,16 @@ class OpenTelemetryHooks(PoolHooks):
         return attributes
 
     def _span(
-        self, operation: str, outcome: Outcome, seconds: float, pair: tuple[str, Outcome]
+        self,
+        operation: str,
+        key: str | None,
+        outcome: Outcome,
+        seconds: float,
+        consumed: Any,
+        pair: tuple[str, Outcome],
     ) -> None:
-        """The request's span, after the fact: it started ``seconds`` before now."""
+        """The request's span, after the fact: it started ``seconds`` before now and ends with
+        everything its answer said, what it cost included."""
         attributes = self._span_attributes.get(pair)
         if attributes is None:
             attributes = self._span_attributes[pair] = {
@@ -234,6 +308,8 @@ class OpenTelemetryHooks(PoolHooks):
                 **(self._metric_attributes[pair] or {}),
                 "rpc.method": operation,
             }
+        if consumed is not None or (key is not None and self.record_keys):
+            attributes = self._answer_attributes(attributes, key, consumed)
         name = self._span_names.get(operation)
         if name is None:
             name = self._span_names[operation] = f"DynamoDB.{operation}"
@@ -247,6 +323,28 @@ class OpenTelemetryHooks(PoolHooks):
         if outcome is not Outcome.ACKNOWLEDGED:
             span.set_status(Status(StatusCode.ERROR, outcome.value))
         span.end(end_time=end)
+
+    def _answer_attributes(self, base: Attributes, key: str | None, consumed: Any) -> Attributes:
+        """A span's attributes with the request's own: its ConsumedCapacity (each entry as JSON,
+        as the DynamoDB convention says), the tables it names (unless ``table`` was given) and,
+        with ``record_keys``, the key."""
+        attributes: dict[str, AttributeValue] = dict(base or {})
+        if key is not None and self.record_keys:
+            attributes[_KEY] = key
+        if consumed is not None:
+            entries = consumed if isinstance(consumed, list) else [consumed]
+            attributes[_CONSUMED] = tuple(orjson.dumps(entry).decode() for entry in entries)
+            if self._table is None:
+                names = tuple(
+                    dict.fromkeys(
+                        entry["TableName"]
+                        for entry in entries
+                        if isinstance(entry, Mapping) and isinstance(entry.get("TableName"), str)
+                    )
+                )
+                if names:
+                    attributes[_TABLE_NAMES] = names
+        return attributes
 
     def _request_attributes(self, pair: tuple[str, Outcome]) -> Attributes:
         operation, outcome = pair

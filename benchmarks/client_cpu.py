@@ -58,6 +58,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLE = "bench"
 KEYS = 10_000  # distinct counters cycled through: per-user counters, no coalescing possible
 BODY = b'{"Attributes":{"count":{"N":"1"}}}'
+#: The same answer with what DynamoDB adds when asked ``ReturnConsumedCapacity=TOTAL`` (the
+#: pool asks on every request): ``--consumed-capacity``.
+BODY_CONSUMED = (
+    b'{"Attributes":{"count":{"N":"1"}},'
+    b'"ConsumedCapacity":{"TableName":"bench","CapacityUnits":1.0}}'
+)
 PEERS = ("aioboto3", "aiodynamo")
 CLIENTS = (
     "aioboto3",
@@ -92,14 +98,14 @@ PEER_REQUIREMENTS = ["aioboto3>=13", "aiodynamo>=24", "uvloop>=0.19"]  # as peer
 # -- the fake server ---------------------------------------------------------------------------
 
 
-def _response() -> bytes:
+def _response(body: bytes = BODY) -> bytes:
     return (
         b"HTTP/1.1 200 OK\r\n"
         b"Content-Type: application/x-amz-json-1.0\r\n"
         b"x-amzn-RequestId: BENCH\r\n"
         b"x-amz-crc32: %d\r\n"
-        b"Content-Length: %d\r\n\r\n" % (zlib.crc32(BODY), len(BODY))
-    ) + BODY
+        b"Content-Length: %d\r\n\r\n" % (zlib.crc32(body), len(body))
+    ) + body
 
 
 class _FakeDynamo(asyncio.Protocol):
@@ -136,7 +142,9 @@ class _FakeDynamo(asyncio.Protocol):
             self.transport.write(self.answer * answers)
 
 
-def serve(port: int) -> None:
+def serve(port: int, consumed: bool = False) -> None:
+    if consumed:
+        _FakeDynamo.answer = _response(BODY_CONSUMED)
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -438,6 +446,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="mode")
     serve_parser = sub.add_parser("serve", help="run the fake server (used internally)")
     serve_parser.add_argument("--port", type=int, default=0)
+    serve_parser.add_argument("--consumed-capacity", action="store_true")
     client_parser = sub.add_parser("client", help="measure one client (used internally)")
     client_parser.add_argument("name", choices=CLIENTS)
     client_parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
@@ -455,9 +464,14 @@ def main() -> None:
     parser.add_argument("--peer-venv", type=Path, default=ROOT / ".venv-peers")
     parser.add_argument("--no-peers", action="store_true", help="skip aioboto3 and aiodynamo")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--consumed-capacity",
+        action="store_true",
+        help="the fake answers with ConsumedCapacity, as DynamoDB does to the pool's requests",
+    )
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.port)
+        serve(args.port, args.consumed_capacity)
         return
     if args.mode == "client":
         run_client(args)
@@ -487,6 +501,8 @@ def main() -> None:
     cores = sorted(os.sched_getaffinity(0)) if two_cores else []
     client_cpu, server_cpu = (cores[0], cores[1]) if two_cores else (None, None)
     server_command = [sys.executable, str(Path(__file__).resolve()), "serve"]
+    if args.consumed_capacity:
+        server_command.append("--consumed-capacity")
     if server_cpu is not None:
         server_command = ["taskset", "-c", str(server_cpu), *server_command]
     server = subprocess.Popen(server_command, stdout=subprocess.PIPE, text=True)

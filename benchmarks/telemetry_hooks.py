@@ -2,6 +2,8 @@
 
 What one increment adds to the event loop's work, without a pool or a network around it: each
 hook is called in a loop and the process CPU per call is printed (median of ``--repeat`` runs).
+A request is told as the pool tells it: its units (``on_consumed``), then ``on_request_detail``
+with the answer's ConsumedCapacity, which its span carries.
 The tracer providers export through a BatchSpanProcessor to memory, so its thread is counted.
 
     python benchmarks/telemetry_hooks.py
@@ -24,6 +26,9 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from async_counters.telemetry import OpenTelemetryHooks
 from async_counters.transport import Outcome
+
+#: What DynamoDB answers an UpdateItem asked ``ReturnConsumedCapacity=TOTAL``.
+CONSUMED = {"TableName": "bench", "CapacityUnits": 1.0}
 
 
 def _cpu_per_call(call: Callable[[], None], calls: int) -> float:
@@ -48,14 +53,17 @@ def main() -> None:
         "metrics and every span": full,
         "metrics and 1 % of spans": sampled,
     }
-    print("| hooks | on_request µs | on_settled µs |")
+    print("| hooks | request (on_consumed + on_request_detail) µs | on_settled µs |")
     print("|---|---:|---:|")
     try:
         for label, tracer_provider in setups.items():
             hooks = OpenTelemetryHooks(meters, tracer_provider, table="bench")
 
             def request(hooks: OpenTelemetryHooks = hooks) -> None:
-                hooks.on_request("UpdateItem", Outcome.ACKNOWLEDGED, 0.003)
+                hooks.on_consumed("UpdateItem", 1.0, 0.0)
+                hooks.on_request_detail(
+                    "UpdateItem", "user:1", Outcome.ACKNOWLEDGED, 0.003, CONSUMED
+                )
 
             def settled(hooks: OpenTelemetryHooks = hooks) -> None:
                 hooks.on_settled("user:1", 1, Outcome.ACKNOWLEDGED, 0.003)

@@ -9,6 +9,11 @@ It needs the ``[web]`` extra (starlette, uvicorn). Run it against the embedded D
 ``curl -X POST localhost:8080/views/home`` counts a view and answers its number. It serves on
 port 8080 (`DEFAULT_PORT`), not uvicorn's 8000, where the local DynamoDB above listens.
 Without ``COUNTERS_ENDPOINT_URL`` it talks to DynamoDB with the default AWS credential chain.
+
+With the ``[prometheus]`` extra installed, ``GET /metrics`` is a Prometheus scrape of the pool:
+`OpenTelemetryHooks` on an SDK ``MeterProvider`` whose reader is OpenTelemetry's Prometheus
+exporter (``db_client_operation_duration_seconds``, ``async_counters_increments_total``,
+``async_counters_write_units_total``, ...), on a registry of the app's own.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Final
 try:
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError:
     if __name__ != "__main__":
@@ -34,21 +39,53 @@ except ImportError:
     )
     sys.exit(2)
 
-from async_counters import CounterFloorError, CounterPool
+from async_counters import CounterFloorError, CounterPool, PoolHooks
+
+try:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from async_counters.telemetry import OpenTelemetryHooks
+except ImportError:  # without the [prometheus] extra: no /metrics
+    PROMETHEUS = False
+else:
+    PROMETHEUS = True
 
 #: The example's port: not uvicorn's 8000, which the README gives `async-counters local`.
 DEFAULT_PORT: Final = 8080
 
 
-def create_app(table: str, *, endpoint_url: str | None = None) -> Starlette:
-    """The app, counting in ``table`` (created on startup if missing)."""
+def create_app(
+    table: str, *, endpoint_url: str | None = None, metrics: bool | None = None
+) -> Starlette:
+    """The app, counting in ``table`` (created on startup if missing); ``metrics`` serves
+    ``/metrics`` (by default when the ``[prometheus]`` extra is installed)."""
+    if metrics is None:
+        metrics = PROMETHEUS
+    elif metrics and not PROMETHEUS:
+        raise ImportError(
+            "/metrics needs the [prometheus] extra: pip install 'async-counters[web,prometheus]'"
+        )
+    registry = CollectorRegistry(auto_describe=True) if metrics else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with CounterPool(table, endpoint_url=endpoint_url) as pool:
-            await pool.ensure_table()
-            app.state.pool = pool
-            yield  # the pool closes after in-flight increments finish
+        hooks: list[PoolHooks] = []
+        meter_provider = None
+        if registry is not None:
+            meter_provider = MeterProvider(
+                metric_readers=[PrometheusMetricReader(registry=registry)]
+            )
+            hooks.append(OpenTelemetryHooks(meter_provider, table=table))
+        try:
+            async with CounterPool(table, endpoint_url=endpoint_url, hooks=hooks) as pool:
+                await pool.ensure_table()
+                app.state.pool = pool
+                yield  # the pool closes after in-flight increments finish
+        finally:
+            if meter_provider is not None:
+                meter_provider.shutdown()
 
     async def count_view(request: Request) -> JSONResponse:
         pool: CounterPool = request.app.state.pool
@@ -67,14 +104,20 @@ def create_app(table: str, *, endpoint_url: str | None = None) -> Starlette:
             return JSONResponse({"error": "sold out"}, status_code=409)
         return JSONResponse({"left": left})
 
-    return Starlette(
-        routes=[
-            Route("/views/{page:path}", count_view, methods=["POST"]),
-            Route("/views/{page:path}", read_views, methods=["GET"]),
-            Route("/buy/{sku}", buy, methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/views/{page:path}", count_view, methods=["POST"]),
+        Route("/views/{page:path}", read_views, methods=["GET"]),
+        Route("/buy/{sku}", buy, methods=["POST"]),
+    ]
+    if registry is not None:
+        scraped = registry
+
+        async def scrape(request: Request) -> Response:
+            # Collecting runs the hooks' callbacks here, on the event loop, between requests.
+            return Response(generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)
+
+        routes.append(Route("/metrics", scrape, methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 app = create_app(

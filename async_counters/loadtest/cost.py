@@ -1,9 +1,11 @@
 """What a bench run cost at DynamoDB's prices: capacity units per increment, the run, a million.
 
 The units are the pool's own (`PoolStats.write_units`/``read_units``, from every answer's
-ConsumedCapacity), summed over the workers. Prices are us-east-1's, overridable by flag: on-demand
-$0.625 per million write request units and $0.125 per million read request units (since the
-price cut of 1 November 2024), provisioned $0.00065 per WCU-hour.
+ConsumedCapacity), summed over the workers. What the bench itself sends to check the run (the
+counters read before and after, the ``--run-id`` ledger) is charged too, and reported apart
+(``bench_*``): it is the measurement's cost, not the workload's. Prices are us-east-1's,
+overridable by flag: on-demand $0.625 per million write request units and $0.125 per million
+read request units (since the price cut of 1 November 2024), provisioned $0.00065 per WCU-hour.
 """
 
 from __future__ import annotations
@@ -70,9 +72,17 @@ def prices_from_args(args: argparse.Namespace) -> Prices:
 
 
 def cost_summary(
-    *, write_units: float, read_units: float, acknowledged: int, seconds: float, prices: Prices
+    *,
+    write_units: float,
+    read_units: float,
+    acknowledged: int,
+    seconds: float,
+    prices: Prices,
+    bench_write_units: float = 0.0,
+    bench_read_units: float = 0.0,
 ) -> dict[str, Any]:
-    """The ``cost`` section of the results: units, per acknowledged increment, dollars."""
+    """The ``cost`` section of the results: units, per acknowledged increment, dollars; and the
+    bench's own requests' units and dollars, outside those."""
     run_usd = (
         write_units * prices.per_million_writes + read_units * prices.per_million_reads
     ) / 1e6
@@ -89,6 +99,13 @@ def cost_summary(
         "per_million_increments_usd": (None if not acknowledged else run_usd / acknowledged * 1e6),
         "provisioned_wcu": prices.provisioned_wcu,
         "provisioned_usd": None,
+        "bench_write_units": bench_write_units,
+        "bench_read_units": bench_read_units,
+        "bench_usd": (
+            bench_write_units * prices.per_million_writes
+            + bench_read_units * prices.per_million_reads
+        )
+        / 1e6,
     }
     if prices.provisioned_wcu is not None:
         summary["provisioned_usd"] = prices.provisioned_wcu * prices.per_wcu_hour * seconds / 3600

@@ -15,6 +15,9 @@ has in flight when it writes mid-run) as items next to the counters:
 
 Numbers travel as JSON integers inside string attributes: exact at any size, and the same on any
 DynamoDB-speaking server. `verify_run` reads all of it back and checks every counter.
+
+Every ledger request asks for its ConsumedCapacity, as the pool's do: `RunLedger.units` is what
+the ledger cost, which the bench reports apart from the workload's cost.
 """
 
 from __future__ import annotations
@@ -93,10 +96,11 @@ class RunLedger:
 
     def __init__(self, transport: Transport, table: str, key_attribute: str, run_id: str) -> None:
         policy = DEFAULT_RETRY
+        self._observers = Observers()
         self._sender = Sender(
             policy=policy,
             clock=Clock(now=policy.clock, sleep=policy.sleep),
-            observers=Observers(),
+            observers=self._observers,
             slots=Slots(LEDGER_IN_FLIGHT),
             transport=transport,
         )
@@ -124,8 +128,15 @@ class RunLedger:
             transport = await open_transport(settings, stack)
             yield cls(transport, config.target.table, key_attribute, run_id)
 
+    @property
+    def units(self) -> tuple[float, float]:
+        """``(write units, read units)`` the ledger's requests were charged so far."""
+        stats = self._observers.stats
+        return sum(stats.writes.values()), sum(stats.reads.values())
+
     async def _call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Send with retries: every ledger request is idempotent, ambiguous ones included."""
+        params = {**params, "ReturnConsumedCapacity": "TOTAL"}
         try:
             return await self._sender.send(operation, params, idempotent=True)
         except Failed as failure:

@@ -136,6 +136,9 @@ class WorkerResult(TypedDict):
     acknowledged_amount: int
     write_units: float
     read_units: float
+    #: The worker's own ledger requests (``--run-id``), not the workload's.
+    ledger_write_units: float
+    ledger_read_units: float
     histogram: str
     keys: dict[str, KeyTally]
     stopped_early: str | None

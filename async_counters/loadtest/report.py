@@ -9,7 +9,8 @@ JSON outline (``"schema": "async-counters/bench/1"``)::
                   floor_refused, ambiguous, throttled, unreachable, cancelled, errors, requests,
                   retries, throttles, started, dropped), errors by code, throughput per second,
                   acknowledged_amount, cost (write_units, read_units, per increment, prices,
-                  run_usd, per_million_increments_usd, provisioned_wcu/usd),
+                  run_usd, per_million_increments_usd, provisioned_wcu/usd; bench_write_units,
+                  bench_read_units, bench_usd: the bench's own reads and ledger, apart),
                   latency_ms (count, mean, p50, p90, p99, p99.9, max),
                   histogram (HdrHistogram, base64), stopped_early, failures, rate_target (open
                   loop: rate, due, started, dropped, started_per_s, held)
@@ -61,6 +62,8 @@ def cost(outcome: RunOutcome) -> dict[str, Any]:
         acknowledged=outcome.counts.get("acknowledged", 0),
         seconds=outcome.seconds,
         prices=outcome.prices,
+        bench_write_units=outcome.own_write_units,
+        bench_read_units=outcome.own_read_units,
     )
 
 
@@ -187,12 +190,25 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
         if spent["per_million_increments_usd"] is not None
         else "on demand",
     )
+    if spent["read_units"]:
+        reads = spent["read_units_per_increment"]
+        table.add_row(
+            "read units",
+            f"{spent['read_units']:,.1f}",
+            f"{reads:g} per acknowledged increment" if reads is not None else "",
+        )
     if spent["provisioned_usd"] is not None:
         table.add_row(
             "provisioned",
             f"${spent['provisioned_usd']:.6f}",
             f"{spent['provisioned_wcu']:,} WCU for the run's duration",
         )
+    table.add_row(
+        "bench's own",
+        f"${spent['bench_usd']:.6f}",
+        f"{spent['bench_write_units']:,.1f} write, {spent['bench_read_units']:,.1f} read units: "
+        "reading counters to verify, the ledger (not in the cost above)",
+    )
     table.add_row("throttles", f"{counts.get('throttles', 0):,}", "throttled responses")
     table.add_row("retries", f"{counts.get('retries', 0):,}", "")
     failed = sum(counts.get(name, 0) for name in ("throttled", "unreachable", "errors"))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from async_counters.errors import CounterError
+from async_counters.pool import CounterPool
 from async_counters.redact import redact
 
 from .config import RunConfig, safe_url
@@ -89,6 +90,9 @@ class RunOutcome:
     acknowledged_amount: int = 0
     write_units: float = 0.0
     read_units: float = 0.0
+    #: The bench's own requests (counters read before and after, the ledger), not the workload's.
+    own_write_units: float = 0.0
+    own_read_units: float = 0.0
     prices: Prices = field(default_factory=Prices)
     histogram: HdrLatency = field(default_factory=HdrLatency)
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -226,27 +230,50 @@ async def _orchestrate(
     )
     await probe(read_config, endpoint_url, keys[0])
     async with open_pool(read_config, endpoint_url, max_in_flight=16) as pool:
-        await pool.ensure_table()
-        before = {} if config.run_id else await pool.get_many(keys)
-        outcome.planned = workload.operations(workload.rate)
-        results = await _run_workers(config, endpoint_url, view, outcome)
-        if outcome.failures:
-            return
-        tallies = merge_key_tallies(result["keys"] for result in results)
-        if config.run_id is not None:
-            from .ledger import RunLedger, verify_run
+        try:
+            await _check(config, endpoint_url, view, outcome, pool)
+        finally:
+            stats = pool.stats  # the counters read before and after: the bench's own cost
+            outcome.own_write_units += stats.write_units
+            outcome.own_read_units += stats.read_units
 
-            async with RunLedger.open(config, endpoint_url, config.run_id) as ledger:
+
+async def _check(
+    config: RunConfig,
+    endpoint_url: str | None,
+    view: View,
+    outcome: RunOutcome,
+    pool: CounterPool,
+) -> None:
+    """Read the counters, run the workers, read the counters again and verify."""
+    workload = config.workload
+    keys = workload.key_names()
+    await pool.ensure_table()
+    before = {} if config.run_id else await pool.get_many(keys)
+    outcome.planned = workload.operations(workload.rate)
+    results = await _run_workers(config, endpoint_url, view, outcome)
+    if outcome.failures:
+        return
+    tallies = merge_key_tallies(result["keys"] for result in results)
+    if config.run_id is not None:
+        from .ledger import RunLedger, verify_run
+
+        async with RunLedger.open(config, endpoint_url, config.run_id) as ledger:
+            try:
                 verification, records = await verify_run(ledger, pool.get_many)
-            outcome.verification = verification
-            outcome.run_records = {
-                "run_id": config.run_id,
-                "workers": records.workers,
-                "missing": records.missing,
-            }
-        else:
-            after = await pool.get_many(keys)
-            outcome.verification = verify(keys, before, tallies, after)
+            finally:
+                write, read = ledger.units
+                outcome.own_write_units += write
+                outcome.own_read_units += read
+        outcome.verification = verification
+        outcome.run_records = {
+            "run_id": config.run_id,
+            "workers": records.workers,
+            "missing": records.missing,
+        }
+    else:
+        after = await pool.get_many(keys)
+        outcome.verification = verify(keys, before, tallies, after)
 
 
 async def _run_workers(
@@ -380,6 +407,8 @@ def _aggregate(results: Sequence[WorkerResult], timeline: Timeline, outcome: Run
         outcome.acknowledged_amount += result["acknowledged_amount"]
         outcome.write_units += result.get("write_units", 0.0)
         outcome.read_units += result.get("read_units", 0.0)
+        outcome.own_write_units += result.get("ledger_write_units", 0.0)
+        outcome.own_read_units += result.get("ledger_read_units", 0.0)
         if result["stopped_early"] and result["stopped_early"] != "interrupted":
             outcome.stopped_early.append(f"worker {result['worker']}: {result['stopped_early']}")
         outcome.workers.append(

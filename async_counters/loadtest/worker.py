@@ -230,8 +230,10 @@ async def run_worker(
                 f"{min(workload.drain, workload.hard_limit - workload.stop_after):g} s drain "
                 "(counted as unfinished: the total is bounded, not exact)"
             )
+        ledger_units = (0.0, 0.0)
         if record is not None:
             await record(recorder, not unfinished)
+            ledger_units = ledger.units
         stats = pool.stats
 
     return WorkerResult(
@@ -243,6 +245,8 @@ async def run_worker(
         acknowledged_amount=recorder.acknowledged_amount,
         write_units=stats.write_units,
         read_units=stats.read_units,
+        ledger_write_units=ledger_units[0],
+        ledger_read_units=ledger_units[1],
         histogram=recorder.histogram.encode(),
         keys=recorder.key_tallies(include_pending=bool(unfinished)),
         stopped_early=stop.reason,

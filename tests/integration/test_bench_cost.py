@@ -32,3 +32,33 @@ def test_a_negative_price_exits_2() -> None:
     run = bench("--price-per-million-writes", "-1")
     assert run.returncode == 2
     assert "must be >= 0" in run.stderr
+
+
+def test_the_bench_s_own_reads_are_charged_apart_from_the_workload(tmp_path: Path) -> None:
+    results = tmp_path / "cost.json"
+    run = bench("-n", "100", "--keys", "5", "--concurrency", "2", "--json", str(results))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "bench's own" in run.stdout
+    cost = json.loads(results.read_text())["results"]["cost"]
+    assert cost["write_units"] == 100.0  # the workload's alone
+    # The 5 counters read before and after the run (two BatchGetItems of small items).
+    assert cost["bench_write_units"] == 0.0
+    assert cost["bench_read_units"] > 0
+    assert cost["bench_usd"] == cost["bench_read_units"] * 0.125 / 1e6
+
+
+def test_the_run_ledger_s_writes_and_reads_are_the_bench_s_own(
+    endpoint_url: str, table_name: str, tmp_path: Path
+) -> None:
+    results = tmp_path / "cost.json"
+    run = bench(
+        "--endpoint-url", endpoint_url, "--table", table_name, "--run-id", "c1",
+        "-n", "100", "--keys", "5", "--concurrency", "2", "--json", str(results),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    cost = json.loads(results.read_text())["results"]["cost"]
+    assert cost["write_units"] == 100.0
+    # At least the worker's registration and its final record (one small item each), and the
+    # reads of the run's item, the record and the 5 counters to verify.
+    assert cost["bench_write_units"] >= 2.0
+    assert cost["bench_read_units"] >= 3.0

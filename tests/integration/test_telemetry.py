@@ -3,6 +3,8 @@ reader and exporter: names, units, attributes and buckets as the conventions say
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +155,11 @@ async def test_requests_are_measured_and_traced_by_the_conventions(
         assert span.kind is SpanKind.CLIENT
         assert span.status.status_code is StatusCode.UNSET
         assert span.attributes is not None
-        assert dict(span.attributes) == {
+        attributes = dict(span.attributes)
+        # The units are on the span: what the answer said, each entry as JSON (the convention).
+        (consumed,) = attributes.pop("aws.dynamodb.consumed_capacity")
+        assert json.loads(consumed) == {"TableName": table_name, "CapacityUnits": 1.0}
+        assert attributes == {
             **common,
             "db.operation.name": "UpdateItem",
             "rpc.system": "aws-api",
@@ -170,6 +176,19 @@ async def test_requests_are_measured_and_traced_by_the_conventions(
     show("span", spans[0].name, "", spans[0])
     names = {s.name for s in otel.spans()}
     assert {"DynamoDB.CreateTable", "DynamoDB.GetItem"} <= names
+    (read,) = [s for s in otel.spans() if s.name == "DynamoDB.GetItem"]
+    assert read.attributes is not None
+    assert [json.loads(c) for c in read.attributes["aws.dynamodb.consumed_capacity"]] == [
+        {"TableName": table_name, "CapacityUnits": 1.0}  # a consistent read of a small item
+    ]
+    # The spans carry what pool.stats counts.
+    assert sum(
+        json.loads(c)["CapacityUnits"]
+        for s in spans
+        for c in (s.attributes or {})["aws.dynamodb.consumed_capacity"]
+    ) == pytest.approx(3.0)
+    (create,) = [s for s in otel.spans() if s.name == "DynamoDB.CreateTable"]
+    assert "aws.dynamodb.consumed_capacity" not in (create.attributes or {})
 
     # No key anywhere by default: keys can be user ids.
     values = every_attribute_value(otel)
@@ -265,10 +284,16 @@ async def test_record_keys_puts_the_key_on_write_and_retry_metrics_only(
     }
     (retry,) = metrics["async_counters.retries"].data.data_points
     assert retry.attributes["async_counters.key"] == "user:carol"
-    # The request's duration stays one series per operation and outcome, and spans keyless.
+    # The request's duration stays one series per operation and outcome.
     for point in metrics["db.client.operation.duration"].data.data_points:
         assert "async_counters.key" not in point.attributes
-    assert all("async_counters.key" not in (s.attributes or {}) for s in otel.spans())
+    # Spans of writes carry the item written, failed attempts included; the rest none.
+    keyed = [(s.name, (s.attributes or {}).get("async_counters.key")) for s in otel.spans()]
+    assert sorted(k for name, k in keyed if name == "DynamoDB.UpdateItem") == [
+        *["user:carol"] * (ATTEMPTS + 1),
+        "user:dave",
+    ]
+    assert {k for name, k in keyed if name != "DynamoDB.UpdateItem"} == {None}
 
 
 async def test_a_request_span_is_a_child_of_the_callers_span(
@@ -285,3 +310,73 @@ async def test_a_request_span_is_a_child_of_the_callers_span(
     assert update.parent.span_id == handler.get_span_context().span_id
     assert update.context is not None
     assert update.context.trace_id == handler.get_span_context().trace_id
+
+
+async def test_coalesced_writes_are_measured_in_operations_per_write(
+    server: LocalDynamo, table_name: str, otel: Otel
+) -> None:
+    callers = 40
+    hooks = hooks_for(otel, server, table_name)
+    async with CounterPool(
+        table_name, endpoint_url=server.endpoint_url, hooks=hooks, coalesce=True
+    ) as pool:
+        await pool.ensure_table()
+        values = await asyncio.gather(*(pool.increment("views:/home") for _ in range(callers)))
+        writes = pool.stats.requests - 2  # DescribeTable and CreateTable: ensure_table
+    assert sorted(values) == list(range(1, callers + 1))
+    assert server.ledger(table_name)["views:/home"].sum == callers
+
+    metrics = otel.metrics()
+    coalesced = metrics["async_counters.coalesced"]
+    assert coalesced.unit == "{operation}"
+    (point,) = coalesced.data.data_points
+    assert point.sum == callers  # every operation is in one write
+    assert point.count == writes  # one measurement per write
+    assert point.count < callers  # they merged (40 callers at once on one key)
+    assert "async_counters.key" not in point.attributes
+    (update,) = [
+        p
+        for p in metrics["db.client.operation.duration"].data.data_points
+        if p.attributes["db.operation.name"] == "UpdateItem"
+    ]
+    assert update.count == writes
+    show("metric", "async_counters.coalesced", "{operation}", point)
+
+
+async def test_without_a_table_option_spans_name_the_table_their_answer_names(
+    server: LocalDynamo, table_name: str, otel: Otel
+) -> None:
+    hooks = OpenTelemetryHooks(otel.meter_provider, otel.tracer_provider)
+    async with CounterPool(table_name, endpoint_url=server.endpoint_url, hooks=hooks) as pool:
+        await pool.ensure_table()
+        await pool.increment("stock", 1)
+        assert await pool.get_many(["stock", "other", "third"]) == {
+            "stock": 1,
+            "other": 0,
+            "third": 0,
+        }
+        with pytest.raises(CounterFloorError):
+            await pool.decrement("stock", 2, floor=0)
+        assert pool.stats.write_units == 2.0  # the increment and the refused decrement
+
+    by_name: dict[str, list[ReadableSpan]] = {}
+    for span in otel.spans():
+        by_name.setdefault(span.name, []).append(span)
+    written, refused = by_name["DynamoDB.UpdateItem"]
+    assert written.attributes is not None and refused.attributes is not None
+    assert written.attributes["aws.dynamodb.table_names"] == (table_name,)
+    # A refused write has no answer to quote: its unit is in the metric, not on its span.
+    assert refused.attributes["error.type"] == "condition_failed"
+    assert "aws.dynamodb.consumed_capacity" not in refused.attributes
+    assert "aws.dynamodb.table_names" not in refused.attributes
+    (batch,) = by_name["DynamoDB.BatchGetItem"]
+    assert batch.attributes is not None
+    consumed = [json.loads(c) for c in batch.attributes["aws.dynamodb.consumed_capacity"]]
+    assert consumed == [{"TableName": table_name, "CapacityUnits": 3.0}]
+    assert batch.attributes["aws.dynamodb.table_names"] == (table_name,)
+    units = {
+        p.attributes["db.operation.name"]: p.value
+        for p in otel.metrics()["async_counters.write_units"].data.data_points
+    }
+    assert units == {"UpdateItem": 2.0}
+    show("span", batch.name, "", batch)

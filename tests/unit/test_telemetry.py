@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,10 +19,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from async_counters import ConnectError, CounterPool, Outcome, RetryPolicy
+from async_counters import ConnectError, CounterPool, Outcome, PoolHooks, PoolStats, RetryPolicy
 from async_counters.telemetry import OpenTelemetryHooks
 
 from .fake import FakeTransport
+from .fake_time import VirtualTime
 
 
 async def _no_sleep(seconds: float) -> None:
@@ -130,3 +133,72 @@ def test_capacity_units_are_counted_by_operation() -> None:
     reads = _points(reader, "async_counters.read_units")
     assert [(p.attributes["db.operation.name"], p.value) for p in writes] == [("UpdateItem", 3.0)]
     assert [(p.attributes["db.operation.name"], p.value) for p in reads] == [("GetItem", 0.5)]
+
+
+async def _paced_pool(hooks: OpenTelemetryHooks) -> CounterPool:
+    """A pool whose keys were throttled until they are paced, in virtual time (still open)."""
+    time = VirtualTime()
+    transport = FakeTransport()
+    transport.fail(Outcome.THROTTLED, "ProvisionedThroughputExceededException", times=40)
+    policy = RetryPolicy(
+        attempts=40, clock=time.clock, sleep=time.sleep, rng=random.Random(7).random
+    )
+    pool = CounterPool("t", transport=transport, retry=policy, hooks=hooks)
+    await pool.open()
+
+    async def writes() -> None:
+        await asyncio.gather(*(pool.increment("hot") for _ in range(8)), pool.increment("cold"))
+
+    await time.run(writes())
+    return pool
+
+
+@pytest.mark.parametrize("record_keys", [False, True])
+async def test_pacing_gauges_read_the_pools_paces_when_collected(record_keys: bool) -> None:
+    reader = InMemoryMetricReader()
+    hooks = OpenTelemetryHooks(MeterProvider(metric_readers=[reader]), record_keys=record_keys)
+    assert reader.get_metrics_data() is None  # no pool yet: nothing to say
+    pool = await _paced_pool(hooks)
+    try:
+        rates = dict(pool.stats.key_rates)  # the virtual clock stands still: the same paces
+        assert rates  # throttled into a pace
+        (paced,) = _points(reader, "async_counters.paced_keys")
+        assert paced.value == len(rates)
+        points = _points(reader, "async_counters.pacing_rate")
+        if record_keys:
+            assert {p.attributes["async_counters.key"]: p.value for p in points} == rates
+        else:
+            (slowest,) = points
+            assert slowest.value == min(rates.values())
+            assert "async_counters.key" not in slowest.attributes
+    finally:
+        await pool.aclose()
+
+
+async def test_hooks_without_sdk_methods_still_hear_requests_and_the_pool() -> None:
+    """A hook written for `on_request` alone hears every request through the default
+    `on_request_detail`; `on_open` hands it the pool's stats."""
+
+    class Old(PoolHooks):
+        def __init__(self) -> None:
+            self.requests: list[tuple[str, Outcome]] = []
+            self.stats: Callable[[], PoolStats] | None = None
+
+        def on_open(self, stats: Callable[[], PoolStats]) -> None:
+            self.stats = stats
+
+        def on_request(self, operation: str, outcome: Outcome, seconds: float) -> None:
+            self.requests.append((operation, outcome))
+
+    hook = Old()
+    transport = FakeTransport()
+    transport.fail(Outcome.UNREACHABLE, "ConnectError")
+    policy = RetryPolicy(attempts=3, sleep=_no_sleep)
+    async with CounterPool("t", transport=transport, retry=policy, hooks=hook) as pool:
+        await pool.increment("k")
+        assert hook.stats is not None
+        assert hook.stats() == pool.stats
+    assert hook.requests == [
+        ("UpdateItem", Outcome.UNREACHABLE),
+        ("UpdateItem", Outcome.ACKNOWLEDGED),
+    ]
