@@ -178,6 +178,12 @@ class RateLimiter:
             return Decision(True, remaining, 0.0)
         return Decision(True, 0, end - now)
 
+    def window_ends_in(self) -> float:
+        """Seconds until the current fixed window ends, by the pool's clock (when its counts
+        start again from 0: what an HTTP ``RateLimit-Reset`` announces)."""
+        now = self._wall_us() / 1e6
+        return Window.at(self.per, now).end - now
+
     def _unsure(self, window: Window, now: float) -> Decision:
         """The decision on an error: ``on_error``'s, to be retried soon."""
         return Decision(self.on_error == "allow", 0, min(ERROR_RETRY, window.end - now))

@@ -106,9 +106,12 @@ async def test_exactly_once_refuses_windows_at_the_call(endpoint_url: str, table
         assert pool.stats.calls == 0
 
 
-async def test_ensure_table_turns_ttl_on(wpool: CounterPool) -> None:
-    await wpool.ensure_table(ttl=True)
-    await wpool.ensure_table(ttl=True)  # idempotent
-    described = await wpool._send("DescribeTimeToLive", {"TableName": wpool.table})
+async def test_ensure_table_turns_ttl_on(
+    endpoint_url: str, table_name: str, transport_name: str
+) -> None:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
+        await pool.ensure_table(ttl=True)
+        await pool.ensure_table(ttl=True)  # idempotent
+        described = await pool._send("DescribeTimeToLive", {"TableName": pool.table})
     assert described["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     assert described["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
