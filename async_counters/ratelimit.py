@@ -73,11 +73,14 @@ class Decision:
     ``remaining``: how many more units the window admits after this hit (0 when denied).
     ``reset_after``: seconds until a hit like this one can succeed: 0.0 while some remains, else
     the time until the window ends (or, sliding, until enough of the previous window has aged).
+    ``unsure``: the decision is ``on_error``'s, made on a throttle, an unreachable endpoint or
+    an unknown outcome (the hit may then have been counted), not by the window's count.
     """
 
     allowed: bool
     remaining: int
     reset_after: float
+    unsure: bool = False
 
 
 class RateLimiter:
@@ -186,7 +189,7 @@ class RateLimiter:
 
     def _unsure(self, window: Window, now: float) -> Decision:
         """The decision on an error: ``on_error``'s, to be retried soon."""
-        return Decision(self.on_error == "allow", 0, min(ERROR_RETRY, window.end - now))
+        return Decision(self.on_error == "allow", 0, min(ERROR_RETRY, window.end - now), True)
 
     def _wait(self, window: Window, now: float, current: int, cost: int, prev: int) -> float:
         """Seconds until a hit of ``cost`` can be admitted, the count now being ``current``

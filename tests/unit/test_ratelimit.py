@@ -88,7 +88,7 @@ async def test_errors_map_to_on_error(outcome: Outcome, code: str, on_error: str
     async with _pool(transport) as pool:
         limiter = RateLimiter(pool, limit=5, on_error=on_error)  # type: ignore[arg-type]
         decision = await limiter.hit("k")
-    assert decision == Decision(on_error == "allow", 0, 1.0)
+    assert decision == Decision(on_error == "allow", 0, 1.0, unsure=True)
 
 
 def _coalesced(transport: FakeTransport) -> CounterPool:
@@ -151,7 +151,7 @@ async def test_a_coalesced_failure_reaches_every_hit_in_the_write() -> None:
     async with _coalesced(transport) as pool:
         limiter = RateLimiter(pool, limit=5)
         decisions = await asyncio.gather(*(limiter.hit("k") for _ in range(4)))
-    assert decisions == [Decision(False, 0, 1.0)] * 4
+    assert decisions == [Decision(False, 0, 1.0, unsure=True)] * 4
     assert transport.requests("UpdateItem") == 1  # merged, and never retried blindly
 
 
