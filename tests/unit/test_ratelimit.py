@@ -158,3 +158,18 @@ async def test_a_coalesced_failure_reaches_every_hit_in_the_write() -> None:
 def test_coalesce_must_be_a_bool() -> None:
     with pytest.raises(TypeError):
         RateLimiter(CounterPool("t"), coalesce=1)  # type: ignore[arg-type]
+
+
+async def test_sliding_hits_merge_within_the_weighted_budget() -> None:
+    """Sliding and coalesced: the previous window weighs 20 * 0.95 = 19 of 25 (NOW is 3 s into
+    a 60 s window), so of 10 merged hits exactly 6 are admitted, by one write."""
+    transport = FakeTransport()
+    window = w.Window.at(60, NOW)
+    transport.values[window.previous.item("s")] = 20
+    async with _coalesced(transport) as pool:
+        limiter = RateLimiter(pool, limit=25, per=60, sliding=True)
+        decisions = await asyncio.gather(*(limiter.hit("s") for _ in range(10)))
+    assert sum(d.allowed for d in decisions) == 6
+    assert transport.values[window.item("s")] == 6
+    assert transport.requests("UpdateItem") == 1 and transport.requests("GetItem") == 1
+    assert all(0 < d.reset_after <= 57 for d in decisions if not d.allowed)
