@@ -173,3 +173,21 @@ async def test_sliding_hits_merge_within_the_weighted_budget() -> None:
     assert transport.values[window.item("s")] == 6
     assert transport.requests("UpdateItem") == 1 and transport.requests("GetItem") == 1
     assert all(0 < d.reset_after <= 57 for d in decisions if not d.allowed)
+
+
+async def test_a_window_known_full_denies_without_a_request() -> None:
+    transport = FakeTransport()
+    now = [NOW]
+    retry = RetryPolicy(attempts=2, sleep=Sleeps())
+    pool = CounterPool("t", transport=transport, retry=retry, wall_us=lambda: int(now[0] * 1e6))
+    async with pool:
+        limiter = RateLimiter(pool, limit=3, per=60)
+        assert [(await limiter.hit("k")).remaining for _ in range(3)] == [2, 1, 0]
+        sent = len(transport.calls)
+        denied = await limiter.hit("k")
+        assert (denied.allowed, denied.unsure, denied.reset_after) == (False, False, 57.0)
+        assert len(transport.calls) == sent  # the last answer showed the window full
+        assert not (await limiter.hit("other", cost=3)).remaining  # other keys are their own
+        now[0] += 60  # the next window: its count is not known, so the hit is written
+        assert (await limiter.hit("k")).remaining == 2
+    assert transport.requests("UpdateItem") == 5
