@@ -2,7 +2,8 @@
 
 The embedded DynamoDB (memory backend) runs in its own process. Each worker process runs its tasks
 in a closed loop for ``--seconds``, then reports per window what it admitted and denied, its
-requests, its CPU and a latency histogram. Rows (``--modes``):
+requests, its CPU and a latency histogram; the parent reads each window's count back from the
+server. Rows (``--modes``):
 
 - ``hit``: ``limiter.hit(key)`` on a plain pool; verified per window: admitted <= limit, and
   admitted == limit whenever some hit was denied (demand exceeded it);
@@ -29,10 +30,25 @@ import time
 from collections import Counter
 
 from async_counters import CounterPool, RateLimiter
+from async_counters.windows import Window
 
 TABLE = "rate-limit-bench"
 KEY = "api:user-42"
 MODES = ("hit", "hit-coalesce", "hit-written", "hit-refused", "increment")
+
+
+class Stamped:
+    """The pool's wall clock (microseconds): the time it was last stamped with."""
+
+    def __init__(self) -> None:
+        self.us = time.time_ns() // 1000
+
+    def __call__(self) -> int:
+        return self.us
+
+    def stamp(self) -> int:
+        self.us = time.time_ns() // 1000
+        return self.us
 
 
 async def worker(
@@ -45,8 +61,9 @@ async def worker(
     key = f"{KEY}:{mode}"
     if mode == "hit-written":
         limit = 10**15  # never reached: every hit is admitted by one write
+    wall = Stamped()
     async with CounterPool(
-        TABLE, endpoint_url=endpoint, max_in_flight=tasks, coalesce=coalesce
+        TABLE, endpoint_url=endpoint, max_in_flight=tasks, coalesce=coalesce, wall_us=wall
     ) as pool:
         limiter = RateLimiter(pool, limit=limit, per=per)
         known = getattr(getattr(limiter, "_admission", None), "known", {})
@@ -63,7 +80,9 @@ async def worker(
                 else:
                     if forget is not None:
                         forget()
-                    window = int(time.time() // per) * per
+                    # The limiter reads the stamped time before its first suspension: the
+                    # window tallied here is the one the hit went to, even at a window's edge.
+                    window = int(wall.stamp() / 1e6 // per) * per
                     decision = await limiter.hit(key)
                     (admitted if decision.allowed else denied)[window] += 1
                 histogram[int((time.perf_counter() - start) * 10_000)] += 1
@@ -103,6 +122,22 @@ def run_workers(endpoint: str, mode: str, args: argparse.Namespace) -> list[dict
     return [json.loads(proc.communicate()[0]) for proc in procs]
 
 
+async def read_windows(
+    endpoint: str, rows: dict[str, list[dict[str, object]]], per: int
+) -> dict[str, dict[int, int]]:
+    """Each hit row's window counts, read back from the server (strongly consistent)."""
+    stored: dict[str, dict[int, int]] = {}
+    async with CounterPool(TABLE, endpoint_url=endpoint) as pool:
+        for mode in ("hit", "hit-coalesce"):
+            starts = {int(k) for row in rows.get(mode, []) for k in row["admitted"]}  # type: ignore[attr-defined]
+            starts |= {int(k) for row in rows.get(mode, []) for k in row["denied"]}  # type: ignore[attr-defined]
+            stored[mode] = {
+                start: await pool._reads.get(Window(per, start).item(f"{KEY}:{mode}"))
+                for start in sorted(starts)
+            }
+    return stored
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         endpoint, mode, tasks, seconds, limit, per = sys.argv[2:8]
@@ -135,6 +170,7 @@ def main() -> None:
 
         asyncio.run(create())
         rows = {mode: run_workers(endpoint, mode, args) for mode in modes}
+        stored = asyncio.run(read_windows(endpoint, rows, args.per))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -155,15 +191,16 @@ def main() -> None:
             continue
         admitted, denied = total(rows[mode], "admitted"), total(rows[mode], "denied")
         print(f"{mode}:\n")
-        print("| window start | admitted | denied | verified |")
-        print("|---|---:|---:|---|")
+        print("| window start | admitted | denied | count read back | verified |")
+        print("|---|---:|---:|---:|---|")
         for window in sorted(set(admitted) | set(denied)):
-            good = admitted[window] <= args.limit and (
-                not denied[window] or admitted[window] == args.limit
+            count = stored[mode].get(window, 0)
+            good = count == admitted[window] <= args.limit and (
+                not denied[window] or count == args.limit
             )
             ok &= good
             print(
-                f"| {window} | {admitted[window]:,} | {denied[window]:,} | "
+                f"| {window} | {admitted[window]:,} | {denied[window]:,} | {count:,} | "
                 f"{'yes' if good else 'NO'} |"
             )
         print()
