@@ -98,6 +98,7 @@ class _Admission:
             },
             "ReturnValues": "UPDATED_NEW",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ReturnConsumedCapacity": builders.CONSUMED,  # the units reach pool.stats
         }
         sender = self._sender
         try:

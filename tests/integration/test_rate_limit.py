@@ -142,3 +142,14 @@ async def test_a_hot_key_is_admitted_exactly_with_far_fewer_writes_than_hits(
         assert all(d.allowed for d in decisions)
         assert await pools[0].get("wide", window=1) == hits
         assert (_sends(pools) - before) * 20 <= hits
+
+
+async def test_a_limiter_s_writes_are_charged_in_the_pool_s_units(
+    pools: list[CounterPool],
+) -> None:
+    pool = pools[0]
+    limiter = RateLimiter(pool, limit=3, per=60)
+    before = pool.stats.write_units
+    decisions = [await limiter.hit("units") for _ in range(3)]
+    assert all(d.allowed for d in decisions)
+    assert pool.stats.write_units - before == 3.0  # one unit per admitted hit, from the server
