@@ -77,9 +77,19 @@ def legacy_shard_key(key: str, shard: int) -> str:
     return key if shard == 0 else f"{key}#{shard}"
 
 
-def record_shards(table: str, key_attribute: str, key: str, shards: int) -> dict[str, Any]:
-    """Record on a key's first item that it is spread over ``shards`` items, unless wider."""
-    return {
+def record_shards(
+    table: str,
+    key_attribute: str,
+    key: str,
+    shards: int,
+    *,
+    ttl: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """Record on a key's first item that it is spread over ``shards`` items, unless wider.
+
+    ``ttl``: ``(attribute, epoch seconds)`` to set with it, for a window item (whose first item
+    may hold nothing but this record, and must expire with its window all the same)."""
+    params: dict[str, Any] = {
         "TableName": table,
         "Key": _key(key_attribute, key),
         "UpdateExpression": "SET #ns = :n",
@@ -88,6 +98,11 @@ def record_shards(table: str, key_attribute: str, key: str, shards: int) -> dict
         "ExpressionAttributeValues": {":n": {"N": str(shards)}},
         "ReturnConsumedCapacity": CONSUMED,
     }
+    if ttl is not None:
+        params["UpdateExpression"] = "SET #ns = :n, #ttl = :ttl"
+        params["ExpressionAttributeNames"]["#ttl"] = ttl[0]
+        params["ExpressionAttributeValues"][":ttl"] = {"N": str(ttl[1])}
+    return params
 
 
 def check_key(key: object) -> str:

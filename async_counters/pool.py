@@ -253,6 +253,7 @@ class CounterPool:
                 tasks=self._tasks,
                 table=table,
                 key_attribute=key_attribute,
+                ttl_attribute=ttl_attribute,
             )
             if shards_default > 1 or shards_per_key
             else None

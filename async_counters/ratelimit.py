@@ -10,7 +10,14 @@ Each key and window has one item (`windows`). A hit is ONE ``UpdateItem`` on it:
 ``limit - cost`` (or that it was never written). DynamoDB applies conditional writes to an item
 one at a time, so however many processes hit a key at once, at most ``limit`` is admitted per
 window. A denied hit changes nothing, and its refusal returns the item as it was
-(``ReturnValuesOnConditionCheckFailure=ALL_OLD``): one request, no read before the write.
+(``ReturnValuesOnConditionCheckFailure=ALL_OLD``): one request, no read before the write. Since a
+window's count only grows, the highest count an answer showed is kept per key and window; a hit
+that cannot fit even above it is denied without a request (`admission`).
+
+Hot keys: with ``coalesce`` (the pool's, by default), concurrent hits on one key are merged into
+one conditional write of their total cost, one write in flight per key; when the merged cost
+straddles the limit, the refusal's count decides which hits still fit, and they go again
+(`admission` says how exactness holds).
 
 ``sliding=True`` estimates a rolling window the way Cloudflare and `limits`' sliding-window counter
 do: ``previous * (1 - f) + current``, where ``f`` is the fraction of the current window elapsed
@@ -29,8 +36,8 @@ is unknown (`AmbiguousWriteError`: the hit may or may not have been counted), th
 ``on_error="allow"`` (fail open), with ``remaining=0`` and ``reset_after`` at most 1 s. Any other
 error (no such table, a bad request) is raised.
 
-The limiter writes the window item itself, unsharded and never coalesced, whatever the pool's
-options: a condition holds on one item, and each hit needs its own answer.
+The limiter writes the window item itself, unsharded, whatever the pool's options: a condition
+holds on one item.
 """
 
 from __future__ import annotations
@@ -38,20 +45,22 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from . import builders
+from .admission import CoalescedAdmission, DirectAdmission
 from .checks import number, whole
 from .errors import ConnectError, ThrottledError
 from .pool import CounterPool
 from .sender import Failed, public_error
 from .transport import Outcome
-from .windows import Window, check_window, expires_at
+from .windows import GRACE, Window, check_window
 
 __all__ = ["Decision", "RateLimiter"]
 
 #: The most previous-window counts a sliding limiter caches (one per key) before starting over.
 MAX_CACHED = 10_000
+_MAX_KEY_BYTES = builders.MAX_KEY_BYTES
 #: The longest ``reset_after`` of a decision made on an error.
 ERROR_RETRY = 1.0
 _UNSURE = (Outcome.THROTTLED, Outcome.UNREACHABLE, Outcome.AMBIGUOUS)
@@ -64,22 +73,23 @@ class Decision:
     ``remaining``: how many more units the window admits after this hit (0 when denied).
     ``reset_after``: seconds until a hit like this one can succeed: 0.0 while some remains, else
     the time until the window ends (or, sliding, until enough of the previous window has aged).
+    ``unsure``: the decision is ``on_error``'s, made on a throttle, an unreachable endpoint or
+    an unknown outcome (the hit may then have been counted), not by the window's count.
     """
 
     allowed: bool
     remaining: int
     reset_after: float
-
-
-class _Marker:
-    __slots__ = ("on_wire",)
-
-    def __init__(self) -> None:
-        self.on_wire = False
+    unsure: bool = False
 
 
 class RateLimiter:
-    """At most ``limit`` units per ``per``-second window and key, across every process."""
+    """At most ``limit`` units per ``per``-second window and key, across every process.
+
+    ``coalesce`` (default: the pool's ``coalesce``) merges concurrent hits on one key into one
+    write of their total, one write in flight per key (`admission`): a hot key then needs about
+    one write per round trip, not one per hit, and admission stays exact.
+    """
 
     def __init__(
         self,
@@ -89,6 +99,7 @@ class RateLimiter:
         *,
         sliding: bool = False,
         on_error: Literal["deny", "allow"] = "deny",
+        coalesce: bool | None = None,
     ) -> None:
         if not isinstance(pool, CounterPool):
             raise TypeError(f"pool must be a CounterPool, not {type(pool).__name__}")
@@ -102,25 +113,50 @@ class RateLimiter:
             raise TypeError(f"sliding must be a bool, not {type(sliding).__name__}")
         if on_error not in ("deny", "allow"):
             raise ValueError(f"on_error must be 'deny' or 'allow', not {on_error!r}")
+        if coalesce is None:
+            coalesce = bool(pool.coalesce)
+        elif not isinstance(coalesce, bool):
+            raise TypeError(f"coalesce must be a bool or None, not {type(coalesce).__name__}")
         self.pool = pool
         self.limit = limit
         self.per = check_window(int(per))
         self.sliding = sliding
         self.on_error = on_error
+        self.coalesce = coalesce
+        names = {
+            "table": pool.table,
+            "key_attribute": pool.key_attribute,
+            "value_attribute": pool.value_attribute,
+            "ttl_attribute": pool.ttl_attribute,
+        }
+        self._admission: DirectAdmission | CoalescedAdmission = (
+            CoalescedAdmission(pool._sender, pool._tasks, **names)
+            if coalesce
+            else DirectAdmission(pool._sender, **names)
+        )
+        self._admit = self._admission.admit
+        self._wall_us = pool._clock.wall_us
+        self._window = Window(self.per, -self.per)  # the last window a hit fell in
         # key -> (the previous window's start, the read of its count)
         self._previous: dict[str, tuple[int, asyncio.Future[int]]] = {}
 
     async def hit(self, key: str, cost: int = 1) -> Decision:
         """Count ``cost`` units against ``key`` if the window still admits them."""
-        builders.check_key(key)
-        cost = whole(cost, "cost")
-        if not 1 <= cost <= self.limit:
-            raise ValueError(f"cost must be within [1, limit={self.limit}], got {cost}")
+        if not (type(key) is str and key.isascii() and 0 < len(key) <= _MAX_KEY_BYTES):
+            builders.check_key(key)
+        limit = self.limit
+        if not (type(cost) is int and 0 < cost <= limit):
+            cost = whole(cost, "cost")
+            if not 1 <= cost <= limit:
+                raise ValueError(f"cost must be within [1, limit={limit}], got {cost}")
         pool = self.pool
         if pool._transport is None or pool.closed:
             raise pool._not_open()
-        now = pool._clock.wall_us() / 1e6
-        window = Window.at(self.per, now)
+        now = self._wall_us() / 1e6
+        window = self._window
+        if not window.start <= now < window.start + window.length:
+            window = self._window = Window.at(self.per, now)
+        end = window.start + window.length
         item = window.item(key)
         previous = weighted = 0
         if self.sliding:
@@ -129,49 +165,31 @@ class RateLimiter:
             except (ThrottledError, ConnectError):
                 return self._unsure(window, now)
             weighted = math.floor(previous * (1.0 - window.elapsed(now)))
-        ceiling = self.limit - cost - weighted  # the most the count may be before this hit
-        if ceiling < 0:  # the previous window alone fills it: no write can be admitted
+        budget = limit - weighted  # the most the window's count may reach
+        if budget < cost:  # the previous window alone fills it: no write can be admitted
             return Decision(False, 0, self._wait(window, now, 0, cost, previous))
         try:
-            response = await pool._sender.send(
-                "UpdateItem",
-                self._params(item, cost, ceiling),
-                idempotent=False,
-                key=item,
-                wire=_Marker(),
-            )
+            allowed, count = await self._admit(item, cost, budget, end + window.length + GRACE)
         except Failed as failure:
-            outcome = failure.error.outcome
-            if outcome is Outcome.CONDITION_FAILED:
-                current = builders.parse_number(failure.error.item, pool.value_attribute)
-                return Decision(False, 0, self._wait(window, now, current, cost, previous))
-            if outcome in _UNSURE:
+            if failure.error.outcome in _UNSURE:
                 return self._unsure(window, now)
             raise public_error(failure, table=pool.table, key=key) from None
-        count = builders.parse_number(response.get("Attributes"), pool.value_attribute)
-        remaining = max(0, self.limit - count - weighted)
-        return Decision(True, remaining, 0.0 if remaining else window.end - now)
+        if not allowed:
+            return Decision(False, 0, self._wait(window, now, count, cost, previous))
+        remaining = budget - count
+        if remaining > 0:
+            return Decision(True, remaining, 0.0)
+        return Decision(True, 0, end - now)
 
-    def _params(self, item: str, cost: int, ceiling: int) -> dict[str, Any]:
-        pool = self.pool
-        return {
-            "TableName": pool.table,
-            "Key": {pool.key_attribute: {"S": item}},
-            "UpdateExpression": "ADD #v :n SET #ttl = :ttl",
-            "ConditionExpression": "attribute_not_exists(#v) OR #v <= :max",
-            "ExpressionAttributeNames": {"#v": pool.value_attribute, "#ttl": pool.ttl_attribute},
-            "ExpressionAttributeValues": {
-                ":n": {"N": str(cost)},
-                ":max": {"N": str(ceiling)},
-                ":ttl": {"N": str(expires_at(item))},
-            },
-            "ReturnValues": "UPDATED_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
+    def window_ends_in(self) -> float:
+        """Seconds until the current fixed window ends, by the pool's clock (when its counts
+        start again from 0: what an HTTP ``RateLimit-Reset`` announces)."""
+        now = self._wall_us() / 1e6
+        return Window.at(self.per, now).end - now
 
     def _unsure(self, window: Window, now: float) -> Decision:
         """The decision on an error: ``on_error``'s, to be retried soon."""
-        return Decision(self.on_error == "allow", 0, min(ERROR_RETRY, window.end - now))
+        return Decision(self.on_error == "allow", 0, min(ERROR_RETRY, window.end - now), True)
 
     def _wait(self, window: Window, now: float, current: int, cost: int, prev: int) -> float:
         """Seconds until a hit of ``cost`` can be admitted, the count now being ``current``

@@ -57,11 +57,21 @@ _PATTERNS: Final = (
 # substring searches, far cheaper than the patterns (or one case-blind regex) over the text.
 _PREFIXES: Final = ("AKIA", "ASIA", "ABIA", "ACCA", "IQoJ", "FwoG", "AQoD", "AQoE")
 _WORDS: Final = ("security-token", "credential", "signature")  # matched case-blind
+#: What the service says most often (refused conditions, throttling): known clean, looked up once.
+_CLEAN: Final = frozenset(
+    (
+        "ConditionalCheckFailedException",
+        "The conditional request failed",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+    )
+)
 
 
 def redact(text: str) -> str:
     """``text`` with session tokens, access key IDs and signatures replaced by ``[REDACTED]``."""
-    if not text:
+    if not text or text in _CLEAN:
         return text
     if not any(prefix in text for prefix in _PREFIXES):
         lower = text.lower()

@@ -19,7 +19,7 @@ import random
 import zlib
 from collections.abc import Callable, Mapping
 
-from . import builders
+from . import builders, windows
 from .checks import whole
 from .sender import Failed, Sender, public_error
 from .tasks import Tasks
@@ -119,6 +119,7 @@ class Sharding:
         "_sender",
         "_table",
         "_tasks",
+        "_ttl_attribute",
     )
 
     def __init__(
@@ -131,7 +132,9 @@ class Sharding:
         tasks: Tasks,
         table: str,
         key_attribute: str,
+        ttl_attribute: str | None = None,
     ) -> None:
+        self._ttl_attribute = ttl_attribute  # set on a window item's record (`windows`)
         self._default = default
         self._per_key = dict(per_key)
         self._pick = pick
@@ -177,7 +180,16 @@ class Sharding:
 
     async def _record(self, key: str, n: int) -> None:
         """Record on the key's first item that it is spread over ``n`` items (never fewer)."""
-        params = builders.record_shards(self._table, self._key_attribute, key, n)
+        expires = None if self._ttl_attribute is None else windows.expires_at(key)
+        params = builders.record_shards(
+            self._table,
+            self._key_attribute,
+            key,
+            n,
+            ttl=None
+            if expires is None or self._ttl_attribute is None
+            else (self._ttl_attribute, expires),
+        )
         try:
             await self._sender.send("UpdateItem", params, idempotent=True, key=key)
         except Failed as failure:

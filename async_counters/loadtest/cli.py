@@ -120,6 +120,7 @@ _WORKLOAD_DESTS: Final = (
     *("increments", "duration", "time_limit", "keys", "key_prefix", "distribution"),
     *("zipf_exponent", "hot_share", "amount", "decrements", "floor", "concurrency", "rate"),
     *("max_outstanding", "seed", "processes", "loop", "run_id", "record_every", "drain"),
+    *("window", "limit"),
     *("endpoint_url", "aws", "region", "table", "pool_option"),
 )
 
@@ -218,6 +219,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"open loop: unfinished operations per process at most ({DEFAULT_MAX_OUTSTANDING:,})",
     )
     load.add_argument("--seed", type=int, help="seed of keys, amounts and decrements (0)")
+    load.add_argument(
+        "--window",
+        type=int,
+        metavar="S",
+        help="windowed counters: increments count per S-second window, verified per window",
+    )
+    load.add_argument(
+        "--limit",
+        type=int,
+        metavar="L",
+        help="with --window: drive RateLimiter hits (L per window and key); verified per "
+        "window: admitted <= L, and == L wherever a hit was denied",
+    )
 
     scale = parser.add_argument_group("processes and event loop")
     scale.add_argument(
@@ -329,6 +343,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise UsageError(
             "--key-prefix cannot be combined with --run-id (its counters are bench:<run id>:N)"
         )
+    elif args.window is not None:
+        raise UsageError(
+            "--key-prefix cannot be combined with --window: a windowed run verifies each window "
+            "from 0, so its counters are always new (bench:<random>:N)"
+        )
     duration = args.duration
     if args.increments is None and duration is None:
         duration = DEFAULT_DURATION
@@ -355,6 +374,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_outstanding=_pick(args.max_outstanding, DEFAULT_MAX_OUTSTANDING),
         seed=_pick(args.seed, 0),
         drain=_pick(args.drain, DEFAULT_DRAIN),
+        window=args.window,
+        limit=args.limit,
     )
     if args.rate is None and workload.concurrency < processes:
         raise UsageError(
@@ -374,10 +395,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _decrement_share(args: argparse.Namespace) -> float:
-    """Floored decrements by default, except on sharded counters, where floors do not hold."""
+    """Floored decrements by default, except on sharded counters, where floors do not hold,
+    and in windowed runs (--window, --limit), which only add."""
     sharded = args.shards is not None and args.shards > 1
     if args.decrements is None:
-        return 0.0 if sharded else 0.05
+        return 0.0 if sharded or args.window is not None or args.limit is not None else 0.05
     if sharded and args.decrements > 0:
         raise UsageError(
             "--decrements are floored, and a floor holds on one item: not with --shards > 1"

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from async_counters.checks import number, whole
+from async_counters.windows import MAX_WINDOW
 
 __all__ = [
     "DEFAULT_DRAIN",
@@ -170,6 +171,8 @@ class Workload:
     max_outstanding: int = DEFAULT_MAX_OUTSTANDING
     seed: int = 0
     drain: float = DEFAULT_DRAIN
+    window: int | None = None
+    limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.increments is None and self.duration is None:
@@ -201,6 +204,24 @@ class Workload:
         _positive_int("--max-outstanding", self.max_outstanding)
         whole(self.seed, "--seed")
         _positive_number("--drain", self.drain)
+        if self.window is not None:
+            _positive_int("--window", self.window)
+            if self.window > MAX_WINDOW:
+                raise ValueError(f"--window must be at most {MAX_WINDOW} seconds")
+            if self.decrement_share:
+                raise ValueError(
+                    "--decrements with --window: windowed runs only add (their verification "
+                    "is per window, of increments)"
+                )
+        if self.limit is not None:
+            if self.window is None:
+                raise ValueError("--limit needs --window S: the limit holds per S-second window")
+            _positive_int("--limit", self.limit)
+            if self.amount_max > self.limit:
+                raise ValueError(
+                    f"--amount {self.amount_max} exceeds --limit {self.limit}: such a hit could "
+                    "never be admitted"
+                )
 
     @property
     def open_loop(self) -> bool:
@@ -216,6 +237,11 @@ class Workload:
         """Seconds after the start by which every worker has stopped, in-flight work included:
         the end of the run plus the drain, and never past the time limit."""
         return min(self.stop_after + self.drain, self.time_limit)
+
+    @property
+    def windowed(self) -> bool:
+        """--window (and --limit): counts per window, verified per window."""
+        return self.window is not None
 
     def key_names(self) -> list[str]:
         """The counters the run touches, ``{key_prefix}{index}``."""
@@ -255,6 +281,18 @@ class RunConfig:
             )
         _positive_number("--record-every", self.record_every)
         check_pool_options(self.pool_options)
+        if self.workload.window is not None:
+            mode = "--limit" if self.workload.limit is not None else "--window"
+            if self.pool_options.get("exactly_once"):
+                raise ValueError(
+                    f"{mode} cannot run with --exactly-once: each window is a new item, and a "
+                    "retry could land in the next window"
+                )
+            if self.run_id is not None:
+                raise ValueError(
+                    f"{mode} cannot run with --run-id yet: the run's records do not hold "
+                    "windows (verify at the end of one invocation instead)"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

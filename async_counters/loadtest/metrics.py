@@ -54,6 +54,7 @@ COUNT_NAMES: Final = (
     "throttles",  # throttled responses received
     "started",  # operations handed to the pool
     "dropped",  # open loop: due before the end, never started (the rate was not held)
+    "denied",  # --limit: hits the rate limiter denied (their window was full)
 )
 
 _OUTCOME_COUNT: Final = {
@@ -142,12 +143,18 @@ class WorkerResult(TypedDict):
     histogram: str
     keys: dict[str, KeyTally]
     stopped_early: str | None
+    #: --limit: hits denied, per ``key@window start`` (empty otherwise).
+    denied: dict[str, int]
 
 
 class WorkerRecorder(PoolHooks):
     """A worker's tally: pool hooks for outcomes, `record_latency` for the driver's latency."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, by_window: bool = False) -> None:
+        # --window/--limit: per-key tallies are kept by the driver per ``key@window start``
+        # (`window_sending`, `window_settled`), not by the pool's hooks per counter.
+        self.by_window = by_window
+        self.denied: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()
         self.interval: Counter[str] = Counter()
         self.histogram = HdrLatency()
@@ -176,6 +183,14 @@ class WorkerRecorder(PoolHooks):
     def on_settled(self, key: str, delta: int, outcome: Outcome, seconds: float) -> None:
         interval = self.interval
         interval["operations"] += 1
+        if self.by_window:
+            if outcome is Outcome.ACKNOWLEDGED:
+                interval["acknowledged"] += 1
+                interval["increments"] += 1
+                self.acknowledged_amount += delta
+            else:
+                interval[_OUTCOME_COUNT.get(outcome, "errors")] += 1
+            return
         if delta > 0:
             self.pending_up[key] -= delta
         else:
@@ -194,11 +209,43 @@ class WorkerRecorder(PoolHooks):
         else:
             interval[_OUTCOME_COUNT.get(outcome, "errors")] += 1
 
+    # -- the windowed driver (--window, --limit) ---------------------------------------------
+
+    def window_sending(self, name: str, amount: int) -> None:
+        """An addition of ``amount`` to ``name`` (``key@window start``) is about to go."""
+        self.pending_up[name] += amount
+
+    def window_settled(self, name: str, amount: int, outcome: Outcome, *, hit: bool) -> None:
+        """How it ended: ACKNOWLEDGED (added, or a hit admitted), AMBIGUOUS (may have been
+        added: an unknown outcome, or a hit decided on an error), anything else not added
+        (CONDITION_FAILED: a hit denied). ``hit``: a rate-limiter hit, which no pool hook
+        counts: its operation is counted here."""
+        self.pending_up[name] -= amount
+        if outcome is Outcome.ACKNOWLEDGED:
+            self.acknowledged[name] += amount
+        elif outcome is Outcome.AMBIGUOUS:
+            self.ambiguous_up[name] += amount
+        if not hit:
+            return
+        interval = self.interval
+        interval["operations"] += 1
+        if outcome is Outcome.ACKNOWLEDGED:
+            interval["acknowledged"] += 1
+            interval["increments"] += 1
+            self.acknowledged_amount += amount
+        elif outcome is Outcome.CONDITION_FAILED:
+            interval["denied"] += 1
+            self.denied[name] += 1
+        else:
+            interval["ambiguous"] += 1
+
     # -- the driver --------------------------------------------------------------------------
 
     def sending(self, key: str, delta: int) -> None:
         """An operation on ``key`` is about to be submitted to the pool."""
         self.interval["started"] += 1
+        if self.by_window:
+            return
         if delta > 0:
             self.pending_up[key] += delta
         else:

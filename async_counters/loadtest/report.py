@@ -167,12 +167,23 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
             else f"MISSED: {target['started_per_s']:,.0f}/s started, {target['dropped']:,} of "
             f"{target['due']:,} due dropped",
         )
-    table.add_row(
-        "operations",
-        f"{counts.get('operations', 0):,}",
-        f"{counts.get('increments', 0):,} increments, {counts.get('decrements', 0):,} "
-        f"decrements acknowledged; {counts.get('floor_refused', 0):,} refused by the floor",
-    )
+    workload = outcome.config.workload
+    if workload.limit is not None:
+        table.add_row(
+            "operations",
+            f"{counts.get('operations', 0):,}",
+            f"rate-limiter hits: {counts.get('increments', 0):,} admitted, "
+            f"{counts.get('denied', 0):,} denied (limit {workload.limit:,} per "
+            f"{workload.window} s window and key)",
+        )
+    else:
+        table.add_row(
+            "operations",
+            f"{counts.get('operations', 0):,}",
+            f"{counts.get('increments', 0):,} increments, {counts.get('decrements', 0):,} "
+            f"decrements acknowledged; {counts.get('floor_refused', 0):,} refused by the floor"
+            + (f" (per {workload.window} s window)" if workload.window is not None else ""),
+        )
     table.add_row("requests", f"{counts.get('requests', 0):,}", f"{rates['requests_per_s']:,.0f}/s")
     for name in ("p50", "p90", "p99", "p99.9", "max"):
         table.add_row(f"latency {name}", f"{_ms(latency[name])} ms", "")
@@ -224,7 +235,12 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
     table.add_row(
         "verification",
         verification.status.upper() if verification else "NOT VERIFIED",
-        f"{len(verification.checks):,} keys" if verification else "",
+        (
+            f"{len(verification.checks):,} "
+            + ("windows (key and window)" if workload.windowed else "keys")
+        )
+        if verification
+        else "",
     )
     console.print(table)
 
@@ -242,5 +258,7 @@ def print_summary(outcome: RunOutcome, stream: IO[str]) -> None:
     mismatches = verification.mismatches
     for check in mismatches[:SHOWN_MISMATCHES]:
         console.print(f"  [red]{check.describe()}[/]")
+    for broken in verification.limits_broken[:SHOWN_MISMATCHES]:
+        console.print(f"  [red]{broken.describe()}[/]")
     if len(mismatches) > SHOWN_MISMATCHES:
         console.print(f"  ... and {len(mismatches) - SHOWN_MISMATCHES} more (see --json)")

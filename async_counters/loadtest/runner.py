@@ -23,27 +23,30 @@ import platform
 import signal
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from async_counters.errors import CounterError
 from async_counters.pool import CounterPool
 from async_counters.redact import redact
+from async_counters.windows import Window
 
-from .config import RunConfig, safe_url
+from .config import RunConfig, Workload, safe_url
 from .cost import Prices
 from .embedded import EmbeddedServer
 from .lifeline import PARENT_ENV
 from .metrics import (
     COUNT_NAMES,
     HdrLatency,
+    KeyTally,
     Timeline,
     WorkerResult,
     merge_key_tallies,
 )
 from .probe import TargetUnreachable, probe
-from .verify import EXIT_INCONCLUSIVE, Verification, verify
+from .verify import EXIT_INCONCLUSIVE, LimitCheck, Verification, verify
+from .windowed import split_name
 from .worker import OVERDUE_GRACE, TICK_SECONDS, open_pool
 
 __all__ = ["EXIT_RATE_MISSED", "RunOutcome", "TargetUnreachable", "View", "run_bench"]
@@ -249,7 +252,9 @@ async def _check(
     workload = config.workload
     keys = workload.key_names()
     await pool.ensure_table()
-    before = {} if config.run_id else await pool.get_many(keys)
+    # A windowed run's counters are new (a random prefix): each window starts from 0.
+    windowed = workload.windowed
+    before = {} if config.run_id or windowed else await pool.get_many(keys)
     outcome.planned = workload.operations(workload.rate)
     results = await _run_workers(config, endpoint_url, view, outcome)
     if outcome.failures:
@@ -271,9 +276,47 @@ async def _check(
             "workers": records.workers,
             "missing": records.missing,
         }
+    elif windowed:
+        outcome.verification = await _verify_windows(pool, workload, results, tallies)
     else:
         after = await pool.get_many(keys)
         outcome.verification = verify(keys, before, tallies, after)
+
+
+async def _verify_windows(
+    pool: CounterPool,
+    workload: Workload,
+    results: Sequence[WorkerResult],
+    tallies: Mapping[str, KeyTally],
+) -> Verification:
+    """--window, --limit: each window's count, read back from its item, against what was
+    acknowledged (admitted) in it; with --limit, each window against the limit too."""
+    assert workload.window is not None
+    names = sorted(tallies, key=split_name)
+    items = {
+        name: Window(workload.window, split_name(name)[1]).item(split_name(name)[0])
+        for name in names
+    }
+    values = await pool._reads.get_many(list(items.values())) if items else {}
+    after = {name: values[item] for name, item in items.items()}
+    if workload.limit is None:
+        return verify(names, {}, tallies, after, basis="what was acknowledged in their window")
+    denied: Counter[str] = Counter()
+    for result in results:
+        denied.update(result.get("denied", {}))
+    limits = [
+        LimitCheck(
+            key=name,
+            limit=workload.limit,
+            admitted=after[name],
+            denied=denied[name],
+            largest_cost=workload.amount_max,
+        )
+        for name in names
+    ]
+    return verify(
+        names, {}, tallies, after, basis="what was admitted in their window", limits=limits
+    )
 
 
 async def _run_workers(

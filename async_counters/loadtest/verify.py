@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_USAGE",
     "SHOWN_MISMATCHES",
     "KeyCheck",
+    "LimitCheck",
     "Verification",
     "verify",
 ]
@@ -100,6 +101,44 @@ class KeyCheck:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    """--limit: one key's window, as read back from the server, against the limit.
+
+    Exact admission means ``admitted <= limit``, and, where a hit of this run was denied
+    (demand exceeded the limit), that the window was full: no room was left for that hit,
+    ``admitted > limit - largest_cost`` (``== limit`` when every hit costs 1)."""
+
+    key: str
+    limit: int
+    admitted: int
+    denied: int
+    largest_cost: int
+
+    @property
+    def ok(self) -> bool:
+        if self.admitted > self.limit:
+            return False
+        return not self.denied or self.admitted > self.limit - self.largest_cost
+
+    def describe(self) -> str:
+        if self.admitted > self.limit:
+            return f"{self.key}: {self.admitted:,} admitted, over the limit of {self.limit:,}"
+        return (
+            f"{self.key}: {self.denied:,} hit(s) denied with only {self.admitted:,} of "
+            f"{self.limit:,} admitted"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "limit": self.limit,
+            "admitted": self.admitted,
+            "denied": self.denied,
+            "ok": self.ok,
+        }
+
+
 @dataclass(frozen=True)
 class Verification:
     """The verdict over all keys of a run."""
@@ -109,10 +148,16 @@ class Verification:
     incomplete: tuple[str, ...] = field(default=())
     #: What each key is expected to equal, in words.
     basis: str = "their value before plus what was acknowledged"
+    #: --limit: every window against the limit.
+    limits: tuple[LimitCheck, ...] = field(default=())
 
     @property
     def mismatches(self) -> list[KeyCheck]:
         return [check for check in self.checks if check.status == "mismatch"]
+
+    @property
+    def limits_broken(self) -> list[LimitCheck]:
+        return [check for check in self.limits if not check.ok]
 
     @property
     def bounded(self) -> list[KeyCheck]:
@@ -123,7 +168,7 @@ class Verification:
         # While a worker may still be writing, a counter ahead of the records proves nothing.
         if self.incomplete:
             return "incomplete"
-        if self.mismatches:
+        if self.mismatches or self.limits_broken:
             return "mismatch"
         if self.bounded:
             return "bounded"
@@ -147,8 +192,25 @@ class Verification:
         )
 
     def headline(self) -> str:
+        text = self._keys_headline()
+        if not self.limits:
+            return text
+        broken = self.limits_broken
+        windows = len(self.limits)
+        limit = self.limits[0].limit
+        if broken:
+            return f"{text}; LIMIT NOT EXACT in {len(broken)} of {windows} windows"
+        full = sum(check.denied > 0 for check in self.limits)
+        return (
+            f"{text}; admitted <= {limit:,} in all {windows} windows, and the window full in "
+            f"each of the {full} where hits were denied"
+        )
+
+    def _keys_headline(self) -> str:
         keys = len(self.checks)
         status = self.status
+        if status == "mismatch" and not self.mismatches:
+            return f"all {keys} keys equal {self.basis}"
         if status == "exact":
             return f"EXACT: all {keys} keys equal {self.basis}"
         if status == "mismatch":
@@ -182,6 +244,14 @@ class Verification:
             "incomplete": list(self.incomplete),
             "mismatches": [check.to_dict() for check in self.mismatches],
         }
+        if self.limits:
+            data["limits"] = {
+                "windows": len(self.limits),
+                "broken": [check.to_dict() for check in self.limits_broken],
+                "windows_denied": sum(check.denied > 0 for check in self.limits),
+            }
+            if keys:
+                data["limits"]["checks"] = [check.to_dict() for check in self.limits]
         if keys:
             data["keys"] = [check.to_dict() for check in self.checks]
         return data
@@ -195,6 +265,7 @@ def verify(
     *,
     incomplete: Iterable[str] = (),
     basis: str | None = None,
+    limits: Iterable[LimitCheck] = (),
 ) -> Verification:
     """Check every key in ``keys`` and every key with a tally (0 where nothing is known)."""
     names = list(dict.fromkeys([*keys, *tallies]))
@@ -212,5 +283,5 @@ def verify(
             )
         )
     if basis is None:
-        return Verification(tuple(checks), tuple(incomplete))
-    return Verification(tuple(checks), tuple(incomplete), basis)
+        return Verification(tuple(checks), tuple(incomplete), limits=tuple(limits))
+    return Verification(tuple(checks), tuple(incomplete), basis, tuple(limits))

@@ -28,10 +28,11 @@ from typing import IO, Any, Final, Protocol
 from async_counters import CounterPool
 
 from .config import RunConfig, pool_kwargs
-from .drivers import Stop, closed_loop, open_loop
+from .drivers import Counters, Stop, closed_loop, open_loop
 from .keys import OperationSource
 from .lifeline import EXIT_ORPHANED, Watchdog, die_with_parent
 from .metrics import Tick, WorkerRecorder, WorkerResult
+from .windowed import StampedWall, WindowedLoad
 
 __all__ = ["TICK_SECONDS", "Channel", "PipeChannel", "main", "open_pool", "run_worker", "share"]
 
@@ -107,14 +108,21 @@ async def run_worker(
     workload = config.workload
     workers = config.processes
     worker_id = worker_id or new_worker_id()
-    recorder = WorkerRecorder()
+    recorder = WorkerRecorder(by_window=workload.windowed)
     keys = workload.key_names()
     source = OperationSource(workload, keys, seed=workload.seed * 1_000_003 + index)
     loop = asyncio.get_running_loop()
 
     async with contextlib.AsyncExitStack() as stack:
-        pool = open_pool(config, endpoint_url, hooks=recorder)
+        wall = StampedWall()
+        extra: dict[str, Any] = {"wall_us": wall} if workload.windowed else {}
+        pool = open_pool(config, endpoint_url, hooks=recorder, **extra)
         await pool.open()
+        counters: Counters = pool
+        if workload.window is not None:
+            counters = WindowedLoad(
+                pool, recorder, wall, window=workload.window, limit=workload.limit
+            )
         closing: list[asyncio.Task[None]] = []
 
         async def close_pool() -> None:
@@ -183,7 +191,7 @@ async def run_worker(
             background.append(loop.create_task(recording(record)))
         if rate is None:
             drive = closed_loop(
-                pool,
+                counters,
                 recorder,
                 source,
                 concurrency=share(workload.concurrency, workers, index),
@@ -192,7 +200,7 @@ async def run_worker(
             )
         else:
             drive = open_loop(
-                pool,
+                counters,
                 recorder,
                 source,
                 rate=rate,
@@ -250,6 +258,7 @@ async def run_worker(
         histogram=recorder.histogram.encode(),
         keys=recorder.key_tallies(include_pending=bool(unfinished)),
         stopped_early=stop.reason,
+        denied=dict(recorder.denied),
     )
 
 

@@ -67,6 +67,8 @@ _TARGETS = {
         "DeleteTable",
         "PutItem",
         "TransactWriteItems",
+        "DescribeTimeToLive",
+        "UpdateTimeToLive",
     )
 }
 _OPERATION = re.compile(r"[A-Z][A-Za-z]{1,63}")

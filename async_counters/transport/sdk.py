@@ -51,6 +51,8 @@ _METHODS = {
     "DescribeTable": "describe_table",
     "DeleteTable": "delete_table",
     "TransactWriteItems": "transact_write_items",
+    "DescribeTimeToLive": "describe_time_to_live",
+    "UpdateTimeToLive": "update_time_to_live",
 }
 
 

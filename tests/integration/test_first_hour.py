@@ -83,8 +83,9 @@ def test_readme_web_app_commands_install_the_web_extra_and_use_another_port() ->
     assert f"localhost:{DEFAULT_PORT}/" in commands
 
 
-def test_web_app_without_the_web_extra_names_it() -> None:
-    run = cli(uninstalled="starlette,uvicorn", module="async_counters.examples.webapp")
+@pytest.mark.parametrize("example", ["webapp", "ratelimited"])
+def test_web_app_without_the_web_extra_names_it(example: str) -> None:
+    run = cli(uninstalled="starlette,uvicorn", module=f"async_counters.examples.{example}")
     assert run.returncode == 2
     assert "pip install 'async-counters[web]'" in one_line(run)
 

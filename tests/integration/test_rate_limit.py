@@ -102,3 +102,54 @@ async def test_sliding_window_weighs_the_previous_window(
     wall.now = first.end + 7.5  # three quarters in: 20 * 0.25 = 5, plus the 5 already admitted
     assert sum(d.allowed for d in await _hits(limiters, "s", 40)) == 10
     assert await pools[0].get("s", window=10) == 15
+
+
+async def test_a_hot_key_is_admitted_exactly_with_far_fewer_writes_than_hits(
+    endpoint_url: str, table_name: str, wall: WallClock
+) -> None:
+    """Coalesced admission: 2 pools, 600 concurrent hits on one key, limit 250: exactly 250 are
+    admitted, each with its own ``remaining``, by a handful of merged writes; a limit high
+    enough for every hit admits them all, still merged."""
+    hits = 600
+    async with contextlib.AsyncExitStack() as stack:
+        pools = [
+            await stack.enter_async_context(
+                CounterPool(
+                    table_name,
+                    endpoint_url=endpoint_url,
+                    transport=kind,
+                    coalesce=True,
+                    wall_us=wall,
+                )
+            )
+            for kind in ("fast", "botocore")
+        ]
+        await pools[0].ensure_table()
+        limiters = [RateLimiter(pool, limit=250, per=10) for pool in pools]
+        before = _sends(pools)
+        decisions = await _hits(limiters, "hot", hits)
+        writes = _sends(pools) - before
+        allowed = [d for d in decisions if d.allowed]
+        assert len(allowed) == 250
+        assert sorted(d.remaining for d in allowed) == list(range(250))
+        assert await pools[1].get("hot", window=10) == 250  # read back from the server
+        assert writes * 20 <= hits, writes
+        print(f"\nhot key: {hits} hits, limit 250: {writes} requests")
+
+        wide = [RateLimiter(pool, limit=10_000, per=1) for pool in pools]
+        before = _sends(pools)
+        decisions = await _hits(wide, "wide", hits)
+        assert all(d.allowed for d in decisions)
+        assert await pools[0].get("wide", window=1) == hits
+        assert (_sends(pools) - before) * 20 <= hits
+
+
+async def test_a_limiter_s_writes_are_charged_in_the_pool_s_units(
+    pools: list[CounterPool],
+) -> None:
+    pool = pools[0]
+    limiter = RateLimiter(pool, limit=3, per=60)
+    before = pool.stats.write_units
+    decisions = [await limiter.hit("units") for _ in range(3)]
+    assert all(d.allowed for d in decisions)
+    assert pool.stats.write_units - before == 3.0  # one unit per admitted hit, from the server

@@ -7,12 +7,14 @@ the server (TTL deletes late, if ever) yet never counted by a read of the curren
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from async_counters import CounterPool
 from async_counters import windows as w
+from async_counters.local import LocalDynamo
 
 
 class WallClock:
@@ -106,9 +108,42 @@ async def test_exactly_once_refuses_windows_at_the_call(endpoint_url: str, table
         assert pool.stats.calls == 0
 
 
-async def test_ensure_table_turns_ttl_on(wpool: CounterPool) -> None:
-    await wpool.ensure_table(ttl=True)
-    await wpool.ensure_table(ttl=True)  # idempotent
-    described = await wpool._send("DescribeTimeToLive", {"TableName": wpool.table})
+async def test_ensure_table_turns_ttl_on(
+    endpoint_url: str, table_name: str, transport_name: str
+) -> None:
+    async with CounterPool(table_name, endpoint_url=endpoint_url, transport=transport_name) as pool:
+        await pool.ensure_table(ttl=True)
+        await pool.ensure_table(ttl=True)  # idempotent
+        described = await pool._send("DescribeTimeToLive", {"TableName": pool.table})
     assert described["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     assert described["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+
+
+async def test_the_embedded_server_deletes_expired_window_items_late_in_the_background(
+    table_name: str,
+) -> None:
+    """Over HTTP, as DynamoDB does it: an item whose TTL passed longer ago than the server's
+    delay is deleted by the server's own sweep, with no request asking; one expired more
+    recently lingers, readable. Nothing here waits for a fixed time: the test polls for the
+    deletion (bounded), then checks that the recent one is still there."""
+    delay = 600.0
+    now = time.time()
+    with LocalDynamo(backend="memory", ttl_delay=delay) as server:
+        async with CounterPool(table_name, endpoint_url=server.endpoint_url) as pool:
+            await pool.ensure_table(ttl=True)
+        items = {}
+        for name, ago in (("old", 3600.0), ("recent", 300.0)):  # window starts this long ago
+            wall = WallClock(now - ago)
+            async with CounterPool(table_name, endpoint_url=server.endpoint_url, wall_us=wall) as p:
+                await p.increment(name, 3, window=60)
+                items[name] = w.Window.at(60, wall.now).item(name)
+        # old: expired ~3,420 s ago, past the delay; recent: expired ~120 s ago, within it
+        async with CounterPool(table_name, endpoint_url=server.endpoint_url) as pool:
+            # The server sweeps on its own loop, in its own thread, about once a second: there
+            # is no event to wait on from here, only the item to look at.
+            async with asyncio.timeout(60):  # only a server that never sweeps takes this long
+                while await _raw(pool, items["old"]):  # noqa: ASYNC110 (see above)
+                    await asyncio.sleep(0.05)
+            recent = await _raw(pool, items["recent"])
+            assert recent["count"] == {"N": "3"}  # expired, not yet deleted: still readable
+            assert int(recent["expires_at"]["N"]) < now  # type: ignore[index]

@@ -73,22 +73,24 @@ class FakeTransport:
             delta = int(values[":n"]["N"])
             condition = params.get("ConditionExpression")
             current = self.values.get(key)
-            if condition is not None:
+            if condition is not None and ":max" in values:  # a rate limiter's admission
+                allowed = current is None or current <= int(values[":max"]["N"])
+            elif condition is not None:
                 minimum = int(values[":min"]["N"])
                 allowed = (current is None and condition.startswith("attribute_not_exists")) or (
                     current is not None and current >= minimum
                 )
-                if not allowed:
-                    item = None if current is None else {"count": {"N": str(current)}}
-                    if not self.return_all_old:
-                        item = None
-                    raise TransportError(
-                        Outcome.CONDITION_FAILED,
-                        "ConditionalCheckFailedException",
-                        "The conditional request failed",
-                        status=400,
-                        item=item,
-                    )
+            if condition is not None and not allowed:
+                item = None if current is None else {"count": {"N": str(current)}}
+                if not self.return_all_old:
+                    item = None
+                raise TransportError(
+                    Outcome.CONDITION_FAILED,
+                    "ConditionalCheckFailedException",
+                    "The conditional request failed",
+                    status=400,
+                    item=item,
+                )
             self.values[key] = (current or 0) + delta
             return {"Attributes": {"count": {"N": str(self.values[key])}}}
         if operation == "GetItem":

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from async_counters import CounterPool, builders
 from async_counters import windows as w
+from tests.unit.memory_transport import MemoryTransport
 
 
 @pytest.mark.parametrize(
@@ -88,3 +92,31 @@ async def test_bad_windows_raise_before_anything_is_sent() -> None:
             pool.add_nowait("k", window=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ttl_attribute"):
         CounterPool("t", ttl_attribute="count")
+
+
+async def test_a_sharded_window_item_s_shard_count_record_expires_with_its_window() -> None:
+    """The record of a sharded window counter's width goes on its first item, which may get no
+    other write: it carries the window's TTL itself."""
+    transport = MemoryTransport()
+    await transport.create_table("tbl")
+    sent: list[Mapping[str, Any]] = []
+    call = transport.call
+
+    async def recording(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        sent.append(params)
+        return await call(operation, params)
+
+    transport.call = recording  # type: ignore[method-assign]
+    now = 1_800_000_000.0 + 7
+    pool = CounterPool("tbl", transport=transport, shards=4, wall_us=lambda: int(now * 1e6))
+    async with pool:
+        await pool.increment("k", window=10)
+    window = w.Window.at(10, now)
+    [record] = [p for p in sent if "#ns" in p.get("ExpressionAttributeNames", {})]
+    assert record["UpdateExpression"] == "SET #ns = :n, #ttl = :ttl"
+    assert record["ExpressionAttributeNames"]["#ttl"] == "expires_at"
+    expires = {"N": str(window.end + 10 + w.GRACE)}
+    assert record["ExpressionAttributeValues"][":ttl"] == expires
+    first = transport.items("tbl")[window.item("k")]
+    assert first["expires_at"] == expires and builders.SHARDS_ATTRIBUTE in first
+    assert all(item["expires_at"] == expires for item in transport.items("tbl").values())
