@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +35,8 @@ from tests.integration.test_windows import WallClock, _raw
 LIMIT = 25
 TASKS = 90
 START = 1_800_000_000.0 + 1  # 1 s into a 10 s window aligned to the epoch
+#: Makes the modules named in $ASYNC_COUNTERS_TEST_UNINSTALLED unimportable (sitecustomize).
+WITHOUT_EXTRAS = Path(__file__).with_name("without_extras")
 
 
 @pytest.fixture
@@ -227,3 +233,23 @@ async def test_options_that_conflict_with_a_given_pool_are_refused(endpoint_url:
             DynamoDBStorage("async+dynamodb://others", pool=pool)
         with pytest.raises(StorageURIError, match="both in the URI and as a keyword"):
             storage_from_string("async+dynamodb://counters?prefix=a", prefix="b", pool=pool)
+
+
+def test_the_core_install_neither_needs_nor_imports_limits() -> None:
+    script = (
+        "import sys, async_counters, async_counters.ratelimit, async_counters.pool\n"
+        "assert 'limits' not in sys.modules, 'the core imported limits'\n"
+        "try:\n"
+        "    import async_counters.limits_storage\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "ASYNC_COUNTERS_TEST_UNINSTALLED": "limits"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WITHOUT_EXTRAS), env.get("PYTHONPATH")]))
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == (
+        "async_counters.limits_storage needs limits: pip install 'async-counters[limits]'"
+    )
