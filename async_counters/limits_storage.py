@@ -28,13 +28,17 @@ a read and then a write, so the limits hold exactly under any concurrency, acros
 - **Moving window** (``acquire_entry``): the item has ``limit`` slots ``s0 .. s{limit-1}``, each
   holding one hit's time (ms). A hit writes its time into a slot on condition that the slot is
   free (absent, or older than ``now - expiry``). Each slot holds at most one hit of any span of
-  ``expiry`` seconds, so no such span ever holds more than ``limit`` hits, whatever the clocks
-  and the order of arrival. A refusal returns the item as it was
+  ``expiry`` seconds, so no such span ever holds more than ``limit`` hits, whatever the order of
+  arrival (spans as the hits' own clocks read them: between clocks ``d`` apart, a span of
+  ``expiry - d`` real seconds). A refusal returns the item as it was
   (``ReturnValuesOnConditionCheckFailure=ALL_OLD``): if it shows no free slot the hit is denied
   (the window was full then); else the hit tries again on a slot that was free, which fails
-  only if some other hit took that slot meanwhile. The slots are a bounded list of timestamps in
-  top-level attributes: DynamoDB can neither trim a list nor test and rewrite the same list in
-  one update, and the embedded memory backend takes no nested paths.
+  only if some other hit took that slot meanwhile. A window seen full stays full until its
+  oldest hit leaves it (nothing but time frees a slot), so until then this storage denies hits
+  on it without a request (a ``clear`` from another process is seen only after that time).
+  The slots are a bounded list of timestamps in top-level attributes: DynamoDB can neither trim
+  a list nor test and rewrite the same list in one update, and the embedded memory backend
+  takes no nested paths.
 - **Sliding-window counter** (``acquire_sliding_window_entry``): fixed windows aligned to the
   epoch, one item each; the previous window's final count is read once per key and window (and
   shared by concurrent hits), then ``ADD count`` on condition ``count <= limit - cost -
@@ -243,6 +247,8 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
         self._creating: asyncio.Future[None] | None = None
         # fixed-window item -> the start of its next window under way (one at a time)
         self._starting: dict[str, asyncio.Future[None]] = {}
+        # moving-window item -> when its oldest hit leaves it, for items seen full
+        self._full_until: dict[str, int] = {}
         # key -> (the previous window's start, the read of its count), for sliding windows
         self._previous: dict[str, tuple[int, asyncio.Future[int]]] = {}
 
@@ -309,11 +315,7 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
             raise public_error(failure, table=pool.table, key=item) from None
 
     async def _get_item(self, pool: CounterPool, item: str) -> dict[str, Any]:
-        params = {
-            "TableName": pool.table,
-            "Key": {pool.key_attribute: {"S": item}},
-            "ConsistentRead": True,
-        }
+        params = {**_base(pool, item), "ConsistentRead": True}
         try:
             response = await pool._sender.send("GetItem", params, idempotent=True, key=item)
         except Failed as failure:
@@ -323,9 +325,8 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
 
     async def _delete(self, pool: CounterPool, items: list[str]) -> None:
         async def delete(item: str) -> None:
-            params = {"TableName": pool.table, "Key": {pool.key_attribute: {"S": item}}}
             try:
-                await pool._sender.send("DeleteItem", params, idempotent=True, key=item)
+                await pool._sender.send("DeleteItem", _base(pool, item), idempotent=True, key=item)
             except Failed as failure:
                 raise public_error(failure, table=pool.table, key=item) from None
 
@@ -379,7 +380,9 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
     async def clear(self, key: str) -> None:
         """Forget ``key``'s fixed and moving windows."""
         pool = await self._ready()
-        await self._delete(pool, [self._item("fixed", key), self._item("moving", key)])
+        moving = self._item("moving", key)
+        self._full_until.pop(moving, None)
+        await self._delete(pool, [self._item("fixed", key), moving])
 
     async def check(self) -> bool:
         """Whether the table answers and is active."""
@@ -400,7 +403,9 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
             "ExpressionAttributeNames": {"#k": pool.key_attribute},
             "ExpressionAttributeValues": {":p": {"S": self.prefix}},
             "ConsistentRead": True,
+            "ReturnConsumedCapacity": builders.CONSUMED,
         }
+        self._full_until.clear()
         deleted = 0
         while True:
             try:
@@ -424,6 +429,11 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
             return False
         item = self._item("moving", key)
         now = self._now_ms(pool)
+        full_until = self._full_until.get(item)
+        if full_until is not None:
+            if now < full_until:  # seen full, and no slot can free itself before then
+                return False
+            del self._full_until[item]
         cutoff = now - expiry * 1000
         free: range | list[int] = range(limit)  # nothing known yet: any slot may be free
         # A lost race means another hit took a slot that was free: at most `limit` of those.
@@ -434,7 +444,12 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
             if response is not None:
                 return True
             assert old is not None
-            free = [slot for slot in range(limit) if _slot(old, slot) <= cutoff]
+            stamps = [_slot(old, slot) for slot in range(limit)]
+            free = [slot for slot, stamp in enumerate(stamps) if stamp <= cutoff]
+            if not free:  # full: it stays full until its oldest hit leaves the window
+                if len(self._full_until) >= MAX_CACHED:
+                    self._full_until.clear()
+                self._full_until[item] = min(stamps) + expiry * 1000
             if len(free) < amount:
                 return False
         return False
@@ -515,7 +530,11 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
 
 
 def _base(pool: CounterPool, item: str) -> dict[str, Any]:
-    return {"TableName": pool.table, "Key": {pool.key_attribute: {"S": item}}}
+    return {
+        "TableName": pool.table,
+        "Key": {pool.key_attribute: {"S": item}},
+        "ReturnConsumedCapacity": builders.CONSUMED,
+    }
 
 
 def fixed_add(pool: CounterPool, item: str, amount: int, now_ms: int) -> dict[str, Any]:

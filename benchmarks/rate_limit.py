@@ -6,6 +6,13 @@ admitted and denied, its requests, its CPU and a latency histogram. Verified per
 <= limit, and admitted == limit whenever some hit was denied (demand exceeded it). Beside it, the
 client CPU of one plain ``increment`` in the same setup.
 
+Then the same load through `limits`' own strategies on our storage (``async+dynamodb://``, needs
+the ``[limits]`` extra): ``FixedWindowRateLimiter`` (windows start at their first hit, so hits are
+placed in windows counted from the first admitted hit), ``MovingWindowRateLimiter`` (verified:
+no span of ``--per`` seconds admits more than the limit, and the first admits exactly the limit)
+and ``SlidingWindowCounterRateLimiter`` (per epoch window: at most the limit). ``--no-limits``
+skips them; ``--limits fixed,moving`` picks some.
+
     python benchmarks/rate_limit.py [--seconds 12] [--processes 3] [--tasks 300] [--limit 1000]
 """
 
@@ -13,13 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from async_counters import CounterPool, RateLimiter
+
+#: The `limits` strategies measured beside ours, by their `limits.aio.strategies.STRATEGIES` names.
+LIMITS_STRATEGIES = {
+    "fixed": "fixed-window",
+    "moving": "moving-window",
+    "sliding": "sliding-window-counter",
+}
 
 TABLE = "rate-limit-bench"
 KEY = "api:user-42"
@@ -33,13 +49,18 @@ async def worker(
     histogram: Counter[int] = Counter()  # latency in 0.1 ms buckets: no per-hit records
     async with CounterPool(TABLE, endpoint_url=endpoint, max_in_flight=tasks) as pool:
         limiter = RateLimiter(pool, limit=limit, per=per)
+        hit_limits = limits_hit(pool, mode, limit, per) if mode.startswith("limits-") else None
         stop = time.monotonic() + seconds
         cpu = time.process_time()
 
         async def run() -> None:
             while time.monotonic() < stop:
                 start = time.perf_counter()
-                if mode == "increment":
+                if hit_limits is not None:  # hits by the millisecond of their clock reading
+                    now = int(time.time() * 1000)
+                    allowed = await hit_limits()
+                    (admitted if allowed else denied)[now] += 1
+                elif mode == "increment":
                     await pool.increment(KEY + ":plain")
                     admitted[0] += 1
                 else:
@@ -51,17 +72,36 @@ async def worker(
         await asyncio.gather(*(run() for _ in range(tasks)))
         cpu = time.process_time() - cpu
         requests = pool.stats.requests
+        write_units = pool.stats.write_units
     print(
         json.dumps(
             {
                 "admitted": admitted,
                 "denied": denied,
                 "requests": requests,
+                "write_units": write_units,
                 "cpu": cpu,
                 "histogram": histogram,
             }
         )
     )
+
+
+def limits_hit(pool: CounterPool, mode: str, limit: int, per: int) -> Callable[[], Awaitable[bool]]:
+    """One hit through a `limits` strategy on our storage, sharing ``pool``."""
+    from limits import RateLimitItemPerSecond
+    from limits.aio.strategies import STRATEGIES
+
+    from async_counters.limits_storage import DynamoDBStorage
+
+    storage = DynamoDBStorage(f"async+dynamodb://{TABLE}", pool=pool)
+    strategy = STRATEGIES[LIMITS_STRATEGIES[mode.removeprefix("limits-")]](storage)
+    item = RateLimitItemPerSecond(limit, per)
+
+    def hit() -> Awaitable[bool]:
+        return strategy.hit(item, KEY)
+
+    return hit
 
 
 def p99(histogram: Counter[int]) -> float:
@@ -94,7 +134,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--per", type=int, default=10)
+    parser.add_argument("--limits", default=",".join(LIMITS_STRATEGIES))
+    parser.add_argument("--no-limits", action="store_true")
     args = parser.parse_args()
+    strategies = [] if args.no_limits else [s for s in args.limits.split(",") if s]
+    unknown = set(strategies) - set(LIMITS_STRATEGIES)
+    if unknown:
+        parser.error(f"--limits takes {', '.join(LIMITS_STRATEGIES)}, not {', '.join(unknown)}")
     server = subprocess.Popen(
         [sys.executable, "-m", "async_counters.local", "--backend", "memory"],
         stdout=subprocess.PIPE,
@@ -111,6 +157,9 @@ def main() -> None:
         asyncio.run(create())
         hits = run_workers(endpoint, "hit", args)
         plain = run_workers(endpoint, "increment", args)
+        through_limits = {
+            name: run_workers(endpoint, f"limits-{name}", args) for name in strategies
+        }
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -152,7 +201,104 @@ def main() -> None:
         f"plain increment p99: {p99(total(plain, 'histogram')):.1f} ms"
     )
     print("verified exact" if ok else "NOT EXACT")
+    if through_limits:
+        ok &= report_limits(through_limits, args, cpu / n_hits, p99(total(hits, "histogram")))
+        print("all verified exact" if ok else "NOT EXACT")
     sys.exit(0 if ok else 1)
+
+
+def report_limits(
+    runs: dict[str, list[dict[str, object]]],
+    args: argparse.Namespace,
+    our_cpu: float,
+    our_p99: float,
+) -> bool:
+    """The `limits` strategies' table; whether each admitted what it must."""
+    ok = True
+    span = args.per * 1000
+    print(
+        f"\nThe same load through `limits` on async+dynamodb:// ({args.limit} per {args.per} s)\n"
+    )
+    print(
+        "| strategy | admitted per window | verified | requests per hit | write units per hit "
+        "| CPU per hit | p99 |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|")
+    print(
+        f"| ours: RateLimiter | (above) | (above) | | | {our_cpu * 1e6:.0f} µs | {our_p99:.1f} ms |"
+    )
+    for name, rows in runs.items():
+        admitted: Counter[int] = Counter()
+        denied: Counter[int] = Counter()
+        for row in rows:
+            admitted.update({int(k): v for k, v in row["admitted"].items()})  # type: ignore[attr-defined]
+            denied.update({int(k): v for k, v in row["denied"].items()})  # type: ignore[attr-defined]
+        n_hits = sum(admitted.values()) + sum(denied.values())
+        if name == "moving":
+            windows, good = moving_windows(admitted, span, args.limit)
+        else:
+            windows, good = fixed_windows(
+                admitted, denied, span, args.limit, aligned=name == "sliding"
+            )
+        ok &= good
+        requests = sum(int(row["requests"]) for row in rows)  # type: ignore[call-overload]
+        units = sum(float(row["write_units"]) for row in rows)  # type: ignore[arg-type]
+        cpu = sum(float(row["cpu"]) for row in rows)  # type: ignore[arg-type]
+        histogram: Counter[int] = Counter()
+        for row in rows:
+            histogram.update({int(k): v for k, v in row["histogram"].items()})  # type: ignore[attr-defined]
+        print(
+            f"| {LIMITS_STRATEGIES[name]} | {windows} | {'yes' if good else 'NO'} "
+            f"| {requests / n_hits:.3f} | {units / n_hits:.2f} | {cpu / n_hits * 1e6:.0f} µs "
+            f"| {p99(histogram):.1f} ms |"
+        )
+    return ok
+
+
+def fixed_windows(
+    admitted: Counter[int], denied: Counter[int], span: int, limit: int, *, aligned: bool
+) -> tuple[str, bool]:
+    """Admitted per window: at most the limit, and exactly it in every window where some hit was
+    denied (but for the sliding estimate, which denies earlier by design).
+
+    Sliding windows are the epoch's. `limits`' fixed windows start at their first hit: a window
+    starts at the first admitted hit (its clock reading), the next at the first one ``span``
+    later or more, and every hit belongs to the window its clock reading falls in."""
+    if aligned:
+        starts = sorted({ms // span * span for ms in admitted})
+    else:
+        starts = []
+        for ms in sorted(admitted):
+            if not starts or ms >= starts[-1] + span:
+                starts.append(ms)
+    per_window: Counter[int] = Counter()
+    denials: Counter[int] = Counter()
+    for counts, into in ((admitted, per_window), (denied, denials)):
+        for ms, n in counts.items():
+            window = bisect.bisect_right(starts, ms) - 1
+            if window >= 0 and ms < starts[window] + span:
+                into[window] += n
+    good = all(n <= limit for n in per_window.values())
+    if not aligned:
+        good &= all(per_window[w] == limit for w in denials)
+    return ", ".join(f"{per_window[w]:,}" for w in sorted(per_window)), good
+
+
+def moving_windows(admitted: Counter[int], span: int, limit: int) -> tuple[str, bool]:
+    """The most admitted in any span (must not pass the limit) and in the first span from the
+    first admitted hit (must equal it: demand exceeded it there)."""
+    if not admitted:
+        return "none", False
+    stamps = sorted(admitted)
+    first = sum(n for ms, n in admitted.items() if ms < stamps[0] + span)
+    most, inside, left = 0, 0, 0
+    for ms in stamps:  # every span ending at an admitted hit's millisecond
+        inside += admitted[ms]
+        while stamps[left] <= ms - span:
+            inside -= admitted[stamps[left]]
+            left += 1
+        most = max(most, inside)
+    return f"first span {first:,}; most in any span {most:,}", most <= limit and first == limit
 
 
 if __name__ == "__main__":
