@@ -35,7 +35,9 @@ a read and then a write, so the limits hold exactly under any concurrency, acros
   (the window was full then); else the hit tries again on a slot that was free, which fails
   only if some other hit took that slot meanwhile. A window seen full stays full until its
   oldest hit leaves it (nothing but time frees a slot), so until then this storage denies hits
-  on it without a request (a ``clear`` from another process is seen only after that time).
+  on it without a request (a ``clear`` from another process is seen only after that time);
+  then one hit per process tries the slot that frees first, asking for the item as it is
+  after, and the others wait for it: one request per freed slot, not one per waiting hit.
   The slots are a bounded list of timestamps in top-level attributes: DynamoDB can neither trim
   a list nor test and rewrite the same list in one update, and the embedded memory backend
   takes no nested paths.
@@ -247,8 +249,10 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
         self._creating: asyncio.Future[None] | None = None
         # fixed-window item -> the start of its next window under way (one at a time)
         self._starting: dict[str, asyncio.Future[None]] = {}
-        # moving-window item -> when its oldest hit leaves it, for items seen full
-        self._full_until: dict[str, int] = {}
+        # moving-window item seen full -> (when its oldest hit leaves it, that hit's slot)
+        self._full: dict[str, tuple[int, int]] = {}
+        # moving-window item -> the attempt under way on the slot that freed itself
+        self._probes: dict[str, asyncio.Future[None]] = {}
         # key -> (the previous window's start, the read of its count), for sliding windows
         self._previous: dict[str, tuple[int, asyncio.Future[int]]] = {}
 
@@ -381,7 +385,7 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
         """Forget ``key``'s fixed and moving windows."""
         pool = await self._ready()
         moving = self._item("moving", key)
-        self._full_until.pop(moving, None)
+        self._full.pop(moving, None)
         await self._delete(pool, [self._item("fixed", key), moving])
 
     async def check(self) -> bool:
@@ -405,7 +409,7 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
             "ConsistentRead": True,
             "ReturnConsumedCapacity": builders.CONSUMED,
         }
-        self._full_until.clear()
+        self._full.clear()
         deleted = 0
         while True:
             try:
@@ -428,31 +432,65 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
         if amount > limit:
             return False
         item = self._item("moving", key)
-        now = self._now_ms(pool)
-        full_until = self._full_until.get(item)
-        if full_until is not None:
-            if now < full_until:  # seen full, and no slot can free itself before then
+        while True:
+            now = self._now_ms(pool)
+            full = self._full.get(item)
+            if full is None:
+                return await self._take(pool, item, limit, expiry, amount, now, None)
+            if now < full[0]:  # seen full, and no slot can free itself before then
                 return False
-            del self._full_until[item]
+            probe = self._probes.get(item)
+            if probe is None:
+                break
+            await asyncio.shield(probe)  # one hit a process tries the slot that freed itself
+        probe = self._probes[item] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._take(pool, item, limit, expiry, amount, now, full[1])
+        finally:
+            del self._probes[item]
+            probe.set_result(None)
+
+    async def _take(
+        self,
+        pool: CounterPool,
+        item: str,
+        limit: int,
+        expiry: int,
+        amount: int,
+        now: int,
+        freed: int | None,
+    ) -> bool:
+        """Conditional writes of ``now`` into free slots until one is admitted or the item is
+        seen without enough free slots. ``freed``: a probe's slot, the oldest of a full item;
+        a probe asks for the item after its write, to know whether it is full again."""
         cutoff = now - expiry * 1000
         free: range | list[int] = range(limit)  # nothing known yet: any slot may be free
+        slots = [freed] if freed is not None and amount == 1 else random.sample(free, amount)
         # A lost race means another hit took a slot that was free: at most `limit` of those.
         for _ in range(limit + 1):
-            slots = random.sample(free, amount)
-            params = moving_take(pool, item, slots, now, cutoff, expiry)
+            params = moving_take(pool, item, slots, now, cutoff, expiry, after=freed is not None)
             response, old = await self._update(pool, item, params, amount)
+            state = old if response is None else response.get("Attributes")
+            if state is not None:
+                stamps = [_slot(state, slot) for slot in range(limit)]
+                free = [slot for slot, stamp in enumerate(stamps) if stamp <= cutoff]
+                self._seen(item, stamps, free, expiry)
             if response is not None:
                 return True
-            assert old is not None
-            stamps = [_slot(old, slot) for slot in range(limit)]
-            free = [slot for slot, stamp in enumerate(stamps) if stamp <= cutoff]
-            if not free:  # full: it stays full until its oldest hit leaves the window
-                if len(self._full_until) >= MAX_CACHED:
-                    self._full_until.clear()
-                self._full_until[item] = min(stamps) + expiry * 1000
             if len(free) < amount:
                 return False
+            slots = random.sample(free, amount)
         return False
+
+    def _seen(self, item: str, stamps: list[int], free: list[int], expiry: int) -> None:
+        """Remember a moving-window item seen full: until when, and which slot frees first."""
+        if free:
+            self._full.pop(item, None)
+            return
+        oldest = min(range(len(stamps)), key=stamps.__getitem__)
+        if len(self._full) >= MAX_CACHED and item not in self._full:
+            self._full.clear()
+        self._full[item] = (stamps[oldest] + expiry * 1000, oldest)
 
     async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(the oldest hit still in the window, epoch seconds; how many hits are in it)."""
@@ -573,9 +611,17 @@ def fixed_start(
 
 
 def moving_take(
-    pool: CounterPool, item: str, slots: list[int], now_ms: int, cutoff_ms: int, expiry: int
+    pool: CounterPool,
+    item: str,
+    slots: list[int],
+    now_ms: int,
+    cutoff_ms: int,
+    expiry: int,
+    *,
+    after: bool = False,
 ) -> dict[str, Any]:
-    """Write ``now_ms`` into each of ``slots``, on condition that every one is free."""
+    """Write ``now_ms`` into each of ``slots``, on condition that every one is free (the item
+    as it was comes back on refusal; as it is after, too, with ``after``)."""
     names = {f"#s{slot}": f"s{slot}" for slot in slots}
     return {
         **_base(pool, item),
@@ -589,6 +635,7 @@ def moving_take(
             ":cut": {"N": str(cutoff_ms)},
             ":ttl": {"N": str(now_ms // 1000 + expiry + GRACE)},
         },
+        "ReturnValues": "ALL_NEW" if after else "NONE",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 

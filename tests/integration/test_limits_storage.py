@@ -126,7 +126,9 @@ async def test_moving_window_admits_exactly_the_limit_in_any_span(
     assert await storages[1].get_moving_window(key, LIMIT, 10) == (START, LIMIT)
 
     wall.now = START + 9.999  # still inside the span of the first hits: nothing more
+    before = _requests(storages)
     assert await _hits(limiters, item, TASKS) == 0
+    assert _requests(storages) == before  # each pool saw it full: denied without a request
     wall.now = START + 10  # they have all left the window: the limit again, exactly
     assert await _hits(limiters, item, TASKS) == LIMIT
     assert await storages[2].get_moving_window(key, LIMIT, 10) == (START + 10, LIMIT)
