@@ -30,6 +30,7 @@ from limits.storage import storage_from_string
 
 from async_counters import CounterPool, TableNotFoundError
 from async_counters.limits_storage import DynamoDBStorage, StorageURIError
+from async_counters.local import LocalDynamo
 from tests.integration.test_windows import WallClock, _raw
 
 LIMIT = 25
@@ -255,3 +256,23 @@ def test_the_core_install_neither_needs_nor_imports_limits() -> None:
     assert run.stdout.strip() == (
         "async_counters.limits_storage needs limits: pip install 'async-counters[limits]'"
     )
+
+
+@pytest.mark.parametrize(
+    "strategy", [FixedWindowRateLimiter, MovingWindowRateLimiter, SlidingWindowCounterRateLimiter]
+)
+async def test_every_strategy_on_the_memory_backend(strategy: type, wall: WallClock) -> None:
+    """The requests use only what the memory backend models (top-level paths, ALL_OLD/ALL_NEW),
+    which the benchmark runs on."""
+    async with (
+        LocalDynamo(backend="memory") as server,
+        CounterPool("limits", endpoint_url=server.endpoint_url, wall_us=wall) as pool,
+    ):
+        await pool.ensure_table(ttl=True)
+        limiter = strategy(DynamoDBStorage("async+dynamodb://limits", pool=pool))
+        item = RateLimitItemPerSecond(3, 10)
+        assert await _hits([limiter], item, 10) == 3
+        wall.now = START + 20  # two windows on: the limit again, exactly
+        assert await _hits([limiter], item, 10) == 3
+        stats = await limiter.get_window_stats(item, "user-42")
+        assert stats.remaining == 0
