@@ -239,11 +239,12 @@ def report_limits(
     )
     print(
         "| strategy | hits | admitted per window | verified | requests per hit "
-        "| requests per admitted hit | write units per hit | CPU per hit | p99 |"
+        "| requests per admitted hit | write units per hit | write units per admitted hit "
+        "| CPU per hit | p99 |"
     )
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| ours: RateLimiter | | (above) | (above) | | | | {our_cpu * 1e6:.0f} µs "
+        f"| ours: RateLimiter | | (above) | (above) | | | | | {our_cpu * 1e6:.0f} µs "
         f"| {our_p99:.1f} ms |"
     )
     for name, rows in runs.items():
@@ -270,7 +271,8 @@ def report_limits(
         print(
             f"| {LIMITS_STRATEGIES[name]} | {n_hits:,} | {windows} | {'yes' if good else 'NO'} "
             f"| {requests / n_hits:.3f} | {requests / max(1, n_admitted):.2f} "
-            f"| {units / n_hits:.2f} | {cpu / n_hits * 1e6:.0f} µs | {p99(histogram):.1f} ms |"
+            f"| {units / n_hits:.2f} | {units / max(1, n_admitted):.2f} "
+            f"| {cpu / n_hits * 1e6:.0f} µs | {p99(histogram):.1f} ms |"
         )
     return ok
 
