@@ -31,6 +31,7 @@ EXTRAS: Final[dict[str, Extra]] = {
     "uvloop": Extra("bench", "uvloop"),
     "starlette": Extra("web", "starlette"),
     "uvicorn": Extra("web", "uvicorn"),
+    "limits": Extra("limits", "limits"),
 }
 
 

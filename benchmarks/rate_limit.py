@@ -15,6 +15,13 @@ server. Rows (``--modes``):
   has seen its window full);
 - ``increment``: one plain ``increment`` per call, the yardstick.
 
+Then the same load through `limits`' own strategies on our storage (``async+dynamodb://``, needs
+the ``[limits]`` extra): ``FixedWindowRateLimiter`` (windows start at their first hit, so hits are
+placed in windows counted from the first admitted hit), ``MovingWindowRateLimiter`` (verified:
+no span of ``--per`` seconds admits more than the limit, and the first admits exactly the limit)
+and ``SlidingWindowCounterRateLimiter`` (per epoch window: at most the limit). ``--no-limits``
+skips them; ``--limits fixed,moving`` picks some.
+
     python benchmarks/rate_limit.py [--seconds 12] [--processes 3] [--tasks 300] [--limit 1000]
         [--modes hit,hit-coalesce,hit-written,hit-refused,increment]
 """
@@ -23,14 +30,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from async_counters import CounterPool, RateLimiter
 from async_counters.windows import Window
+
+#: The `limits` strategies measured beside ours, by their `limits.aio.strategies.STRATEGIES` names.
+LIMITS_STRATEGIES = {
+    "fixed": "fixed-window",
+    "moving": "moving-window",
+    "sliding": "sliding-window-counter",
+}
 
 TABLE = "rate-limit-bench"
 KEY = "api:user-42"
@@ -62,19 +78,28 @@ async def worker(
     if mode == "hit-written":
         limit = 10**15  # never reached: every hit is admitted by one write
     wall = Stamped()
+    through_limits = mode.startswith("limits-")  # those read the pool's own, running clock
+    clock = {} if through_limits else {"wall_us": wall}
     async with CounterPool(
-        TABLE, endpoint_url=endpoint, max_in_flight=tasks, coalesce=coalesce, wall_us=wall
+        TABLE, endpoint_url=endpoint, max_in_flight=tasks, coalesce=coalesce, **clock
     ) as pool:
         limiter = RateLimiter(pool, limit=limit, per=per)
         known = getattr(getattr(limiter, "_admission", None), "known", {})
         forget = known.clear if mode == "hit-refused" else None
+        hit_limits = limits_hit(pool, mode, limit, per, admitted) if through_limits else None
         stop = time.monotonic() + seconds
         cpu = time.process_time()
 
         async def run() -> None:
             while time.monotonic() < stop:
                 start = time.perf_counter()
-                if mode == "increment":
+                if hit_limits is not None:  # hits by the millisecond of their clock reading
+                    now = int(time.time() * 1000)
+                    allowed = await hit_limits()
+                    if not (allowed and mode == "limits-moving"):  # those record their stamp
+                        (admitted if allowed else denied)[now] += 1
+                    await asyncio.sleep(0)  # a hit denied without a request never yields
+                elif mode == "increment":
                     await pool.increment(key)
                     admitted[0] += 1
                 else:
@@ -85,22 +110,56 @@ async def worker(
                     window = int(wall.stamp() / 1e6 // per) * per
                     decision = await limiter.hit(key)
                     (admitted if decision.allowed else denied)[window] += 1
+                    await asyncio.sleep(0)  # a hit denied without a request never yields
                 histogram[int((time.perf_counter() - start) * 10_000)] += 1
 
         await asyncio.gather(*(run() for _ in range(tasks)))
         cpu = time.process_time() - cpu
         requests = pool.stats.requests
+        write_units = pool.stats.write_units
     print(
         json.dumps(
             {
                 "admitted": admitted,
                 "denied": denied,
                 "requests": requests,
+                "write_units": write_units,
                 "cpu": cpu,
                 "histogram": histogram,
             }
         )
     )
+
+
+def limits_hit(
+    pool: CounterPool, mode: str, limit: int, per: int, admitted: Counter[int]
+) -> Callable[[], Awaitable[bool]]:
+    """One hit through a `limits` strategy on our storage, sharing ``pool``.
+
+    A moving window's guarantee is about the times written into its slots (a hit that waited
+    for another's probe writes a later time than it started at): those are what is recorded,
+    through the storage's one place that writes them."""
+    from limits import RateLimitItemPerSecond
+    from limits.aio.strategies import STRATEGIES
+
+    from async_counters.limits_storage import DynamoDBStorage
+
+    class Recording(DynamoDBStorage):
+        async def _take(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            taken = await super()._take(*args, **kwargs)
+            if taken:
+                now = args[5] if len(args) > 5 else kwargs["now"]
+                admitted[now] += 1
+            return taken
+
+    storage = Recording(f"async+dynamodb://{TABLE}", pool=pool)
+    strategy = STRATEGIES[LIMITS_STRATEGIES[mode.removeprefix("limits-")]](storage)
+    item = RateLimitItemPerSecond(limit, per)
+
+    def hit() -> Awaitable[bool]:
+        return strategy.hit(item, KEY)
+
+    return hit
 
 
 def p99(histogram: Counter[int]) -> float:
@@ -150,11 +209,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--per", type=int, default=10)
     parser.add_argument("--modes", default=",".join(MODES), help="rows to run, comma-separated")
+    parser.add_argument("--limits", default=",".join(LIMITS_STRATEGIES))
+    parser.add_argument("--no-limits", action="store_true")
     args = parser.parse_args()
     modes = [mode for mode in args.modes.split(",") if mode]
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown mode(s): {', '.join(sorted(unknown))} (of {', '.join(MODES)})")
+    strategies = [] if args.no_limits else [s for s in args.limits.split(",") if s]
+    unknown = set(strategies) - set(LIMITS_STRATEGIES)
+    if unknown:
+        parser.error(f"--limits takes {', '.join(LIMITS_STRATEGIES)}, not {', '.join(unknown)}")
     server = subprocess.Popen(
         [sys.executable, "-m", "async_counters.local", "--backend", "memory"],
         stdout=subprocess.PIPE,
@@ -171,6 +236,9 @@ def main() -> None:
         asyncio.run(create())
         rows = {mode: run_workers(endpoint, mode, args) for mode in modes}
         stored = asyncio.run(read_windows(endpoint, rows, args.per))
+        through_limits = {
+            name: run_workers(endpoint, f"limits-{name}", args) for name in strategies
+        }
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -215,7 +283,112 @@ def main() -> None:
             f"{p99(total(got, 'histogram')):.1f} ms |"
         )
     print("\nverified exact" if ok else "\nNOT EXACT")
+    if through_limits:
+        ours = rows.get("hit", [])
+        n_hits = sum(total(ours, "admitted").values()) + sum(total(ours, "denied").values())
+        cpu = sum(float(row["cpu"]) for row in ours)  # type: ignore[arg-type]
+        our_cpu = cpu / n_hits if n_hits else float("nan")
+        ok &= report_limits(through_limits, args, our_cpu, p99(total(ours, "histogram")))
+        print("all verified exact" if ok else "NOT EXACT")
     sys.exit(0 if ok else 1)
+
+
+def report_limits(
+    runs: dict[str, list[dict[str, object]]],
+    args: argparse.Namespace,
+    our_cpu: float,
+    our_p99: float,
+) -> bool:
+    """The `limits` strategies' table; whether each admitted what it must."""
+    ok = True
+    span = args.per * 1000
+    print(
+        f"\nThe same load through `limits` on async+dynamodb:// ({args.limit} per {args.per} s)\n"
+    )
+    print(
+        "| strategy | hits | admitted per window | verified | requests per hit "
+        "| requests per admitted hit | write units per hit | write units per admitted hit "
+        "| CPU per hit | p99 |"
+    )
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| ours: RateLimiter | | (above) | (above) | | | | | {our_cpu * 1e6:.0f} µs "
+        f"| {our_p99:.1f} ms |"
+    )
+    for name, rows in runs.items():
+        admitted: Counter[int] = Counter()
+        denied: Counter[int] = Counter()
+        for row in rows:
+            admitted.update({int(k): v for k, v in row["admitted"].items()})  # type: ignore[attr-defined]
+            denied.update({int(k): v for k, v in row["denied"].items()})  # type: ignore[attr-defined]
+        n_hits = sum(admitted.values()) + sum(denied.values())
+        if name == "moving":
+            windows, good = moving_windows(admitted, span, args.limit)
+        else:
+            windows, good = fixed_windows(
+                admitted, denied, span, args.limit, aligned=name == "sliding"
+            )
+        ok &= good
+        requests = sum(int(row["requests"]) for row in rows)  # type: ignore[call-overload]
+        units = sum(float(row["write_units"]) for row in rows)  # type: ignore[arg-type]
+        cpu = sum(float(row["cpu"]) for row in rows)  # type: ignore[arg-type]
+        histogram: Counter[int] = Counter()
+        for row in rows:
+            histogram.update({int(k): v for k, v in row["histogram"].items()})  # type: ignore[attr-defined]
+        n_admitted = sum(admitted.values())
+        print(
+            f"| {LIMITS_STRATEGIES[name]} | {n_hits:,} | {windows} | {'yes' if good else 'NO'} "
+            f"| {requests / n_hits:.3f} | {requests / max(1, n_admitted):.2f} "
+            f"| {units / n_hits:.2f} | {units / max(1, n_admitted):.2f} "
+            f"| {cpu / n_hits * 1e6:.0f} µs | {p99(histogram):.1f} ms |"
+        )
+    return ok
+
+
+def fixed_windows(
+    admitted: Counter[int], denied: Counter[int], span: int, limit: int, *, aligned: bool
+) -> tuple[str, bool]:
+    """Admitted per window: at most the limit, and exactly it in every window where some hit was
+    denied (but for the sliding estimate, which denies earlier by design).
+
+    Sliding windows are the epoch's. `limits`' fixed windows start at their first hit: a window
+    starts at the first admitted hit (its clock reading), the next at the first one ``span``
+    later or more, and every hit belongs to the window its clock reading falls in."""
+    if aligned:
+        starts = sorted({ms // span * span for ms in admitted})
+    else:
+        starts = []
+        for ms in sorted(admitted):
+            if not starts or ms >= starts[-1] + span:
+                starts.append(ms)
+    per_window: Counter[int] = Counter()
+    denials: Counter[int] = Counter()
+    for counts, into in ((admitted, per_window), (denied, denials)):
+        for ms, n in counts.items():
+            window = bisect.bisect_right(starts, ms) - 1
+            if window >= 0 and ms < starts[window] + span:
+                into[window] += n
+    good = all(n <= limit for n in per_window.values())
+    if not aligned:
+        good &= all(per_window[w] == limit for w in denials)
+    return ", ".join(f"{per_window[w]:,}" for w in sorted(per_window)), good
+
+
+def moving_windows(admitted: Counter[int], span: int, limit: int) -> tuple[str, bool]:
+    """The most admitted in any span (must not pass the limit) and in the first span from the
+    first admitted hit (must equal it: demand exceeded it there)."""
+    if not admitted:
+        return "none", False
+    stamps = sorted(admitted)
+    first = sum(n for ms, n in admitted.items() if ms < stamps[0] + span)
+    most, inside, left = 0, 0, 0
+    for ms in stamps:  # every span ending at an admitted hit's millisecond
+        inside += admitted[ms]
+        while stamps[left] <= ms - span:
+            inside -= admitted[stamps[left]]
+            left += 1
+        most = max(most, inside)
+    return f"first span {first:,}; most in any span {most:,}", most <= limit and first == limit
 
 
 if __name__ == "__main__":
