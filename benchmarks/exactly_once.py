@@ -1,11 +1,18 @@
-"""What exactly_once costs per increment, beside plain writes, in one run.
+"""What exactly_once costs per increment, beside plain writes and other designs, in one run.
 
-The embedded DynamoDB runs in its own process (memory backend, 2 ms latency, no faults). The same
-workload (64 tasks incrementing 1,000 keys, each increment its own write) runs in plain mode and
-with ``exactly_once=True``; printed per acknowledged increment: requests sent, request and
-response body bytes, client CPU, and the item size each writer adds.
+The embedded DynamoDB runs in its own process (memory backend, 2 ms latency, every key capped at
+1,000 WCU/s as DynamoDB caps a partition). Printed:
 
-    python benchmarks/exactly_once.py [--increments 20000]
+- 64 tasks incrementing 1,000 keys, plain and exactly-once: requests, bytes, client CPU;
+- three exactly-once designs on one key (a transaction with a ClientRequestToken; a transaction
+  that also sets the writer's record on an item of its own; the fence this library uses): WCU
+  per increment from the server's ConsumedCapacity, increments/s, whether the value comes back;
+- per writer count (1 to 10,000 pools, one after another, each a new writer) and mode (plain,
+  exactly_once, exactly_once+coalesce): WCU per increment, the counter item's bytes, client CPU,
+  pools opened per second; then 16 pools x 8 callers on the same key: increments/s under the cap
+  and WCU per increment; the cost of a million increments at the on-demand price for both.
+
+    python benchmarks/exactly_once.py [--writers 1,100,1000,10000] [--price-per-million-writes N]
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import orjson
 
 from async_counters import CounterPool, builders
 from async_counters.loadtest.cost import WRITE_PRICE
+from async_counters.transport import Outcome, TransportError
 
 TABLE = "exactly-once-bench"
 MODES = ("plain", "exactly_once", "exactly_once+coalesce")
@@ -131,6 +139,84 @@ async def writers_row(endpoint: str, writers: int, mode: str, per_writer: int) -
     }
 
 
+DESIGNS = ("transaction + token", "transaction + record item", "fence (chosen)")
+
+
+async def design_row(endpoint: str, design: str, increments: int, tasks: int) -> dict[str, float]:
+    """One exactly-once design, ``tasks`` writers (each its own id) on one key, one increment
+    after another each: WCU per increment from the server's ConsumedCapacity, increments/s on
+    the key capped at 1,000 WCU/s, and whether the answer carries the value after."""
+    table = f"{TABLE}-design-{DESIGNS.index(design)}"
+    async with CounterPool(table, endpoint_url=endpoint) as setup:
+        await setup.ensure_table()
+    totals = {"wcu": 0.0}
+    value_after = [0]
+
+    async def writer(i: int) -> None:
+        writer_id = f"w{i:04d}"
+        async with CounterPool(table, endpoint_url=endpoint, exactly_once=True) as pool:
+            if design == "fence (chosen)":
+                pool._sender.transport = _Metered(pool._sender.transport, totals)
+                for _ in range(increments // tasks):
+                    await pool.increment("hot")
+                value_after[0] += increments // tasks
+                return
+            transport = pool._sender.transport
+            assert transport is not None
+            for n in range(increments // tasks):
+                items: list[dict[str, Any]] = [
+                    {
+                        "Update": {
+                            "TableName": table,
+                            "Key": {"pk": {"S": "hot"}},
+                            "UpdateExpression": "ADD #c :one",
+                            "ExpressionAttributeNames": {"#c": "count"},
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    }
+                ]
+                if design == "transaction + record item":  # the writer's record on its own item
+                    items.append(
+                        {
+                            "Update": {
+                                "TableName": table,
+                                "Key": {"pk": {"S": f"~writer:{writer_id}:hot"}},
+                                "UpdateExpression": "SET #s = :seq",
+                                "ConditionExpression": "attribute_not_exists(#s) OR #s < :seq",
+                                "ExpressionAttributeNames": {"#s": "seq"},
+                                "ExpressionAttributeValues": {":seq": {"N": str(n + 1)}},
+                            }
+                        }
+                    )
+                params = {
+                    "TransactItems": items,
+                    "ClientRequestToken": f"d{DESIGNS.index(design)}-{writer_id}-{n}",
+                    "ReturnConsumedCapacity": "TOTAL",
+                }
+                for _ in range(1_000):  # bounded: throttled or conflicting ones are retried
+                    try:
+                        answer = await transport.call("TransactWriteItems", params)
+                    except TransportError as exc:
+                        retry = exc.outcome in (Outcome.THROTTLED, Outcome.CONFLICT) or (
+                            "Throttling" in exc.message or "TransactionConflict" in exc.message
+                        )
+                        if not retry:
+                            raise
+                        await asyncio.sleep(random.uniform(0.002, 0.05))
+                        continue
+                    totals["wcu"] += sum(c["CapacityUnits"] for c in answer["ConsumedCapacity"])
+                    break
+                else:
+                    raise RuntimeError("a transaction stayed throttled")
+
+    wall = time.perf_counter()
+    await asyncio.gather(*(writer(i) for i in range(tasks)))
+    wall = time.perf_counter() - wall
+    done = increments // tasks * tasks
+    assert (await read_item(endpoint, table))["count"] == {"N": str(done)}, "exact"
+    return {"wcu": totals["wcu"] / done, "rate": done / wall}
+
+
 def table_of(writers: int, mode: str) -> str:
     return f"{TABLE}-w{writers}-{mode.replace('+', '-')}"
 
@@ -225,6 +311,9 @@ def main() -> None:
         help=f"on-demand price of a million write request units (default {WRITE_PRICE})",
     )
     parser.add_argument("--modes", default=",".join(MODES), help="modes to run")
+    parser.add_argument(
+        "--design-increments", type=int, default=4_000, help="increments per design compared"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.writers.split(",") if n]
     modes = [m for m in args.modes.split(",") if m]
@@ -255,6 +344,10 @@ def main() -> None:
         assert server.stdout is not None
         endpoint = server.stdout.readline().strip()
         rows = {mode: asyncio.run(run(endpoint, mode, args.increments)) for mode in (False, True)}
+        designs = {
+            design: asyncio.run(design_row(endpoint, design, args.design_increments, args.pools))
+            for design in DESIGNS
+        }
         table: dict[tuple[int, str], dict[str, float]] = {}
         for n in counts:
             for mode in modes:
@@ -296,6 +389,17 @@ def main() -> None:
             f"| {'exactly_once' if mode else 'plain'} | {row['requests']:.2f} "
             f"| {request_bytes(mode)} | {response_bytes(mode)} | {row['cpu_us']:.0f} "
             f"| {row['rate']:,.0f} |"
+        )
+    print(
+        f"\nExactly-once designs: {args.pools} writers on one key capped at 1,000 WCU/s, one "
+        "increment after another each (the transactions retried on throttling by this script)\n"
+    )
+    print("| design | WCU/inc | $/M inc | increments/s | value after in the answer |")
+    print("|---|---:|---:|---:|---|")
+    for design, row in designs.items():
+        print(
+            f"| {design} | {row['wcu']:.2f} | {row['wcu'] * price:.3f} | {row['rate']:,.0f} "
+            f"| {'yes' if design.startswith('fence') else 'no'} |"
         )
     print(
         f"\nOne key capped at 1,000 WCU/s (2 ms latency). Writers: one pool each, 16 at a time, "
