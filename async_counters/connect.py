@@ -102,9 +102,9 @@ def _client_context(settings: TransportSettings, local: bool) -> Any:
     }
     session = settings.session
     if session is None:
-        from aiobotocore.session import get_session
+        from .transport.sessions import default_session
 
-        session = get_session()
+        session = default_session()
         if local:
             kwargs["aws_access_key_id"] = LOCAL_KEY
             kwargs["aws_secret_access_key"] = LOCAL_KEY

@@ -3,13 +3,15 @@
 A writer's record (``~s:<id>``, ``~v:<id>``) is what makes a late copy of one of its writes fail
 its condition. It is needed only while such a copy may exist:
 
-- every write of the writer to the item since the record was set was answered on its first
-  attempt: no copy exists, and once the writer has nothing more in flight for the item (a few turns
-  of the loop after its write), the record is removed at once;
-- some attempt was ambiguous (a timeout, a dropped connection, a 500, a retry of any kind): the
-  record is a *fence* and stays `FENCE_LIFETIME` after that write ended, since a copy is refused
-  by its signature's age (`SIGNATURE_WINDOW`) only then; the margin covers the skew left between
-  the client's and the server's clocks.
+- every attempt of the writer's writes to the item since the record was set got an answer that
+  says what became of it (applied, refused, or throttled and so not applied): no copy exists,
+  and once the writer has nothing more in flight for the item (a few turns of the loop after its
+  write), the record is removed at once;
+- some attempt was ambiguous (a timeout, a dropped connection, a 500 after which the write may
+  have applied, a cancellation on the wire): the record is a *fence* and stays `FENCE_LIFETIME`
+  after that write ended, since a copy is refused by its signature's age (`SIGNATURE_WINDOW`)
+  only then; the margin covers the skew left between the client's and the server's clocks.
+  Under throttling alone no fence is kept, so the item never holds one record per writer.
 
 The removal is one ``UpdateItem`` (``REMOVE`` of both attributes) on the condition that the stored
 sequence is at most the writer's last on the item: a lost answer, or a late copy of it, can never
@@ -46,13 +48,20 @@ CLOSE_WAIT = 5.0
 
 
 class Attempts:
-    """A write's wire marker that also counts the attempts sent (more than one: a retry)."""
+    """A write's wire marker that also remembers whether any attempt's fate was unclear.
 
-    __slots__ = ("_wire", "count")
+    The sender leaves the mark on after an ambiguous answer (a timeout, a dropped connection, a
+    500), so an attempt sent while it is still on follows an unclear one. ``ambiguous``: a copy
+    of the write may still arrive (an unclear attempt, or cancelled on the wire). Throttles and
+    other answers that prove the write was not applied leave it False: no fence is needed.
+    """
+
+    __slots__ = ("_wire", "count", "unclear")
 
     def __init__(self, wire: Wire) -> None:
         self._wire = wire
         self.count = 0
+        self.unclear = False
 
     @property
     def on_wire(self) -> bool:
@@ -62,7 +71,13 @@ class Attempts:
     def on_wire(self, value: bool) -> None:
         if value:
             self.count += 1
+            if self._wire.on_wire:  # sent again while the last attempt's fate is unknown
+                self.unclear = True
         self._wire.on_wire = value
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.unclear or self._wire.on_wire
 
 
 def remove_record(

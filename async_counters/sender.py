@@ -6,8 +6,10 @@ the load test's ledger. It retries only what `is_retryable` allows (ambiguous an
 idempotent request), with the `RetryPolicy`'s backoff, and reports every request and retry to the
 `Observers`. Time is the injected `Clock`'s, so the whole loop runs in virtual time in a test.
 
-A write's ``wire`` marker says while a request of it awaits its answer: a caller cancelled then
-must not cancel it (the write may apply), and a write cancelled then is ambiguous.
+A write's ``wire`` marker says while a request of it may still apply: from when it is sent until
+an answer says what became of it. An ambiguous answer leaves the mark on, through the backoff and
+the retry after it. A caller cancelled while it is on must not cancel the write, and a write
+cancelled then is ambiguous.
 """
 
 from __future__ import annotations
@@ -160,9 +162,10 @@ class Sender:
             finally:
                 self.in_flight -= 1
                 slots.release()
-            if wire is not None:
-                wire.on_wire = False  # not on cancellation: then the write stays on the wire
             outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
+            if wire is not None and outcome is not Outcome.AMBIGUOUS:
+                # Not on cancellation, nor after an ambiguous answer: the write may still apply.
+                wire.on_wire = False
             if pace is not None:
                 assert key is not None
                 pace.observe(key, outcome, epoch)

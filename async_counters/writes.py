@@ -193,19 +193,10 @@ class ExactlyOnceWrites:
         attempts = Attempts(wire)
         records = self.records
         records.begin(item)
-        ambiguous = True
         try:
-            value = await self._apply(item, delta, floor, attempts)
-            ambiguous = attempts.count > 1
-            return value
-        except (Refused, Unreadable):
-            ambiguous = attempts.count > 1
-            raise
-        except Failed as failure:
-            ambiguous = attempts.count > 1 or failure.error.outcome is Outcome.AMBIGUOUS
-            raise
+            return await self._apply(item, delta, floor, attempts)
         finally:
-            records.end(item, self._seqs[item], ambiguous=ambiguous)
+            records.end(item, self._seqs[item], ambiguous=attempts.ambiguous)
 
     async def _apply(self, item: str, delta: int, floor: int | None, wire: Wire) -> int:
         first = item not in self._seqs

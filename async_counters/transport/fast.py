@@ -51,6 +51,7 @@ from yarl import URL
 
 from ..slots import Slots
 from . import Outcome, TransportError, answers, endpoints, expiry, is_loopback_url, skew
+from .sessions import default_session
 from .sigv4 import Credentials, Signer, Stamp, host_header
 
 __all__ = ["CredentialProvider", "FastTransport", "open_fast_transport"]
@@ -558,16 +559,12 @@ async def open_fast_transport(
     uses it (``NO_PROXY`` honoured), except for a loopback endpoint.
     """
     if session is None:
-        from aiobotocore.session import get_session
-
-        session = get_session()
+        session = default_session()  # built once per loop and configuration, not per pool
     core = _core_session(session)
     if core is None:  # a session of neither kind: only its region is taken from it
-        from aiobotocore.session import get_session
-
         given_region = getattr(session, "region_name", None)
         region_name = region_name or (given_region if isinstance(given_region, str) else None)
-        core = get_session()
+        core = default_session()
     if region_name is None:
         configured = await asyncio.to_thread(core.get_config_variable, "region")
         region_name = configured or fallback_region
