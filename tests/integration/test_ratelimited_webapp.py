@@ -11,15 +11,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 from async_counters import CounterPool
 from async_counters import windows as w
 from async_counters.examples.ratelimited import create_app
 from tests.integration.test_windows import WallClock
+from tests.integration.uvicorn_serving import serving
 
-#: A generous bound on uvicorn's start (polled): only a hung start takes this long.
-STARTUP_TIMEOUT = 60
 LIMIT, PER = 10, 60
 CLIENTS, REQUESTS = 3, 20  # requests per client, all at once
 
@@ -33,24 +31,8 @@ def wall() -> WallClock:
 async def app_url(endpoint_url: str, table_name: str, wall: WallClock) -> AsyncIterator[str]:
     # The example's own transport (the default): the pool's transports are tested elsewhere.
     app = create_app(table_name, endpoint_url=endpoint_url, limit=LIMIT, per=PER, wall_us=wall)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="on",
-        timeout_keep_alive=STARTUP_TIMEOUT,  # see test_webapp: no idle close mid-test
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(STARTUP_TIMEOUT):
-        while not server.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with serving(app) as url:
+        yield url
 
 
 async def _burst(http: httpx.AsyncClient, keys: list[str | None]) -> list[httpx.Response]:

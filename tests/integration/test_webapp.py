@@ -9,13 +9,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 from async_counters import CounterPool
 from async_counters.examples.webapp import create_app
-
-#: A generous bound on uvicorn's start (polled): only a hung start takes this long.
-STARTUP_TIMEOUT = 60
+from tests.integration.uvicorn_serving import serving
 
 
 @pytest.fixture
@@ -27,26 +24,8 @@ async def app_url(
         "async_counters.examples.webapp.CounterPool",
         functools.partial(CounterPool, transport=transport_name),
     )
-    config = uvicorn.Config(
-        create_app(table_name, endpoint_url=endpoint_url),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="on",
-        # uvicorn closes a connection idle for 5 s by default; on a busy machine httpx can
-        # reuse one just then (a ReadError, seen under a burner): keep them open for the test.
-        timeout_keep_alive=STARTUP_TIMEOUT,
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(STARTUP_TIMEOUT):
-        while not server.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with serving(create_app(table_name, endpoint_url=endpoint_url)) as url:
+        yield url
 
 
 @pytest.mark.timing

@@ -14,15 +14,12 @@ pytest.importorskip("opentelemetry.exporter.prometheus")
 pytest.importorskip("uvicorn")
 
 import httpx
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from async_counters import CounterPool
 from async_counters.examples.webapp import create_app
 from async_counters.local import LocalDynamo
-
-#: A generous bound on uvicorn's start (polled): only a hung start takes this long.
-STARTUP_TIMEOUT = 60
+from tests.integration.uvicorn_serving import serving
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -35,24 +32,8 @@ def server() -> Iterator[LocalDynamo]:
 
 @pytest.fixture
 async def app_url(server: LocalDynamo, table_name: str) -> AsyncIterator[str]:
-    config = uvicorn.Config(
-        create_app(table_name, endpoint_url=server.endpoint_url),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="on",
-        timeout_keep_alive=STARTUP_TIMEOUT,
-    )
-    web = uvicorn.Server(config)
-    serving = asyncio.create_task(web.serve())
-    async with asyncio.timeout(STARTUP_TIMEOUT):
-        while not web.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-    port = web.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    await serving
+    async with serving(create_app(table_name, endpoint_url=server.endpoint_url)) as url:
+        yield url
 
 
 def parse(text: str) -> Samples:
