@@ -8,11 +8,9 @@ it. Totals are read back from the server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +29,10 @@ from limits.storage import storage_from_string
 from async_counters import CounterPool, TableNotFoundError
 from async_counters.limits_storage import DynamoDBStorage, StorageURIError
 from async_counters.local import LocalDynamo
+from tests.integration.test_rate_limit import pools
 from tests.integration.test_windows import WallClock, _raw
+
+__all__ = ["pools"]  # the fixture, shared
 
 LIMIT = 25
 TASKS = 90
@@ -46,18 +47,9 @@ def wall() -> WallClock:
 
 
 @pytest.fixture
-async def storages(
-    endpoint_url: str, table_name: str, wall: WallClock
-) -> AsyncIterator[list[DynamoDBStorage]]:
-    async with contextlib.AsyncExitStack() as stack:
-        pools = [
-            await stack.enter_async_context(
-                CounterPool(table_name, endpoint_url=endpoint_url, transport=kind, wall_us=wall)
-            )
-            for kind in ("fast", "botocore", "fast")
-        ]
-        await pools[0].ensure_table()
-        yield [DynamoDBStorage(f"async+dynamodb://{table_name}", pool=pool) for pool in pools]
+async def storages(table_name: str, pools: list[CounterPool]) -> list[DynamoDBStorage]:
+    """One storage on each of `test_rate_limit`'s three pools (fast, botocore, fast)."""
+    return [DynamoDBStorage(f"async+dynamodb://{table_name}", pool=pool) for pool in pools]
 
 
 def _requests(storages: list[DynamoDBStorage]) -> int:
