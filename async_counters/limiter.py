@@ -67,9 +67,9 @@ OVER_SHARE = 0.06
 #: partition took, so that the bucket stays drained and a rise is seen.
 PROBE = 0.02
 #: An over window after the pace held steps down to `STEP` below the highest pace that held,
-#: up to `STEPS` times in a row; only the next one cuts to the accepted rate. A shallow bucket (a token or
-#: two) overrun by 1 % loses about every other slot, which looks like a halved capacity: the
-#: step tells it from a real drop, which stays over after it.
+#: up to `STEPS` times in a row; only the next one cuts to the accepted rate. A shallow bucket
+#: (a token or two) overrun by 1 % loses about every other slot, which looks like a halved
+#: capacity: the steps tell it from a real drop, which stays over after them.
 STEP = 0.03
 STEPS = 3
 #: ... as long as at most this share was throttled: an overrun shallow bucket loses at most
