@@ -185,8 +185,15 @@ class Sender:
             delay = backoff.next_delay()
             if delay is None:
                 raise Failed(error, backoff.attempts, backoff.elapsed)
+            if pace is not None and error.outcome is Outcome.THROTTLED:
+                assert key is not None
+                if pace.unpaced_epoch(key) is None:
+                    # The key is paced: its pace spaces the retry (a backoff on top would
+                    # only leave the partition idle while its callers sleep).
+                    delay = 0.0
             observers.retry(operation, key, error.outcome, backoff.attempts - 1, delay)
-            await self._clock.sleep(delay)
+            if delay > 0:
+                await self._clock.sleep(delay)
 
     async def _admit(self, pace: KeyLimiter, key: str) -> int:
         """Pass the key's pace, then take a pool slot; go round again if the key was cut while
