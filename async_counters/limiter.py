@@ -4,24 +4,28 @@ One counter lives on one partition, capped near 1,000 writes/s whatever the tabl
 Concurrency alone cannot respect that: one request in flight at a 5 ms round trip already sends
 ~200 writes/s. So each key that has been throttled gets a pacing rate:
 
-- **Measure, then pace.** Responses are counted per key in short windows. When a window's share of
-  throttled responses exceeds `THROTTLE_SHARE`, the key is paced at the rate the server *accepted*
-  in that window: under capacity throttling that is the partition's capacity, whatever was sent.
-  A window that is overwhelmingly throttled before it holds enough acknowledgements to measure
-  cuts the rate at once (deeper the more was throttled), so that a crowd of callers on a cold key
-  is reined in within milliseconds.
-- **Notice when pacing does not help.** Under capacity throttling, sending at the accepted rate
-  all but ends the throttling. If after a few cuts to the accepted rate the share throttled stays
-  where it was, the throttling does not come from our rate (random throttles, faults): the rate
-  from before the run is restored and no cut follows for `HOLD` seconds, so that pacing cannot
-  collapse a key; each request's jittered backoff still applies. Whatever that misses, a cut
-  never goes below an eighth of the best accepted rate seen lately (halved every 10 s).
-- **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``
-  (K: a second, or the time `PROBE_REQUESTS` take at the base rate for a slow key):
-  it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
-  probes faster, so that more capacity (an on-demand table splitting a partition) is found. When a
-  run of cuts that started from a pace that held ends (a storm passed, a neighbour left), that
-  pace is regained within `REGAIN_SECONDS`, concavely, as CUBIC regains its last window.
+- **Measure, then pace.** Responses are counted per key in short windows. When an unpaced key's
+  window is throttled beyond `THROTTLE_SHARE`, it is paced at the rate the server *accepted*
+  in that window, times ``1 + PROBE``: under capacity throttling that is the partition's rate,
+  whatever was sent. A window too throttled, or too short, to measure cuts by the share that
+  got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
+- **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
+  no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
+  times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
+  paced a few per cent above its rate stays drained and throttles that few per cent. A bucket
+  of a token or two, overrun by 1 %, loses every other slot. That looks like a halved capacity,
+  and the steps tell it from a real drop, which stays throttled after them.
+- **Probe, slowly near the edge.** Above its base the pace grows as
+  ``base * (1 + GROWTH * (t / K)**3)``. K is the time `PROBE_REQUESTS` take once two overruns
+  came near the same pace (the edge is found: a shallow bucket's overrun costs lost slots). It
+  is the time of `FAST_REQUESTS` while the edge is unknown, and again after a storm, below the
+  pace that held before it.
+- **Notice when pacing does not help.** If after `STREAK_CUTS` measured cuts the share throttled
+  stays where it was, the throttling does not come from our rate (random throttles, faults).
+  The rate from before the run is restored and no cut follows for `HOLD` seconds, so that
+  pacing cannot collapse a key; each request's jittered backoff still applies. Whatever that
+  misses, a cut never goes below an eighth of the best accepted rate seen lately (halved every
+  10 s).
 - A key whose pace is far above what it sends is released, and a released key idle for `IDLE`
   seconds is forgotten: memory follows the keys being throttled, not the operations.
 
