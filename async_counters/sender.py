@@ -163,7 +163,10 @@ class Sender:
             if wire is not None:
                 wire.on_wire = False  # not on cancellation: then the write stays on the wire
             outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
-            if pace is not None:
+            # A throttle whose reasons are all a table's (or index's, or account's) limits says
+            # nothing of this key's partition: pacing the key would not help, the backoff does.
+            elsewhere = error is not None and not_the_partition(error)
+            if pace is not None and not elsewhere:
                 assert key is not None
                 pace.observe(key, outcome, epoch)
             observers.request(operation, outcome, now() - sent)
@@ -185,7 +188,7 @@ class Sender:
             delay = backoff.next_delay()
             if delay is None:
                 raise Failed(error, backoff.attempts, backoff.elapsed)
-            if pace is not None and error.outcome is Outcome.THROTTLED:
+            if pace is not None and error.outcome is Outcome.THROTTLED and not elsewhere:
                 assert key is not None
                 if pace.unpaced_epoch(key) is None:
                     # The key is paced: its pace spaces the retry (a backoff on top would
@@ -208,6 +211,17 @@ class Sender:
             if not pace.stale(key, epoch):
                 return epoch
             slots.release()
+
+
+def not_the_partition(error: TransportError) -> bool:
+    """A throttle that names its limits, none of them the key's partition
+    (``KeyRangeThroughputExceeded``): a table, index or account limit."""
+    reasons = error.reasons
+    return (
+        error.outcome is Outcome.THROTTLED
+        and bool(reasons)
+        and not any("KeyRange" in reason for reason in reasons)
+    )
 
 
 def public_error(failure: Failed, *, table: str, key: str | None) -> CounterError:
