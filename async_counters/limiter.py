@@ -22,10 +22,12 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   pace that held before it.
 - **Notice when pacing does not help.** If after `STREAK_CUTS` measured cuts the share throttled
   stays where it was, the throttling does not come from our rate (random throttles, faults).
-  The rate from before the run is restored and no cut follows for `HOLD` seconds, so that
-  pacing cannot collapse a key; each request's jittered backoff still applies. Whatever that
-  misses, a cut never goes below an eighth of the best accepted rate seen lately (halved every
-  10 s).
+  So too when, after `STREAK_CUTS` cuts of any kind (blind ones included: a key throttled 90 %
+  at random is never measured), the pace fell to `FELL` of the highest rate accepted in a paced
+  window of the run and the share did not fall with it. The rate from before the run is
+  restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; an
+  unpaced key's retries keep their jittered backoff. Whatever that misses, a cut never goes
+  below an eighth of the best accepted rate seen lately (halved every 10 s).
 - A key whose pace is far above what it sends is released, and a released key idle for `IDLE`
   seconds is forgotten: memory follows the keys being throttled, not the operations.
 
@@ -96,6 +98,10 @@ BLIND_CUT_MAX = 0.5
 STREAK_CUTS = 3
 STREAK_SECONDS = 0.15
 SHARE_KEPT = 0.5
+#: ... or when, after `STREAK_CUTS` cuts of any kind, the pace is at most `FELL` of the highest
+#: rate accepted in a paced window of the run, and still throttled at `SHARE_KEPT` of the run's
+#: first share: under capacity throttling a pace that far under what was accepted holds.
+FELL = 0.5
 #: After pacing was judged not to help: no cut for this long.
 HOLD = 3.0
 #: Cubic probing above the pace set last: ``base * (1 + GROWTH * (t / K) ** 3)``. After a step
@@ -126,10 +132,23 @@ _EPSILON = 1e-6
 class _Streak:
     """A run of over windows: the rate before it, and the cuts made."""
 
-    __slots__ = ("cuts", "first_share", "paced", "rate", "started", "steps")
+    __slots__ = (
+        "all_cuts",
+        "cuts",
+        "first_share",
+        "opening_share",
+        "paced",
+        "rate",
+        "started",
+        "steps",
+        "top",
+    )
 
-    def __init__(self, rate: float, paced: bool, now: float) -> None:
+    def __init__(self, rate: float, paced: bool, now: float, share: float) -> None:
         self.started = now
+        self.opening_share = share  # the share throttled in the run's first over window
+        self.top = 0.0  # the highest rate accepted in a paced window of the run
+        self.all_cuts = 0  # every cut of the run: blind, measured or a step
         self.steps = 0  # steps below the pace that held, before any cut to the accepted rate
         self.rate = rate  # the rate before the run's first cut
         self.paced = paced  # whether that rate was a pace (not a crowd let loose)
@@ -147,6 +166,20 @@ class _Streak:
             self.cuts >= STREAK_CUTS
             and now - self.started >= STREAK_SECONDS
             and share >= SHARE_KEPT * self.first_share
+        )
+
+    def pace_fell_alone(self, share: float, pace: float | None, now: float) -> bool:
+        """The pace fell well below what the partition accepted earlier in the run, and the
+        share throttled did not fall with it. Capacity throttling ends once the pace is under
+        the rate the partition accepts; random throttles (faults) do not care about the pace.
+        This holds whatever the cuts were (blind ones included), so a key throttled at random
+        cannot be paced down to the floor by blind cuts that the measured test never sees."""
+        return (
+            pace is not None
+            and self.all_cuts >= STREAK_CUTS
+            and now - self.started >= STREAK_SECONDS
+            and pace <= FELL * self.top
+            and share >= SHARE_KEPT * self.opening_share
         )
 
 
@@ -387,9 +420,13 @@ class KeyLimiter:
             return
         current = paced or sent
         if state.streak is None:
-            state.streak = _Streak(current, paced is not None, now)
+            state.streak = _Streak(current, paced is not None, now, share)
         streak = state.streak
-        if (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share, now):
+        if paced is not None and accepted > streak.top:
+            streak.top = accepted  # paced: not a crowd emptying a full bucket
+        if (
+            (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share, now)
+        ) or streak.pace_fell_alone(share, paced, now):
             # Cutting did not stop the throttling: it is not about our rate.
             state.base = streak.rate if streak.paced else None
             state.hold_until = now + HOLD
@@ -435,6 +472,7 @@ class KeyLimiter:
         state.next_send = max(state.next_send, state.last_sent + 1.0 / base)
         if measured and not stepped:  # blind cuts (guesses) and steps (small) do not count
             streak.cut(share)
+        streak.all_cuts += 1
         state.cut_at = now
         state.epoch += 1
 
