@@ -14,6 +14,8 @@ attributes on each shard it wrote, pruned as on any item).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 import random
 import zlib
@@ -116,6 +118,7 @@ class Sharding:
         "_per_key",
         "_pick",
         "_recorded",
+        "_recording",
         "_sender",
         "_table",
         "_tasks",
@@ -143,6 +146,7 @@ class Sharding:
         self._table = table
         self._key_attribute = key_attribute
         self._recorded: set[str] = set()  # counters whose width this pool recorded (per key)
+        self._recording: dict[str, asyncio.Future[None]] = {}  # records on their way
 
     def of(self, key: str) -> int:
         """How many items ``key``'s writes are spread over (1: not sharded)."""
@@ -165,9 +169,16 @@ class Sharding:
         return n
 
     async def item(self, key: str, n: int) -> str:
-        """The item a write to ``key`` (spread over ``n``) goes to; recorded before its first."""
+        """The item a write to ``key`` (spread over ``n``) goes to; recorded before its first.
+
+        Callers that arrive while the record is being written wait for that one write: a crowd
+        on a new counter must not send a record each (all to the first item, unpaced)."""
         if key not in self._recorded:
-            await self._record(key, n)
+            recording = self._recording.get(key)
+            if recording is None:
+                recording = self._recording[key] = asyncio.ensure_future(self._record(key, n))
+                recording.add_done_callback(functools.partial(self._recorded_one, key))
+            await asyncio.shield(recording)
             self._recorded.add(key)
         return builders.shard_key(key, self._pick(key, n))
 
@@ -177,6 +188,9 @@ class Sharding:
             self._recorded.add(key)
             self._tasks.start(self._record(key, n))
         return builders.shard_key(key, self._pick(key, n))
+
+    def _recorded_one(self, key: str, _: object) -> None:
+        self._recording.pop(key, None)
 
     async def _record(self, key: str, n: int) -> None:
         """Record on the key's first item that it is spread over ``n`` items (never fewer)."""

@@ -109,3 +109,18 @@ def test_bad_shard_counts_are_refused() -> None:
         CounterPool("t", shards={"": 2})
     with pytest.raises(ValueError):
         CounterPool("t", shards={"k": 0})
+
+
+async def test_a_crowd_on_a_new_sharded_counter_records_its_width_once(
+    fast_server: LocalDynamo, table_name: str
+) -> None:
+    """Every caller arriving before the first width record was answered used to send one of its
+    own, all to the counter's first item (a storm on one partition, unpaced)."""
+    callers = 256
+    async with CounterPool(table_name, endpoint_url=fast_server.endpoint_url, shards=8) as pool:
+        await pool.ensure_table()
+        before = pool.stats.write_units_by_operation.get("UpdateItem", 0.0)
+        await asyncio.gather(*(pool.increment("crowd") for _ in range(callers)))
+        writes = pool.stats.write_units_by_operation.get("UpdateItem", 0.0) - before
+        assert await pool.get("crowd") == callers
+    assert writes == callers + 1  # write units: the increments, and one width record
