@@ -72,7 +72,7 @@ from .errors import AmbiguousWriteError, CounterError
 from .pool import CounterPool
 from .sender import Failed, public_error
 from .transport import Outcome
-from .windows import GRACE, Window
+from .windows import GRACE, PreviousCounts, Window
 
 try:
     from limits.aio.storage import MovingWindowSupport, SlidingWindowCounterSupport, Storage
@@ -253,8 +253,7 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
         self._full: dict[str, tuple[int, int]] = {}
         # moving-window item -> the attempt under way on the slot that freed itself
         self._probes: dict[str, asyncio.Future[None]] = {}
-        # key -> (the previous window's start, the read of its count), for sliding windows
-        self._previous: dict[str, tuple[int, asyncio.Future[int]]] = {}
+        self._previous = PreviousCounts(MAX_CACHED)  # for sliding windows
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -543,25 +542,15 @@ class DynamoDBStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport)
         """Forget ``key``'s current and previous sliding windows."""
         pool = await self._ready()
         window = Window.at(_seconds(expiry, "expiry"), pool._clock.wall_us() / 1e6)
-        self._previous.pop(key, None)
+        self._previous.forget(key)
         await self._delete(
             pool, [self._sliding_item(key, window), self._sliding_item(key, window.previous)]
         )
 
     async def _previous_count(self, pool: CounterPool, key: str, previous: Window) -> int:
         """The previous window's count: one read per key and window, shared by concurrent hits."""
-        cached = self._previous.get(key)
-        if cached is None or cached[0] != previous.start:
-            if len(self._previous) >= MAX_CACHED:
-                self._previous.clear()
-            read = asyncio.ensure_future(pool._reads.get(self._sliding_item(key, previous)))
-            cached = self._previous[key] = (previous.start, read)
-        try:
-            return await asyncio.shield(cached[1])
-        except BaseException:
-            if cached[1].done() and self._previous.get(key) is cached:
-                del self._previous[key]  # a failed read is tried again by the next hit
-            raise
+        item = self._sliding_item(key, previous)
+        return await self._previous.get(key, previous.start, lambda: pool._reads.get(item))
 
 
 # -- the requests (pure) ---------------------------------------------------------------------

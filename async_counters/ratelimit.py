@@ -42,7 +42,6 @@ holds on one item.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -54,7 +53,7 @@ from .errors import ConnectError, ThrottledError
 from .pool import CounterPool
 from .sender import Failed, public_error
 from .transport import Outcome
-from .windows import GRACE, Window, check_window
+from .windows import GRACE, PreviousCounts, Window, check_window
 
 __all__ = ["Decision", "RateLimiter"]
 
@@ -137,8 +136,7 @@ class RateLimiter:
         self._admit = self._admission.admit
         self._wall_us = pool._clock.wall_us
         self._window = Window(self.per, -self.per)  # the last window a hit fell in
-        # key -> (the previous window's start, the read of its count)
-        self._previous: dict[str, tuple[int, asyncio.Future[int]]] = {}
+        self._previous = PreviousCounts(MAX_CACHED)
 
     async def hit(self, key: str, cost: int = 1) -> Decision:
         """Count ``cost`` units against ``key`` if the window still admits them."""
@@ -206,15 +204,6 @@ class RateLimiter:
 
     async def _previous_count(self, key: str, previous: Window) -> int:
         """The previous window's count: one read per key and window, shared by concurrent hits."""
-        cached = self._previous.get(key)
-        if cached is None or cached[0] != previous.start:
-            if len(self._previous) >= MAX_CACHED:
-                self._previous.clear()
-            read = asyncio.ensure_future(self.pool._reads.get(previous.item(key)))
-            cached = self._previous[key] = (previous.start, read)
-        try:
-            return await asyncio.shield(cached[1])
-        except BaseException:
-            if cached[1].done() and self._previous.get(key) is cached:
-                del self._previous[key]  # a failed read is tried again by the next hit
-            raise
+        return await self._previous.get(
+            key, previous.start, lambda: self.pool._reads.get(previous.item(key))
+        )

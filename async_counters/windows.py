@@ -19,7 +19,8 @@ not, is simply never the one read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "GRACE",
     "MAX_WINDOW",
     "WINDOW_PREFIX",
+    "PreviousCounts",
     "Window",
     "check_window",
     "expires_at",
@@ -137,3 +139,33 @@ def update_time_to_live(table: str, ttl_attribute: str) -> dict[str, Any]:
         "TableName": table,
         "TimeToLiveSpecification": {"Enabled": True, "AttributeName": ttl_attribute},
     }
+
+
+class PreviousCounts:
+    """The previous window's count per key, for sliding estimates: one read per key and window,
+    shared by the hits that need it at once; a failed read is tried again by the next hit.
+    Memory: at most ``limit`` keys, then it starts over."""
+
+    __slots__ = ("_cached", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        # key -> (the previous window's start, the read of its count)
+        self._cached: dict[str, tuple[int, asyncio.Future[int]]] = {}
+
+    async def get(self, key: str, start: int, read: Callable[[], Awaitable[int]]) -> int:
+        """The count of ``key``'s window that began at ``start``, read by ``read`` once."""
+        cached = self._cached.get(key)
+        if cached is None or cached[0] != start:
+            if len(self._cached) >= self._limit:
+                self._cached.clear()
+            cached = self._cached[key] = (start, asyncio.ensure_future(read()))
+        try:
+            return await asyncio.shield(cached[1])
+        except BaseException:
+            if cached[1].done() and self._cached.get(key) is cached:
+                del self._cached[key]  # a failed read is tried again by the next hit
+            raise
+
+    def forget(self, key: str) -> None:
+        self._cached.pop(key, None)
