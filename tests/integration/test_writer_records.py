@@ -10,8 +10,9 @@ timeout) with coalesce, shards and floors, judged by the server's ledger.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -28,32 +29,18 @@ from async_counters.local import Faults, LocalDynamo
 from async_counters.transport import Outcome, Transport, TransportError
 from tests.integration.accounting import ledger_by_counter
 from tests.integration.local_fixtures import dynalite_package
+from tests.integration.test_exactly_once import FAULTS, server
 
-__all__ = ["dynalite_package"]
+__all__ = ["dynalite_package", "server"]  # fixtures: every backend, dynalite if node is here
 
 PARALLEL = 16
 #: The issue's mix. A held answer is held 0.5 s, past the pools' 0.25 s read timeout. Seed 13
 #: strikes with each of the four faults within its first 18 draws (one per UpdateItem), and
 #: every run here sends more than that: each fault meets each run on any machine.
-MIX = Faults(
-    throttle=0.2,
-    error_after_apply=0.05,
-    drop_after_apply=0.02,
-    delay_after_apply=0.01,
-    delay=0.5,
-    seed=13,
-)
+MIX = dataclasses.replace(FAULTS, seed=13)
 STRUCK = ("throttle", "error_after_apply", "drop_after_apply", "delay_after_apply")
 #: Short backoff: the runs stay small.
 RETRY = RetryPolicy(base=0.005, cap=0.05, deadline=30.0)
-
-
-@pytest.fixture(scope="module", params=["memory", "moto", "dynalite"])
-def server(request: pytest.FixtureRequest) -> Iterator[LocalDynamo]:
-    if request.param == "dynalite":
-        request.getfixturevalue("dynalite_package")  # skips when node is missing
-    with LocalDynamo(backend=request.param) as server:
-        yield server
 
 
 def _sized(server: LocalDynamo, memory: int) -> int:
