@@ -4,24 +4,30 @@ One counter lives on one partition, capped near 1,000 writes/s whatever the tabl
 Concurrency alone cannot respect that: one request in flight at a 5 ms round trip already sends
 ~200 writes/s. So each key that has been throttled gets a pacing rate:
 
-- **Measure, then pace.** Responses are counted per key in short windows. When a window's share of
-  throttled responses exceeds `THROTTLE_SHARE`, the key is paced at the rate the server *accepted*
-  in that window: under capacity throttling that is the partition's capacity, whatever was sent.
-  A window that is overwhelmingly throttled before it holds enough acknowledgements to measure
-  cuts the rate at once (deeper the more was throttled), so that a crowd of callers on a cold key
-  is reined in within milliseconds.
-- **Notice when pacing does not help.** Under capacity throttling, sending at the accepted rate
-  all but ends the throttling. If after a few cuts to the accepted rate the share throttled stays
-  where it was, the throttling does not come from our rate (random throttles, faults): the rate
-  from before the run is restored and no cut follows for `HOLD` seconds, so that pacing cannot
-  collapse a key; each request's jittered backoff still applies. Whatever that misses, a cut
-  never goes below an eighth of the best accepted rate seen lately (halved every 10 s).
-- **Probe upward, cubically.** After a cut the rate grows as ``base * (1 + GROWTH * (t / K)**3)``
-  (K: a second, or the time `PROBE_REQUESTS` take at the base rate for a slow key):
-  it stays near the capacity it measured for a while (goodput near the cap, few throttles), then
-  probes faster, so that more capacity (an on-demand table splitting a partition) is found. When a
-  run of cuts that started from a pace that held ends (a storm passed, a neighbour left), that
-  pace is regained within `REGAIN_SECONDS`, concavely, as CUBIC regains its last window.
+- **Measure, then pace.** Responses are counted per key in short windows. When an unpaced key's
+  window is throttled beyond `THROTTLE_SHARE`, it is paced at the rate the server *accepted*
+  in that window, times ``1 + PROBE``: under capacity throttling that is the partition's rate,
+  whatever was sent. A window too throttled, or too short, to measure cuts by the share that
+  got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
+- **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
+  no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
+  times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
+  paced a few per cent above its rate stays drained and throttles that few per cent. A bucket
+  of a token or two, overrun by 1 %, loses every other slot. That looks like a halved capacity,
+  and the steps tell it from a real drop, which stays throttled after them.
+- **Probe, slowly near the edge.** Above its base the pace grows as
+  ``base * (1 + GROWTH * (t / K)**3)``. K is the time `PROBE_REQUESTS` take once two overruns
+  came near the same pace (the edge is found: a shallow bucket's overrun costs lost slots). It
+  is the time of `FAST_REQUESTS` while the edge is unknown, and again after a storm, below the
+  pace that held before it.
+- **Notice when pacing does not help.** If after `STREAK_CUTS` measured cuts the share throttled
+  stays where it was, the throttling does not come from our rate (random throttles, faults).
+  So too when, after `STREAK_CUTS` cuts of any kind (blind ones included: a key throttled 90 %
+  at random is never measured), the pace fell to `FELL` of the highest rate accepted in a paced
+  window of the run and the share did not fall with it. The rate from before the run is
+  restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; an
+  unpaced key's retries keep their jittered backoff. Whatever that misses, a cut never goes
+  below an eighth of the best accepted rate seen lately (halved every 10 s).
 - A key whose pace is far above what it sends is released, and a released key idle for `IDLE`
   seconds is forgotten: memory follows the keys being throttled, not the operations.
 
@@ -42,15 +48,44 @@ __all__ = ["KeyLimiter"]
 
 #: A window ends after `WINDOW_RESPONSES` responses, `WINDOW_MIN` seconds and `MIN_ACKED`
 #: acknowledgements (enough to measure the accepted rate), or at once when more than
-#: `BLIND_SHARE` of it was throttled; and after `WINDOW_MAX` seconds in any case.
-WINDOW_MIN = 0.01
+#: `BLIND_SHARE` of it was throttled, or when `EARLY_THROTTLES` throttles make over
+#: `EARLY_SHARE` of it (a shallow bucket overrun: one slot in two lost); and after
+#: `WINDOW_MAX` seconds in any case.
+WINDOW_MIN = 0.05
+#: ... but an unpaced key's window (a crowd let loose on a cold key) may end this soon.
+FIRST_WINDOW_MIN = 0.01
 WINDOW_RESPONSES = 20
 MIN_ACKED = 10
 WINDOW_MAX = 1.0
-#: A window closed by `WINDOW_MAX` (a slow key) measures the accepted rate from this many acks.
+EARLY_THROTTLES = 3
+EARLY_SHARE = 0.2
+#: A window of at least `SLOW_WINDOW` seconds (a slow key) measures the accepted rate from
+#: this many acks.
 MIN_ACKED_SLOW = 3
-#: Share of throttled responses in a window above which a key is paced down.
+SLOW_WINDOW = 0.25
+#: Share of throttled responses in a window above which an unpaced key gets a pace.
 THROTTLE_SHARE = 0.02
+#: Share above which a paced key's window is "over": its pace no longer holds. Below it the
+#: pace held, throttles included: sending a few per cent above a deep bucket's rate keeps the
+#: bucket drained (goodput = the cap) at a few per cent throttled.
+OVER_SHARE = 0.06
+#: The pace is the accepted rate times ``1 + PROBE`` after a real cut: a little more than the
+#: partition took, so that the bucket stays drained and a rise is seen.
+PROBE = 0.02
+#: An over window after the pace held steps down to `STEP` below the highest pace that held,
+#: up to `STEPS` times in a row; only the next one cuts to the accepted rate. A shallow bucket
+#: (a token or two) overrun by 1 % loses about every other slot, which looks like a halved
+#: capacity: the steps tell it from a real drop, which stays over after them.
+STEP = 0.03
+STEPS = 3
+#: ... as long as at most this share was throttled: an overrun shallow bucket loses at most
+#: about every other request; more is a drop to under half.
+STEP_SHARE = 0.6
+#: A cut to the accepted rate that keeps this share of the pace is a small one.
+NEAR_CUT = 0.8
+#: A pace that holds without a throttle below this share of the pace that held before the
+#: last real drop (a storm passed) probes fast again.
+REGAIN_BELOW = 0.8
 #: A window too throttled to measure (more than `BLIND_SHARE` throttled) cuts the rate to twice
 #: the share that got through, within these bounds.
 BLIND_SHARE = 0.5
@@ -61,17 +96,23 @@ BLIND_CUT_MAX = 0.5
 #: first cut to the accepted rate all but ends it. (A greedy neighbour on the
 #: partition looks the same: competing with it, rather than yielding to nothing, is then right.)
 STREAK_CUTS = 3
+STREAK_SECONDS = 0.15
 SHARE_KEPT = 0.5
+#: ... or when, after `STREAK_CUTS` cuts of any kind, the pace is at most `FELL` of the highest
+#: rate accepted in a paced window of the run, and still throttled at `SHARE_KEPT` of the run's
+#: first share: under capacity throttling a pace that far under what was accepted holds.
+FELL = 0.5
 #: After pacing was judged not to help: no cut for this long.
 HOLD = 3.0
-#: After a run of cuts from a pace that held, that pace is regained within this many seconds.
-REGAIN_SECONDS = 1.0
-#: Cubic probing: the rate is ``base * (1 + GROWTH * (t / PROBE_SECONDS) ** 3)``.
+#: Cubic probing above the pace set last: ``base * (1 + GROWTH * (t / K) ** 3)``. After a step
+#: below a pace that held, K is the longer of `PROBE_SECONDS` and the time `PROBE_REQUESTS`
+#: take at the base rate: slow, as an overrun of a shallow bucket costs a few lost slots and
+#: throttles, which must stay a small share. After a cut to a measured or guessed rate, where
+#: nothing above is known, K is `PROBE_SECONDS`.
 GROWTH = 0.2
 PROBE_SECONDS = 1.0
-#: ... or the time `PROBE_REQUESTS` take at the base rate, if longer: a slow key is throttled
-#: too rarely to see a probe too far within a second, so it probes over as many requests.
-PROBE_REQUESTS = 50.0
+PROBE_REQUESTS = 300.0
+FAST_REQUESTS = 20.0
 #: A pace more than this many times the rate a key really sends is released.
 RELEASE_FACTOR = 4.0
 #: A released key not heard from for this long is forgotten.
@@ -81,19 +122,36 @@ IDLE = 10.0
 MIN_RATE = 1.0
 FLOOR_SHARE = 1 / 8
 BEST_HALF_LIFE = 10.0
+#: The highest pace that held decays with this half-life, so that an old one is not trusted.
+HELD_HALF_LIFE = 30.0
 #: Requests may run this far ahead of the pace (seconds), so that pacing adds no delay at low load.
 SLACK = 0.005
 _EPSILON = 1e-6
 
 
 class _Streak:
-    """A run of throttled windows: the rate before it, and the cuts made to accepted rates."""
+    """A run of over windows: the rate before it, and the cuts made."""
 
-    __slots__ = ("cuts", "first_share", "paced", "rate")
+    __slots__ = (
+        "all_cuts",
+        "cuts",
+        "first_share",
+        "opening_share",
+        "paced",
+        "rate",
+        "started",
+        "steps",
+        "top",
+    )
 
-    def __init__(self, rate: float, paced: bool) -> None:
+    def __init__(self, rate: float, paced: bool, now: float, share: float) -> None:
+        self.started = now
+        self.opening_share = share  # the share throttled in the run's first over window
+        self.top = 0.0  # the highest rate accepted in a paced window of the run
+        self.all_cuts = 0  # every cut of the run: blind, measured or a step
+        self.steps = 0  # steps below the pace that held, before any cut to the accepted rate
         self.rate = rate  # the rate before the run's first cut
-        self.paced = paced  # whether that rate was a pace that held (not a crowd let loose)
+        self.paced = paced  # whether that rate was a pace (not a crowd let loose)
         self.cuts = 0
         self.first_share = 0.0
 
@@ -102,9 +160,27 @@ class _Streak:
             self.first_share = share
         self.cuts += 1
 
-    def pacing_does_not_help(self, share: float) -> bool:
-        """Cut to the accepted rate again and again, and still throttled about as much."""
-        return self.cuts >= STREAK_CUTS and share >= SHARE_KEPT * self.first_share
+    def pacing_does_not_help(self, share: float, now: float) -> bool:
+        """Cut again and again for a while, and still throttled about as much."""
+        return (
+            self.cuts >= STREAK_CUTS
+            and now - self.started >= STREAK_SECONDS
+            and share >= SHARE_KEPT * self.first_share
+        )
+
+    def pace_fell_alone(self, share: float, pace: float | None, now: float) -> bool:
+        """The pace fell well below what the partition accepted earlier in the run, and the
+        share throttled did not fall with it. Capacity throttling ends once the pace is under
+        the rate the partition accepts; random throttles (faults) do not care about the pace.
+        This holds whatever the cuts were (blind ones included), so a key throttled at random
+        cannot be paced down to the floor by blind cuts that the measured test never sees."""
+        return (
+            pace is not None
+            and self.all_cuts >= STREAK_CUTS
+            and now - self.started >= STREAK_SECONDS
+            and pace <= FELL * self.top
+            and share >= SHARE_KEPT * self.opening_share
+        )
 
 
 class _Key:
@@ -117,15 +193,23 @@ class _Key:
         "best_at",
         "cut_at",
         "epoch",
+        "held",
+        "held_at",
         "hold_until",
+        "k",
         "last_seen",
+        "last_sent",
         "lock",
         "next_send",
+        "ok_rate",
+        "overrun",
+        "prior",
         "responses",
+        "responses_closed",
         "streak",
-        "target",
         "throttled",
         "waiting",
+        "window_rate",
         "window_start",
     )
 
@@ -134,14 +218,22 @@ class _Key:
         self.base: float | None = None  # None: not paced
         self.best = 0.0  # the highest accepted rate measured lately (decaying), and when
         self.best_at = now
+        self.held = 0.0  # the highest pace that held lately (decaying), and when
+        self.held_at = now
         self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
         self.cut_at = now
         self.hold_until = 0.0
         self.streak: _Streak | None = None
-        self.target: float | None = None  # a pace that held before a run of cuts: regained first
         self.next_send = now
+        self.last_sent = now  # when the last paced request left
+        self.k = PROBE_SECONDS  # the probe's time constant, set at each cut
         self.window_start = now
+        self.window_rate = 0.0  # the pace when the window started (the lowest in it)
+        self.prior = 0.0  # the pace that held before the last real drop
+        self.overrun = 0.0  # the pace that held before the last overrun
+        self.ok_rate = 0.0  # the pace at the window's last ack before its first throttle
         self.responses = 0
+        self.responses_closed = 0  # the responses of the window being closed
         self.acked = 0
         self.throttled = 0
         self.waiting = 0  # requests inside `acquire`, queued behind the pace
@@ -153,18 +245,20 @@ class _Key:
         decayed: float = self.best * 0.5 ** ((now - self.best_at) / BEST_HALF_LIFE)
         return max(MIN_RATE, FLOOR_SHARE * decayed)
 
+    def held_now(self, now: float) -> float:
+        decayed: float = self.held * 0.5 ** ((now - self.held_at) / HELD_HALF_LIFE)
+        return decayed
+
+    def prior_now(self, now: float) -> float:
+        """The pace that held before the last real drop (decaying from that drop)."""
+        decayed: float = self.prior * 0.5 ** ((now - self.held_at) / HELD_HALF_LIFE)
+        return decayed
+
     def rate(self, now: float) -> float | None:
         base = self.base
         if base is None:
             return None
-        t = max(0.0, now - self.cut_at)
-        target = self.target
-        if target is not None:
-            if t < REGAIN_SECONDS:  # concave: most of the way back quickly, then carefully
-                left = 1.0 - t / REGAIN_SECONDS
-                return target - (target - base) * left * left * left
-            base, t = target, t - REGAIN_SECONDS
-        t /= max(PROBE_SECONDS, PROBE_REQUESTS / base)
+        t = max(0.0, now - self.cut_at) / self.k
         return base * (1.0 + GROWTH * t * t * t)
 
 
@@ -223,6 +317,7 @@ class KeyLimiter:
                 wait = state.next_send - now - SLACK
                 if wait <= _EPSILON:  # not 0: a clock may not move for a sub-microsecond sleep
                     state.next_send = max(state.next_send, now - SLACK) + 1.0 / rate
+                    state.last_sent = now
                     return state.epoch
                 await self._sleep(wait)
 
@@ -262,67 +357,122 @@ class KeyLimiter:
             state.throttled += 1
         elif outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.CONDITION_FAILED:
             state.acked += 1  # a refused condition was served too: it used the partition
+            if state.throttled == 0 and state.base is not None:
+                state.ok_rate = state.rate(now) or 0.0  # the pace held up to here
         elapsed = now - state.window_start
-        if elapsed >= WINDOW_MAX or (
-            elapsed >= WINDOW_MIN
-            and state.responses >= WINDOW_RESPONSES
-            and (state.acked >= MIN_ACKED or state.throttled > BLIND_SHARE * state.responses)
+        if (
+            elapsed >= WINDOW_MAX
+            or (
+                elapsed >= (WINDOW_MIN if state.base is not None else FIRST_WINDOW_MIN)
+                and state.responses >= WINDOW_RESPONSES
+                and (state.acked >= MIN_ACKED or state.throttled > BLIND_SHARE * state.responses)
+            )
+            or (
+                state.base is not None
+                and elapsed >= WINDOW_MIN
+                and state.throttled >= EARLY_THROTTLES
+                and state.throttled > EARLY_SHARE * state.responses
+            )
         ):
             self._close_window(state, now, elapsed)
 
     def _close_window(self, state: _Key, now: float, elapsed: float) -> None:
+        self._judge(state, now, elapsed)
+        state.window_rate = state.rate(now) or 0.0  # the next window's pace, as it starts
+        state.ok_rate = 0.0
+
+    def _judge(self, state: _Key, now: float, elapsed: float) -> None:
         share = state.throttled / state.responses
+        state.responses_closed = state.responses
         accepted = state.acked / elapsed
         sent = state.responses / elapsed
-        measured = state.acked >= (MIN_ACKED if elapsed < WINDOW_MAX else MIN_ACKED_SLOW)
+        measured = state.acked >= MIN_ACKED or (
+            state.acked >= MIN_ACKED_SLOW and elapsed >= SLOW_WINDOW
+        )
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
-        if measured:
+        window_rate = state.window_rate
+        paced = state.rate(now)
+        if measured and paced is not None:  # paced: not a crowd emptying a full bucket
             decay = 0.5 ** ((now - state.best_at) / BEST_HALF_LIFE)
             if accepted >= state.best * decay:
                 state.best, state.best_at = accepted, now
 
-        if share <= THROTTLE_SHARE:
-            streak, state.streak = state.streak, None
-            if (
-                streak is not None
-                and streak.paced
-                and streak.cuts >= 2  # a storm, not one probe too far
-                and state.base is not None
-            ):
-                # A run of cuts from a pace that held is over (a storm, a neighbour): regain
-                # that pace quickly, rather than probing up from the bottom of the run.
-                current = state.rate(now) or 0.0
-                if streak.rate > current:
-                    state.base, state.target, state.cut_at = current, streak.rate, now
-            rate = state.rate(now)
-            if rate is not None and share == 0 and rate > RELEASE_FACTOR * max(sent, MIN_RATE):
+        if share <= (THROTTLE_SHARE if paced is None else OVER_SHARE):
+            state.streak = None
+            if paced is None:
+                return
+            # The pace held: remember it if it bound (callers queued behind it), else the
+            # rate really sent (not a pace far above what the callers asked for).
+            ok = max(window_rate, state.ok_rate)  # the pace at the window's last ack
+            held = ok if state.waiting else min(ok, sent)
+            if held >= state.held_now(now):
+                state.held, state.held_at = held, now
+            fast = max(PROBE_SECONDS, FAST_REQUESTS / paced)
+            bound = state.waiting or sent >= REGAIN_BELOW * window_rate  # the pace holds back
+            far = paced < REGAIN_BELOW * state.prior_now(now)
+            if share == 0 and bound and far and state.k > fast:
+                # Far below a pace that held before a drop (a storm passed): regain fast.
+                state.base, state.cut_at, state.k = paced, now, fast
+            if share == 0 and paced > RELEASE_FACTOR * max(sent, MIN_RATE):
                 state.base = None  # the pace no longer binds; the key sends freely again
             return
         if now < state.hold_until:
             return
-        paced = state.rate(now)
         current = paced or sent
         if state.streak is None:
-            state.streak = _Streak(current, paced is not None)
+            state.streak = _Streak(current, paced is not None, now, share)
         streak = state.streak
-        if (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share):
+        if paced is not None and accepted > streak.top:
+            streak.top = accepted  # paced: not a crowd emptying a full bucket
+        if (
+            (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share, now)
+        ) or streak.pace_fell_alone(share, paced, now):
             # Cutting did not stop the throttling: it is not about our rate.
             state.base = streak.rate if streak.paced else None
-            state.target = None
             state.hold_until = now + HOLD
             state.cut_at = state.hold_until  # no probing while holding
             state.streak = None
             return
-        if measured:
-            state.base = max(state.floor(now), accepted)
-        elif share > BLIND_SHARE:
-            # Sending k times what is accepted throttles about 1 - 1/k: cut by about that much.
-            factor = min(BLIND_CUT_MAX, max(BLIND_CUT_MIN, 2.0 * (1.0 - share)))
-            state.base = max(state.floor(now), current * factor)
+        stepped = False
+        held = state.held_now(now)
+        if held > 0:  # refined by how far this window's pace held before its first throttle
+            held = max(held, min(state.ok_rate, held * (1.0 + 2.0 * STEP)))
+        if paced is not None and streak.steps < STEPS and held > 0 and share <= STEP_SHARE:
+            # An overrun since the pace held: step just below the highest pace that held (a
+            # shallow bucket overrun looks like a halved capacity; a real drop stays over
+            # after a few steps, and the next window cuts to the accepted rate).
+            base = min(paced, held) * (1.0 - STEP)
+            # Slowly above it once two overruns in a row came near the same pace: the edge is
+            # found. Until then, fast (a first overrun may be far above the edge).
+            near = abs(held - state.overrun) <= 2.0 * STEP * held
+            state.overrun = held
+            streak.steps += 1
+            stepped = True
+            state.k = max(PROBE_SECONDS, (PROBE_REQUESTS if near else FAST_REQUESTS) / base)
+        elif measured:
+            base = accepted * (1.0 + PROBE)
+            prior = max(state.prior_now(now), state.held_now(now))
+            state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
+            # A cut by a little (a deep bucket drained) probes slowly; a deep one fast, as the
+            # accepted rate of an overrun shallow bucket may be half its capacity.
+            near = base >= NEAR_CUT * current
+            state.k = max(PROBE_SECONDS, (PROBE_REQUESTS if near else FAST_REQUESTS) / base)
         else:
-            return
-        streak.cut(share)
-        state.target = None
+            # Too few answers to measure. Sending k times what is accepted throttles about
+            # 1 - 1/k: cut by about that much, deeper only on a full window.
+            factor = min(BLIND_CUT_MAX, max(BLIND_CUT_MIN, 2.0 * (1.0 - share)))
+            if share <= BLIND_SHARE or state.responses_closed < WINDOW_RESPONSES:
+                factor = max(BLIND_CUT_MAX, 1.0 - share)
+            base = current * factor
+            state.k = max(PROBE_SECONDS, FAST_REQUESTS / base)
+        base = max(state.floor(now), base)
+        state.base = base
+        # The next request leaves a whole interval of the new pace after the last one: one sent
+        # sooner would overrun a shallow bucket at once.
+        state.next_send = max(state.next_send, state.last_sent + 1.0 / base)
+        if measured and not stepped:  # blind cuts (guesses) and steps (small) do not count
+            streak.cut(share)
+        streak.all_cuts += 1
         state.cut_at = now
         state.epoch += 1
 

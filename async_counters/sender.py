@@ -166,7 +166,10 @@ class Sender:
             if wire is not None and outcome is not Outcome.AMBIGUOUS:
                 # Not on cancellation, nor after an ambiguous answer: the write may still apply.
                 wire.on_wire = False
-            if pace is not None:
+            # A throttle whose reasons are all a table's (or index's, or account's) limits says
+            # nothing of this key's partition: pacing the key would not help, the backoff does.
+            elsewhere = error is not None and not_the_partition(error)
+            if pace is not None and not elsewhere:
                 assert key is not None
                 pace.observe(key, outcome, epoch)
             if error is None:
@@ -187,8 +190,15 @@ class Sender:
             delay = backoff.next_delay()
             if delay is None:
                 raise Failed(error, backoff.attempts, backoff.elapsed)
+            if pace is not None and error.outcome is Outcome.THROTTLED and not elsewhere:
+                assert key is not None
+                if pace.unpaced_epoch(key) is None:
+                    # The key is paced: its pace spaces the retry (a backoff on top would
+                    # only leave the partition idle while its callers sleep).
+                    delay = 0.0
             observers.retry(operation, key, error.outcome, backoff.attempts - 1, delay)
-            await self._clock.sleep(delay)
+            if delay > 0:
+                await self._clock.sleep(delay)
 
     async def _admit(self, pace: KeyLimiter, key: str) -> int:
         """Pass the key's pace, then take a pool slot; go round again if the key was cut while
@@ -203,6 +213,17 @@ class Sender:
             if not pace.stale(key, epoch):
                 return epoch
             slots.release()
+
+
+def not_the_partition(error: TransportError) -> bool:
+    """A throttle that names its limits, none of them the key's partition
+    (``KeyRangeThroughputExceeded``): a table, index or account limit."""
+    reasons = error.reasons
+    return (
+        error.outcome is Outcome.THROTTLED
+        and bool(reasons)
+        and not any("KeyRange" in reason for reason in reasons)
+    )
 
 
 def public_error(failure: Failed, *, table: str, key: str | None) -> CounterError:

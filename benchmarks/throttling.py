@@ -105,15 +105,37 @@ def error_name(exc: BaseException) -> str:
     return str(getattr(exc, "code", None) or type(exc).__name__)
 
 
-async def run_callers(callers: int, seconds: float, increment: Any) -> dict[str, Any]:
-    acked = acked_late = failed = 0
+def bucket_requests(args: argparse.Namespace) -> int | None:
+    """Requests the bucket has seen so far (None when the run was not told where to ask)."""
+    if not getattr(args, "stats_url", None):
+        return None
+    with urllib.request.urlopen(args.stats_url, timeout=10) as response:
+        stats = json.load(response)
+    return int((stats["totals"] if args.stats_totals else stats)["requests"])
+
+
+async def run_callers(
+    callers: int, seconds: float, increment: Any, args: argparse.Namespace | None = None
+) -> dict[str, Any]:
+    acked = acked_late = failed = acked_steady = 0
     errors: dict[str, int] = {}
     latencies = Latencies()
     started = time.monotonic()
     deadline = started + seconds
+    steady_from = started + (args.steady_from if args is not None else 0.0)
+    marks: dict[str, int | None] = {}
+
+    async def mark() -> None:
+        # The bucket's request count when the steady part starts and when the window ends.
+        if args is None:
+            return
+        await asyncio.sleep(max(0.0, steady_from - time.monotonic()))
+        marks["steady"] = await asyncio.to_thread(bucket_requests, args)
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        marks["end"] = await asyncio.to_thread(bucket_requests, args)
 
     async def caller() -> None:
-        nonlocal acked, acked_late, failed
+        nonlocal acked, acked_late, failed, acked_steady
         while time.monotonic() < deadline:
             sent = time.monotonic()
             try:
@@ -127,12 +149,17 @@ async def run_callers(callers: int, seconds: float, increment: Any) -> dict[str,
             latencies.add(done - sent)
             if done <= deadline:
                 acked += 1
+                acked_steady += done > steady_from
             else:
                 acked_late += 1
 
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    await asyncio.gather(mark(), *(caller() for _ in range(callers)))
+    steady, end = marks.get("steady"), marks.get("end")
     return {
         "acked": acked,
+        "acked_steady": acked_steady,
+        "steady_seconds": deadline - steady_from,
+        "requests_steady": None if steady is None or end is None else end - steady,
         "acked_late": acked_late,
         "failed": failed,
         "errors": errors,
@@ -150,7 +177,9 @@ async def run_pool(args: argparse.Namespace) -> dict[str, Any]:
     async with CounterPool(
         TABLE, endpoint_url=args.endpoint, adaptive=paced, shards=shards
     ) as pool:
-        result = await run_callers(args.callers, args.seconds, lambda: pool.increment(args.key))
+        result = await run_callers(
+            args.callers, args.seconds, lambda: pool.increment(args.key), args
+        )
     return result
 
 
@@ -176,7 +205,9 @@ async def run_aioboto3(args: argparse.Namespace) -> dict[str, Any]:
     async with session.resource("dynamodb", endpoint_url=args.endpoint, config=config) as db:
         table = await db.Table(TABLE)
         params = update_params(args.key)
-        return await run_callers(args.callers, args.seconds, lambda: table.update_item(**params))
+        return await run_callers(
+            args.callers, args.seconds, lambda: table.update_item(**params), args
+        )
 
 
 async def run_retry_2026(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,7 +228,9 @@ async def run_retry_2026(args: argparse.Namespace) -> dict[str, Any]:
             "Key": {"pk": {"S": args.key}},
             "ExpressionAttributeValues": {":n": {"N": "1"}},
         }
-        result = await run_callers(args.callers, args.seconds, lambda: client.update_item(**params))
+        result = await run_callers(
+            args.callers, args.seconds, lambda: client.update_item(**params), args
+        )
     result["new_retries"] = bool(getattr(configprovider, "NEW_RETRIES_ENABLED", False))
     return result
 
@@ -310,7 +343,12 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
                 *(peer if name in PEER_CONTENDERS else sys.executable, __file__),
                 *("--contender", name, "--endpoint", endpoint, "--key", key),
                 *("--callers", str(case.callers), "--seconds", str(args.seconds)),
-                *("--shards", str(args.shards)),
+                *("--shards", str(args.shards), "--steady-from", str(args.steady_from)),
+                *(
+                    ("--stats-url", f"{endpoint}/_local/stats")
+                    if case.bucket == "server"
+                    else ("--stats-url", f"{endpoint}/_proxy/stats", "--stats-totals")
+                ),
             ],
             capture_output=True,
             text=True,
@@ -344,13 +382,15 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
         f"\nOne hot key per contender, {args.latency_ms:g} ms +- 1 ms latency, "
-        f"{args.seconds:g} s window each (memory backend, own processes); shards = {args.shards}\n"
+        f"{args.seconds:g} s window each (memory backend, own processes); shards = {args.shards}; "
+        f"the steady columns leave out the first {args.steady_from:g} s (the cold start)\n"
     )
     print(
         "| bucket | cap/s | burst s | callers | client | goodput % of cap | requests per ack "
+        "| steady goodput % | steady requests per ack "
         "| throttled | failed | p50 ms | p99 ms | max ms | callers/cap ms | drain s | exact |"
     )
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         result, case = row.result, row.case
         acked = result["acked"]
@@ -367,9 +407,17 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         # Callers that wait for each answer queue for callers / cap on average (Little's law),
         # however well paced: the latency any client that fails nothing must show.
         floor = case.callers / (case.cap * row.shards)
+        steady = result["acked_steady"] / result["steady_seconds"] / (case.cap * row.shards)
+        requests_steady = result.get("requests_steady")
+        per_ack_steady = (
+            "-"
+            if requests_steady is None
+            else f"{requests_steady / max(result['acked_steady'], 1):.2f}"
+        )
         print(
             f"| {case.bucket} | {case.cap:,.0f} | {case.burst:g} | {case.callers:,} | {label} "
             f"| {goodput:.0%} | {row.requests / max(acknowledged, 1):.2f} "
+            f"| {steady:.0%} | {per_ack_steady} "
             f"| {row.throttled / max(row.requests, 1):.0%} | {failed} "
             f"| {latency['p50'] * 1e3:,.0f} | {latency['p99'] * 1e3:,.0f} "
             f"| {latency['max'] * 1e3:,.0f} | {floor * 1e3:,.0f} | {result['drain']:.2f} "
@@ -413,7 +461,16 @@ def main() -> None:
         action="store_true",
         help="a smoke run: 3 s a row, cap 100, bursts 0.05 and 1, 64 callers",
     )
+    parser.add_argument(
+        "--steady-from",
+        type=float,
+        default=None,
+        help="seconds left out of the steady columns (the cold start; default: a quarter "
+        "of the window, at most 5)",
+    )
     parser.add_argument("--contender", help=argparse.SUPPRESS)
+    parser.add_argument("--stats-url", help=argparse.SUPPRESS)
+    parser.add_argument("--stats-totals", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -425,6 +482,10 @@ def main() -> None:
         args.seconds, args.caps, args.bursts, args.callers = 3.0, "100", "0.05,1", "64"
     if not 0 < args.seconds <= 3600:
         parser.error("--seconds must be > 0 and at most 3600")
+    if args.steady_from is None:
+        args.steady_from = min(5.0, args.seconds / 4)
+    if not 0 <= args.steady_from < args.seconds:
+        parser.error("--steady-from must be >= 0 and less than --seconds")
     if args.shards < 1:
         parser.error("--shards must be >= 1")
     caps = numbers(args.caps, float, "--caps")

@@ -46,6 +46,8 @@ class TransportError(Exception):
 
     ``item`` carries the current item that DynamoDB returns inside a failed conditional write when
     ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` was asked (None where the server ignores it).
+    ``reasons`` names a throttle's limits (``ThrottlingReasons``): ``...KeyRangeThroughputExceeded``
+    is a hot partition, the others a table's, an index's or the account's limit.
     ``code`` and ``message`` come from the service: credentials quoted in them are redacted here,
     where every transport's errors are made (`async_counters.redact`).
     """
@@ -58,6 +60,7 @@ class TransportError(Exception):
         *,
         status: int | None = None,
         item: Mapping[str, Any] | None = None,
+        reasons: tuple[str, ...] = (),
     ) -> None:
         code, message = redact(code), redact(message)
         super().__init__(f"{code}: {message}" if message else code)
@@ -66,6 +69,7 @@ class TransportError(Exception):
         self.message = message
         self.status = status
         self.item = item
+        self.reasons = reasons  # a throttle's ``ThrottlingReasons`` (``reason`` of each), if sent
 
 
 class Transport(Protocol):

@@ -66,10 +66,21 @@ def service_error(status: int, raw: bytes) -> TransportError:
     code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     message = body.get("message", body.get("Message", ""))
     item = body.get("Item")
+    listed = body.get("ThrottlingReasons")
+    reasons = (
+        tuple(
+            str(entry["reason"])
+            for entry in listed
+            if isinstance(entry, dict) and isinstance(entry.get("reason"), str)
+        )
+        if isinstance(listed, list)
+        else ()
+    )
     return TransportError(
         outcome_for_code(code, status),
         code,
         message if isinstance(message, str) else str(message),
         status=status,
         item=item if isinstance(item, dict) else None,
+        reasons=reasons,
     )

@@ -177,3 +177,13 @@ async def test_no_run_of_cuts_paces_a_key_to_a_standstill(
     # Cuts stop at 1/8 of the best accepted rate, halved every 10 s since it was seen: a sudden
     # collapse is followed only as fast as that, so a key is never paced to a standstill.
     assert limiter.rates()["hot"] >= best / 8 * 0.5 ** (1.5 / 10) * 0.9
+
+
+async def test_mostly_random_throttles_do_not_pace_a_key_to_the_floor(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    """90 % throttled whatever the rate: too few acks for a measured cut, so only blind cuts are
+    made. The pace falling under what was accepted without the share falling lets the key loose."""
+    partition = Partition(rate=1e9, burst=1e9, random_throttles=0.9)
+    run = await drive(limiter, time, partition, 10.0, gap=0.001)  # demand: 1,000 requests/s
+    assert run.sent / 10.0 >= 0.5 * 1_000.0

@@ -1,0 +1,231 @@
+"""A whole pool against simulated partitions, in virtual time (`virtual_loop`).
+
+`Partitions` is a transport over the memory backend with a bucket per item in front, of either
+shape the benchmarks use: ``"tokens"`` (a token bucket that starts full, checked after the
+latency, as the embedded server's capacity model) or ``"gcra"`` (virtual scheduling, throttles
+answered at once, as `benchmarks/bucket_proxy.py`). `load` runs closed-loop callers through a real
+`CounterPool` and measures goodput over the whole window and over its steady part, requests per
+acknowledgement, failures and latency of acknowledged increments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from async_counters import CounterError, CounterPool, RetryPolicy
+from async_counters.transport import Outcome, TransportError
+
+from .memory_transport import MemoryTransport
+
+Shape = Literal["tokens", "gcra"]
+TABLE = "sim"
+
+
+class Bucket:
+    """``rate`` units/s holding ``burst`` seconds of it (at least one unit); starts full."""
+
+    def __init__(self, shape: Shape, rate: float, burst: float, now: float) -> None:
+        self.shape = shape
+        self.rate = rate
+        self.depth = max(1.0, rate * burst)
+        self.tokens = self.depth
+        self.updated = now
+        self.due = -math.inf  # gcra
+
+    def admit(self, now: float) -> bool:
+        if self.shape == "gcra":
+            interval = 1.0 / self.rate
+            start = max(self.due, now)
+            if start - now > (self.depth - 1.0) * interval + interval * 1e-3:
+                return False
+            self.due = start + interval
+            return True
+        self.tokens = min(self.depth, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1.0 - 1e-9:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    throttled: int = 0
+
+
+class Partitions(MemoryTransport):
+    """Items capped at ``rate`` writes/s each (``UpdateItem``), ``latency`` +- ``jitter``."""
+
+    def __init__(
+        self,
+        *,
+        shape: Shape,
+        rate: float,
+        burst: float,
+        latency: float = 0.005,
+        jitter: float = 0.001,
+        seed: int = 1,
+    ) -> None:
+        super().__init__()
+        self.shape = shape
+        self.rate = rate
+        self.burst = burst
+        self.base_latency = latency
+        self.jitter = jitter
+        self.rng = random.Random(seed)
+        self.buckets: dict[str, Bucket] = {}
+        self.counts = Counts()
+        self.reasons = ["TableWriteKeyRangeThroughputExceeded"]
+
+    def _delay(self) -> float:
+        return max(0.0, self.base_latency + self.rng.uniform(-self.jitter, self.jitter))
+
+    def _throttle(self) -> TransportError:
+        self.counts.throttled += 1
+        return TransportError(
+            Outcome.THROTTLED, "ProvisionedThroughputExceededException", "capped", status=400
+        )
+
+    async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if operation != "UpdateItem":
+            return await super().call(operation, params)
+        self.counts.requests += 1
+        key = next(iter(params["Key"].values()))["S"]
+        loop = asyncio.get_running_loop()
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = Bucket(self.shape, self.rate, self.burst, loop.time())
+        if self.shape == "gcra":  # the proxy answers a throttle at once
+            if not bucket.admit(loop.time()):
+                await asyncio.sleep(0.0002)
+                raise self._throttle()
+            await asyncio.sleep(self._delay())
+        else:  # the server: latency first, then the bucket
+            await asyncio.sleep(self._delay())
+            if not bucket.admit(loop.time()):
+                raise self._throttle()
+        return await super().call(operation, params)
+
+
+class Histogram:
+    """Latencies in 2 % buckets and the exact maximum (no record per operation)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        index = math.floor(math.log(max(seconds, 1e-6)) * 50)
+        self.counts[index] = self.counts.get(index, 0) + 1
+        self.max = max(self.max, seconds)
+
+    def quantile(self, q: float) -> float:
+        total = sum(self.counts.values())
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= q * total:
+                return min(math.exp((index + 0.5) / 50), self.max)
+        return 0.0
+
+
+@dataclass
+class Result:
+    cap: float  # of all the items the key is spread over
+    seconds: float
+    warmup: float
+    acked: int = 0
+    acked_steady: int = 0
+    acked_late: int = 0
+    failed: int = 0
+    requests: int = 0
+    requests_steady: int = 0
+    acks_total: int = 0
+    drain: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+    value: int = 0
+
+    @property
+    def goodput(self) -> float:
+        return self.acked / self.seconds / self.cap
+
+    @property
+    def steady_goodput(self) -> float:
+        return self.acked_steady / (self.seconds - self.warmup) / self.cap
+
+    @property
+    def per_ack(self) -> float:
+        return self.requests / max(1, self.acks_total)
+
+    @property
+    def steady_per_ack(self) -> float:
+        return self.requests_steady / max(1, self.acked_steady)
+
+    def line(self) -> str:
+        return (
+            f"good {self.goodput:.0%} steady {self.steady_goodput:.0%} "
+            f"req/ack {self.per_ack:.3f} steady {self.steady_per_ack:.3f} failed {self.failed} "
+            f"p50 {self.latency.quantile(0.5) * 1e3:.0f} "
+            f"p99 {self.latency.quantile(0.99) * 1e3:.0f} "
+            f"max {self.latency.max * 1e3:.0f} ms drain {self.drain:.2f}"
+        )
+
+
+async def load(
+    *,
+    shape: Shape,
+    rate: float,
+    burst: float,
+    callers: int,
+    seconds: float,
+    warmup: float = 2.0,
+    shards: int = 1,
+    seed: int = 1,
+    latency: float = 0.005,
+) -> Result:
+    """``callers`` closed-loop callers incrementing one key for ``seconds`` of virtual time."""
+    loop = asyncio.get_running_loop()
+    transport = Partitions(shape=shape, rate=rate, burst=burst, seed=seed, latency=latency)
+    await transport.create_table(TABLE)
+    retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random)
+    result = Result(cap=rate * shards, seconds=seconds, warmup=warmup)
+    async with CounterPool(TABLE, transport=transport, retry=retry, shards=shards) as pool:
+        start = loop.time()
+        steady_from, end = start + warmup, start + seconds
+        steady_requests = 0
+
+        async def caller() -> None:
+            while loop.time() < end:
+                sent = loop.time()
+                try:
+                    await pool.increment("hot")
+                except CounterError:
+                    result.failed += 1
+                    continue
+                done = loop.time()
+                result.acks_total += 1
+                result.latency.add(done - sent)
+                if done <= end:
+                    result.acked += 1
+                    result.acked_steady += done > steady_from
+                else:
+                    result.acked_late += 1
+
+        async def mark() -> None:
+            nonlocal steady_requests
+            await asyncio.sleep(warmup)
+            steady_requests = transport.counts.requests
+            await asyncio.sleep(seconds - warmup)
+            result.requests_steady = transport.counts.requests - steady_requests
+
+        await asyncio.gather(mark(), *(caller() for _ in range(callers)))
+        result.drain = loop.time() - end
+        result.requests = transport.counts.requests
+        result.value = await pool.get("hot")
+    return result
