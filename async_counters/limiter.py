@@ -294,8 +294,21 @@ class KeyLimiter:
             return 0
         return state.epoch if state.base is None else None
 
-    async def acquire(self, key: str) -> int:
-        """Wait until ``key`` may send its next request; return the epoch it is admitted in."""
+    def known(self, key: str) -> bool:
+        """Whether ``key`` was throttled lately (the limiter holds its state)."""
+        return key in self._keys
+
+    def paced(self, key: str) -> bool:
+        """Whether ``key`` has a pace."""
+        state = self._keys.get(key)
+        return state is not None and state.base is not None
+
+    async def acquire(self, key: str, *, again: bool = False) -> int:
+        """Wait until ``key`` may send its next request; return the epoch it is admitted in.
+
+        ``again``: a retry, or a request sent back by a cut. It waited its turn once, so it
+        takes the next free slot of the pace ahead of the requests queued for their first.
+        """
         state = self._keys.get(key)
         if state is None:
             return 0
@@ -303,23 +316,25 @@ class KeyLimiter:
             return state.epoch
         state.waiting += 1
         try:
-            return await self._paced(state)
+            if again:
+                return await self._next_slot(state)
+            async with state.lock:  # FIFO: first requests of one key leave in arrival order
+                return await self._next_slot(state)
         finally:
             state.waiting -= 1
 
-    async def _paced(self, state: _Key) -> int:
-        async with state.lock:  # FIFO: paced requests of one key leave in arrival order
-            while True:
-                now = self._clock()
-                rate = state.rate(now)
-                if rate is None:
-                    return state.epoch
-                wait = state.next_send - now - SLACK
-                if wait <= _EPSILON:  # not 0: a clock may not move for a sub-microsecond sleep
-                    state.next_send = max(state.next_send, now - SLACK) + 1.0 / rate
-                    state.last_sent = now
-                    return state.epoch
-                await self._sleep(wait)
+    async def _next_slot(self, state: _Key) -> int:
+        while True:
+            now = self._clock()
+            rate = state.rate(now)
+            if rate is None:
+                return state.epoch
+            wait = state.next_send - now - SLACK
+            if wait <= _EPSILON:  # not 0: a clock may not move for a sub-microsecond sleep
+                state.next_send = max(state.next_send, now - SLACK) + 1.0 / rate
+                state.last_sent = now
+                return state.epoch
+            await self._sleep(wait)
 
     def delay(self, key: str) -> float:
         """Seconds until a request to ``key`` asked for now could leave: 0 unless the key is

@@ -23,6 +23,7 @@ from .limiter import KeyLimiter
 from .observers import Observers
 from .retry import Backoff, RetryPolicy, is_retryable
 from .slots import Slots
+from .slowstart import START, SlowStart
 from .transport import Outcome, Transport, TransportError
 
 __all__ = ["Failed", "Sender", "Wire", "public_error"]
@@ -62,6 +63,7 @@ class Sender:
         "_pace",
         "_policy",
         "_slots",
+        "_start",
         "in_flight",
         "transport",
     )
@@ -84,6 +86,9 @@ class Sender:
         self.transport = transport
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
+        self._start = (
+            None if pace is None else SlowStart(known=pace.known, paced=pace.paced)
+        )  # a crowd on a key the pacer knows nothing of goes out a few at a time at first
 
     def load(self, key: str) -> tuple[float, int]:
         """How soon a write to ``key`` could leave (its pace's delay, seconds) and how many writes
@@ -110,15 +115,24 @@ class Sender:
         if wire is None or key is None:
             return await self._send(operation, params, idempotent, key, wire, more)
         outstanding = self._outstanding
-        outstanding[key] = outstanding.get(key, 0) + 1
+        writes = outstanding[key] = outstanding.get(key, 0) + 1
+        start = self._start
+        passed = acknowledged = False
         try:
-            return await self._send(operation, params, idempotent, key, wire, more)
+            if writes > START and start is not None:
+                await start.enter(key, writes)
+            passed = True
+            response = await self._send(operation, params, idempotent, key, wire, more)
+            acknowledged = True
+            return response
         finally:
             left = outstanding[key] - 1
             if left:
                 outstanding[key] = left
             else:
                 del outstanding[key]  # memory follows the keys being written, not all keys
+            if start is not None and start.gates:
+                start.leave(key, passed=passed, acknowledged=acknowledged, writes_left=left)
 
     async def _send(
         self,
@@ -136,7 +150,7 @@ class Sender:
         slots = self._slots
         observers = self._observers
         pace = self._pace if wire is not None and key is not None else None
-        start = now()
+        first: float | None = None  # when the first attempt left: the deadline counts from there
         backoff: Backoff | None = None
         epoch = 0
         while True:
@@ -146,10 +160,12 @@ class Sender:
                 if unpaced is not None and slots.try_take():
                     epoch = unpaced
                 else:
-                    epoch = await self._admit(pace, key)
+                    epoch = await self._admit(pace, key, again=first is not None)
             elif not slots.try_take():
                 await slots.take()
             sent = now()
+            if first is None:
+                first = sent
             if wire is not None:
                 wire.on_wire = True
             self.in_flight += 1
@@ -184,7 +200,7 @@ class Sender:
             else:
                 observers.failed(operation, key, outcome, now() - sent)
             if backoff is None:
-                backoff = Backoff(self._policy, start=start, clock=now)
+                backoff = Backoff(self._policy, start=first, clock=now)
             if not is_retryable(error.outcome, idempotent=idempotent):
                 raise Failed(error, backoff.attempts, backoff.elapsed)
             delay = backoff.next_delay()
@@ -200,19 +216,21 @@ class Sender:
             if delay > 0:
                 await self._clock.sleep(delay)
 
-    async def _admit(self, pace: KeyLimiter, key: str) -> int:
+    async def _admit(self, pace: KeyLimiter, key: str, *, again: bool) -> int:
         """Pass the key's pace, then take a pool slot; go round again if the key was cut while
-        waiting for the slot, so that a cut holds back what already queued. Returns the epoch."""
+        waiting for the slot, so that a cut holds back what already queued. Returns the epoch.
+        ``again``: a retry, which goes ahead of the requests waiting for their first attempt."""
         slots = self._slots
         while True:
             epoch = pace.unpaced_epoch(key)
             if epoch is None:
-                epoch = await pace.acquire(key)
+                epoch = await pace.acquire(key, again=again)
             if not slots.try_take():
                 await slots.take()
             if not pace.stale(key, epoch):
                 return epoch
             slots.release()
+            again = True  # sent back by a cut: it waited its turn once
 
 
 def not_the_partition(error: TransportError) -> bool:

@@ -21,6 +21,7 @@ from async_counters import (
     TableNotFoundError,
     ThrottledError,
 )
+from async_counters.slowstart import START
 
 from .fake import FakeTransport
 from .fake_time import Sleeps, until
@@ -238,8 +239,9 @@ async def test_aclose_waits_for_writes_in_flight(transport: FakeTransport) -> No
     transport.gate = asyncio.Event()
     pool = CounterPool("t", transport=transport)
     await pool.open()
-    writes = [asyncio.create_task(pool.increment("a")) for _ in range(10)]
-    await transport.on_the_wire(10)
+    # As many as a key new to the server sends at once (more wait for its first answers).
+    writes = [asyncio.create_task(pool.increment("a")) for _ in range(START)]
+    await transport.on_the_wire(START)
     closing = asyncio.create_task(pool.aclose())
     await asyncio.sleep(0)  # one turn: the close has begun, and waits for the gate
     assert not closing.done()
@@ -247,8 +249,8 @@ async def test_aclose_waits_for_writes_in_flight(transport: FakeTransport) -> No
         await pool.increment("a")  # no new work while closing
     transport.gate.set()
     await closing
-    assert sorted(await asyncio.gather(*writes)) == list(range(1, 11))
-    assert transport.values == {"a": 10}
+    assert sorted(await asyncio.gather(*writes)) == list(range(1, START + 1))
+    assert transport.values == {"a": START}
 
 
 async def test_a_cancelled_caller_does_not_cancel_a_write_on_the_wire(

@@ -1,0 +1,98 @@
+"""A crowd on a key the pacer knows nothing of goes out a few writes at a time, then faster.
+
+Before a key's first throttle nothing paces it, so a thousand callers arriving together on one
+counter all send at once. A partition holding a token or two then throttles all but one or two of
+them, before any answer can tell the pool to slow down: one wasted request per caller.
+
+So a key with more than `START` writes inside the sender at once, and unknown to the pacer,
+passes a gate whose size starts at `START` and grows by one for every write of the key that is
+acknowledged (doubling each round trip, as TCP's slow start does). A partition that takes them
+all lets the crowd through within a few round trips (eight from 8 to 1,024); one that throttles
+stops the growth, and the key's pace, once it has one, takes over from the gate. A gate is kept
+only while its key has writes inside the sender: memory follows the keys being written.
+
+Keys with at most `START` writes at once never meet a gate, and pay one comparison per write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from .slots import Slots
+
+__all__ = ["START", "SlowStart"]
+
+#: Writes of one key that may be sent at once before its partition has acknowledged any.
+START: Final = 8
+#: A gate this wide is no longer a limit: it opens for good (until its key goes idle).
+WIDE: Final = 4_096
+
+
+class _Gate:
+    __slots__ = ("open", "size", "slots")
+
+    def __init__(self, past: int) -> None:
+        self.size = START
+        self.slots = Slots(START - past)  # the writes already inside went through no gate
+        self.open = False
+
+    def open_all(self) -> None:
+        self.open = True
+        slots = self.slots
+        while slots.waiters:
+            slots.release()
+        slots.free = WIDE
+
+
+class SlowStart:
+    """The gates of the keys being written by a crowd (see the module docstring).
+
+    ``known(key)``: whether the pacer holds state for ``key`` (it was throttled lately), and
+    ``paced(key)``: whether the key has a pace, which then replaces the gate.
+    """
+
+    __slots__ = ("_known", "_paced", "gates")
+
+    def __init__(self, *, known: Callable[[str], bool], paced: Callable[[str], bool]) -> None:
+        self.gates: dict[str, _Gate] = {}  # the sender calls `leave` only while this is not empty
+        self._known = known
+        self._paced = paced
+
+    async def enter(self, key: str, writes: int) -> None:
+        """Pass the gate of ``key``, whose ``writes`` inside the sender include this one."""
+        gate = self.gates.get(key)
+        if gate is None:
+            if writes <= START or self._known(key):
+                return  # not a crowd, or one the pacer already knows of
+            gate = self.gates[key] = _Gate(writes - 1)
+        if gate.open:
+            return
+        if self._paced(key):
+            gate.open_all()
+            return
+        if not gate.slots.try_take():
+            await gate.slots.take()
+
+    def leave(self, key: str, *, passed: bool, acknowledged: bool, writes_left: int) -> None:
+        """A write of ``key`` left the sender; ``writes_left`` are still inside. ``passed``: it
+        got through `enter` (not cancelled while waiting at the gate)."""
+        gate = self.gates.get(key)
+        if gate is None:
+            return
+        if not writes_left:
+            del self.gates[key]  # idle: the next crowd starts again from `START`
+            return
+        if gate.open or not passed:
+            return
+        if self._paced(key):
+            gate.open_all()
+            return
+        gate.slots.release()
+        if acknowledged and not self._known(key):  # the partition took it: one more at once
+            gate.size += 1
+            if gate.size >= WIDE:
+                gate.open_all()
+            else:
+                gate.slots.release()
+
