@@ -81,6 +81,9 @@ STEPS = 3
 #: ... as long as at most this share was throttled: an overrun shallow bucket loses at most
 #: about every other request; more is a drop to under half.
 STEP_SHARE = 0.6
+EDGE_SHARE = 0.25
+EDGE_CUT = 0.01
+EDGE_BAND = 0.1
 #: A cut to the accepted rate that keeps this share of the pace is a small one.
 NEAR_CUT = 0.8
 #: A pace that holds without a throttle below this share of the pace that held before the
@@ -203,6 +206,7 @@ class _Key:
         "next_send",
         "ok_rate",
         "overrun",
+        "peak",
         "prior",
         "responses",
         "responses_closed",
@@ -231,6 +235,7 @@ class _Key:
         self.window_rate = 0.0  # the pace when the window started (the lowest in it)
         self.prior = 0.0  # the pace that held before the last real drop
         self.overrun = 0.0  # the pace that held before the last overrun
+        self.peak = 0.0  # the highest pace that held since the last cut
         self.ok_rate = 0.0  # the pace at the window's last ack before its first throttle
         self.responses = 0
         self.responses_closed = 0  # the responses of the window being closed
@@ -382,7 +387,8 @@ class KeyLimiter:
         state.ok_rate = 0.0
 
     def _judge(self, state: _Key, now: float, elapsed: float) -> None:
-        share = state.throttled / state.responses
+        throttled = state.throttled
+        share = throttled / state.responses
         state.responses_closed = state.responses
         accepted = state.acked / elapsed
         sent = state.responses / elapsed
@@ -407,6 +413,16 @@ class KeyLimiter:
             held = ok if state.waiting else min(ok, sent)
             if held >= state.held_now(now):
                 state.held, state.held_at = held, now
+            if throttled and state.waiting and paced >= (1.0 - EDGE_BAND) * state.peak:
+                # Held, but at the edge: each throttle eases the pace a little (a bucket of a
+                # token loses a slot to each). Within a band of the highest pace that held
+                # since the last real cut, so that random throttles cannot wear it down.
+                base = max(state.floor(now), paced * (1.0 - EDGE_CUT) ** throttled)
+                state.base, state.cut_at = base, now
+                state.k = max(PROBE_SECONDS, PROBE_REQUESTS / base)
+                state.next_send = max(state.next_send, state.last_sent + 1.0 / base)
+                return
+            state.peak = max(state.peak, paced)
             fast = max(PROBE_SECONDS, FAST_REQUESTS / paced)
             bound = state.waiting or sent >= REGAIN_BELOW * window_rate  # the pace holds back
             far = paced < REGAIN_BELOW * state.prior_now(now)
@@ -441,10 +457,15 @@ class KeyLimiter:
             # An overrun since the pace held: step just below the highest pace that held (a
             # shallow bucket overrun looks like a halved capacity; a real drop stays over
             # after a few steps, and the next window cuts to the accepted rate).
-            base = min(paced, held) * (1.0 - STEP)
-            # Slowly above it once two overruns in a row came near the same pace: the edge is
-            # found. Until then, fast (a first overrun may be far above the edge).
-            near = abs(held - state.overrun) <= 2.0 * STEP * held
+            edge = share <= EDGE_SHARE and paced <= held * (1.0 + 2.0 * STEP)
+            if edge:
+                base = paced * (1.0 - EDGE_CUT) ** throttled
+                near = True
+            else:
+                base = min(paced, held) * (1.0 - STEP)
+                # Slowly above it once two overruns in a row came near the same pace: the edge
+                # is found. Until then, fast (a first overrun may be far above the edge).
+                near = abs(held - state.overrun) <= 2.0 * STEP * held
             state.overrun = held
             streak.steps += 1
             stepped = True
@@ -466,7 +487,7 @@ class KeyLimiter:
             base = current * factor
             state.k = max(PROBE_SECONDS, FAST_REQUESTS / base)
         base = max(state.floor(now), base)
-        state.base = base
+        state.base = state.peak = base
         # The next request leaves a whole interval of the new pace after the last one: one sent
         # sooner would overrun a shallow bucket at once.
         state.next_send = max(state.next_send, state.last_sent + 1.0 / base)
