@@ -15,6 +15,11 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   paced a few per cent above its rate stays drained and throttles that few per cent. A bucket
   of a token or two, overrun by 1 %, loses every other slot. That looks like a halved capacity,
   and the steps tell it from a real drop, which stays throttled after them.
+- **Ease at the edge.** Near the pace that held, a window only a little throttled (at most
+  `EDGE_SHARE`, or under `OVER_SHARE` while callers queue) eases the pace by `EDGE_CUT` per
+  throttle. On a bucket of one token, with a few ms of jitter, a request that arrives even
+  slightly early is throttled and its slot lost: the pace settles a few per cent under the
+  token interval and stays there, instead of oscillating through cuts to the accepted rate.
 - **Probe, slowly near the edge.** Above its base the pace grows as
   ``base * (1 + GROWTH * (t / K)**3)``. K is the time `PROBE_REQUESTS` take once two overruns
   came near the same pace (the edge is found: a shallow bucket's overrun costs lost slots). It
@@ -81,6 +86,17 @@ STEPS = 3
 #: ... as long as at most this share was throttled: an overrun shallow bucket loses at most
 #: about every other request; more is a drop to under half.
 STEP_SHARE = 0.6
+#: At the edge (`EDGE_SHARE` throttled at most, near the pace that held), each throttle eases
+#: the pace by `EDGE_CUT` instead: a bucket of one token loses a slot to every request that
+#: arrives even slightly early, so the pace must settle a little below the edge, found by
+#: small steps, not by a cut to the accepted rate (which a 1 % overrun halves). In a window
+#: that held, only within `EDGE_BAND` of the highest pace that held since the last cut, so
+#: that rare random throttles cannot wear the pace down.
+EDGE_SHARE = 0.25
+EDGE_CUT = 0.01
+EDGE_BAND = 0.1
+#: At most this many eases in a run of over windows; the next over windows step, then cut.
+EDGE_STEPS = 4
 #: A cut to the accepted rate that keeps this share of the pace is a small one.
 NEAR_CUT = 0.8
 #: A pace that holds without a throttle below this share of the pace that held before the
@@ -123,7 +139,9 @@ MIN_RATE = 1.0
 FLOOR_SHARE = 1 / 8
 BEST_HALF_LIFE = 10.0
 #: The highest pace that held decays with this half-life, so that an old one is not trusted.
-HELD_HALF_LIFE = 30.0
+#: Slowly: at 10 writes/s a window lasts a second, and a run of over windows must step from
+#: about the pace that held, not from one a few per cent lower.
+HELD_HALF_LIFE = 120.0
 #: Requests may run this far ahead of the pace (seconds), so that pacing adds no delay at low load.
 SLACK = 0.005
 _EPSILON = 1e-6
@@ -135,6 +153,7 @@ class _Streak:
     __slots__ = (
         "all_cuts",
         "cuts",
+        "edges",
         "first_share",
         "opening_share",
         "paced",
@@ -150,6 +169,7 @@ class _Streak:
         self.top = 0.0  # the highest rate accepted in a paced window of the run
         self.all_cuts = 0  # every cut of the run: blind, measured or a step
         self.steps = 0  # steps below the pace that held, before any cut to the accepted rate
+        self.edges = 0  # of them, eases at the edge
         self.rate = rate  # the rate before the run's first cut
         self.paced = paced  # whether that rate was a pace (not a crowd let loose)
         self.cuts = 0
@@ -203,6 +223,7 @@ class _Key:
         "next_send",
         "ok_rate",
         "overrun",
+        "peak",
         "prior",
         "responses",
         "responses_closed",
@@ -231,6 +252,7 @@ class _Key:
         self.window_rate = 0.0  # the pace when the window started (the lowest in it)
         self.prior = 0.0  # the pace that held before the last real drop
         self.overrun = 0.0  # the pace that held before the last overrun
+        self.peak = 0.0  # the highest pace that held since the last cut
         self.ok_rate = 0.0  # the pace at the window's last ack before its first throttle
         self.responses = 0
         self.responses_closed = 0  # the responses of the window being closed
@@ -397,7 +419,8 @@ class KeyLimiter:
         state.ok_rate = 0.0
 
     def _judge(self, state: _Key, now: float, elapsed: float) -> None:
-        share = state.throttled / state.responses
+        throttled = state.throttled
+        share = throttled / state.responses
         state.responses_closed = state.responses
         accepted = state.acked / elapsed
         sent = state.responses / elapsed
@@ -422,6 +445,16 @@ class KeyLimiter:
             held = ok if state.waiting else min(ok, sent)
             if held >= state.held_now(now):
                 state.held, state.held_at = held, now
+            if throttled and state.waiting and paced >= (1.0 - EDGE_BAND) * state.peak:
+                # Held, but at the edge: each throttle eases the pace a little (a bucket of a
+                # token loses a slot to each). Within a band of the highest pace that held
+                # since the last real cut, so that random throttles cannot wear it down.
+                base = max(state.floor(now), paced * (1.0 - EDGE_CUT) ** throttled)
+                state.base, state.cut_at = base, now
+                state.k = max(PROBE_SECONDS, PROBE_REQUESTS / base)
+                state.next_send = max(state.next_send, state.last_sent + 1.0 / base)
+                return
+            state.peak = max(state.peak, paced)
             fast = max(PROBE_SECONDS, FAST_REQUESTS / paced)
             bound = state.waiting or sent >= REGAIN_BELOW * window_rate  # the pace holds back
             far = paced < REGAIN_BELOW * state.prior_now(now)
@@ -456,12 +489,22 @@ class KeyLimiter:
             # An overrun since the pace held: step just below the highest pace that held (a
             # shallow bucket overrun looks like a halved capacity; a real drop stays over
             # after a few steps, and the next window cuts to the accepted rate).
-            base = min(paced, held) * (1.0 - STEP)
-            # Slowly above it once two overruns in a row came near the same pace: the edge is
-            # found. Until then, fast (a first overrun may be far above the edge).
-            near = abs(held - state.overrun) <= 2.0 * STEP * held
+            edge = (
+                share <= EDGE_SHARE
+                and paced <= held * (1.0 + 2.0 * STEP)
+                and streak.edges < EDGE_STEPS
+            )
+            if edge:
+                base = paced * (1.0 - EDGE_CUT) ** throttled
+                near = True
+                streak.edges += 1  # an ease, not a step: the steps after it are still due
+            else:
+                base = min(paced, held) * (1.0 - STEP)
+                # Slowly above it once two overruns in a row came near the same pace: the edge
+                # is found. Until then, fast (a first overrun may be far above the edge).
+                near = abs(held - state.overrun) <= 2.0 * STEP * held
+                streak.steps += 1
             state.overrun = held
-            streak.steps += 1
             stepped = True
             state.k = max(PROBE_SECONDS, (PROBE_REQUESTS if near else FAST_REQUESTS) / base)
         elif measured:
@@ -481,7 +524,7 @@ class KeyLimiter:
             base = current * factor
             state.k = max(PROBE_SECONDS, FAST_REQUESTS / base)
         base = max(state.floor(now), base)
-        state.base = base
+        state.base = state.peak = base
         # The next request leaves a whole interval of the new pace after the last one: one sent
         # sooner would overrun a shallow bucket at once.
         state.next_send = max(state.next_send, state.last_sent + 1.0 / base)
