@@ -37,7 +37,10 @@ class RetryPolicy:
     - ``attempts``: at most this many requests per operation (None: no count limit).
     - ``base``/``cap``: the first backoff ceiling in seconds, and the largest.
     - ``deadline``: give up once the next retry would start later than this many seconds after the
-      first attempt (None: no time limit). At least one of ``attempts`` and ``deadline`` is set.
+      first attempt was sent (None: no time limit). Time queued before it, for a pool slot or
+      behind the key's pace, is flow control and does not count; a paced key's retry takes the
+      next slot of the pace, ahead of the queue. At least one of ``attempts`` and ``deadline`` is
+      set.
     - ``jitter``: ``"full"`` (sleep uniformly in ``[0, min(cap, base * 2**n)]``) or
       ``"decorrelated"`` (sleep uniformly in ``[base, 3 * previous]``, at most ``cap``).
     - ``sleep``, ``clock`` and ``rng`` are injectable so that tests are exact and instant

@@ -95,4 +95,3 @@ class SlowStart:
                 gate.open_all()
             else:
                 gate.slots.release()
-

@@ -188,12 +188,13 @@ async def load(
     shards: int = 1,
     seed: int = 1,
     latency: float = 0.005,
+    deadline: float = 30.0,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key for ``seconds`` of virtual time."""
     loop = asyncio.get_running_loop()
     transport = Partitions(shape=shape, rate=rate, burst=burst, seed=seed, latency=latency)
     await transport.create_table(TABLE)
-    retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random)
+    retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random, deadline=deadline)
     result = Result(cap=rate * shards, seconds=seconds, warmup=warmup)
     async with CounterPool(TABLE, transport=transport, retry=retry, shards=shards) as pool:
         start = loop.time()
