@@ -33,8 +33,14 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; an
   unpaced key's retries keep their jittered backoff. Whatever that misses, a cut never goes
   below an eighth of the best accepted rate seen lately (halved every 10 s).
+- **Retries first.** A paced key's first attempts leave in arrival order; a retry (or a request
+  sent back by a cut) takes the next slot of the pace ahead of them, as it already waited its
+  turn once. So a throttle costs a caller one slot of the pace, not a second wait behind the
+  whole queue, and the tail latency stays at the queue's length (Little's law).
 - A key whose pace is far above what it sends is released, and a released key idle for `IDLE`
   seconds is forgotten: memory follows the keys being throttled, not the operations.
+- Before a key's first throttle, a crowd on it goes out through `slowstart` (a few writes at
+  once, doubling each round trip while they are acknowledged).
 
 Keys that were never throttled pay one dict lookup per request. The pool-wide ``max_in_flight``
 still bounds everything; a key's pace is applied *before* taking a pool slot, so a throttled hot key
