@@ -17,7 +17,13 @@ import orjson
 
 from . import Outcome, TransportError, outcome_for_code
 
-__all__ = ["crc32_matches", "crc32_mismatch", "invalid_success", "service_error"]
+__all__ = [
+    "crc32_matches",
+    "crc32_mismatch",
+    "invalid_success",
+    "service_error",
+    "throttling_reasons",
+]
 
 
 def crc32_matches(crc: str, raw: bytes) -> bool:
@@ -39,6 +45,17 @@ def invalid_success() -> TransportError:
     """The error for a 200 whose body is not a JSON object (a proxy's page, a cut answer)."""
     return TransportError(
         Outcome.AMBIGUOUS, "InvalidResponse", "200 without a JSON object body", status=200
+    )
+
+
+def throttling_reasons(listed: object) -> tuple[str, ...]:
+    """The ``reason`` of each entry of a throttle's ``ThrottlingReasons``, if it sent any."""
+    if not isinstance(listed, list):
+        return ()
+    return tuple(
+        str(entry["reason"])
+        for entry in listed
+        if isinstance(entry, dict) and isinstance(entry.get("reason"), str)
     )
 
 
@@ -66,16 +83,7 @@ def service_error(status: int, raw: bytes) -> TransportError:
     code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     message = body.get("message", body.get("Message", ""))
     item = body.get("Item")
-    listed = body.get("ThrottlingReasons")
-    reasons = (
-        tuple(
-            str(entry["reason"])
-            for entry in listed
-            if isinstance(entry, dict) and isinstance(entry.get("reason"), str)
-        )
-        if isinstance(listed, list)
-        else ()
-    )
+    reasons = throttling_reasons(body.get("ThrottlingReasons"))
     return TransportError(
         outcome_for_code(code, status),
         code,

@@ -172,6 +172,7 @@ def _from_client_error(exc: ClientError) -> TransportError:
         str(error.get("Message", "")),
         status=status,
         item=response.get("Item"),
+        reasons=answers.throttling_reasons(response.get("ThrottlingReasons")),
     )
     if code == "InvalidSignatureException":
         found = skew.explain(found, metadata.get("HTTPHeaders", {}).get("date"), time.time())
