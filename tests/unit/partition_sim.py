@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from async_counters import CounterError, CounterPool, RetryPolicy
+from async_counters.stats import LatencyHistogram
 from async_counters.transport import Outcome, TransportError
 
 from .memory_transport import MemoryTransport
@@ -113,28 +114,6 @@ class Partitions(MemoryTransport):
         return await super().call(operation, params)
 
 
-class Histogram:
-    """Latencies in 2 % buckets and the exact maximum (no record per operation)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
-        self.max = 0.0
-
-    def add(self, seconds: float) -> None:
-        index = math.floor(math.log(max(seconds, 1e-6)) * 50)
-        self.counts[index] = self.counts.get(index, 0) + 1
-        self.max = max(self.max, seconds)
-
-    def quantile(self, q: float) -> float:
-        total = sum(self.counts.values())
-        seen = 0
-        for index in sorted(self.counts):
-            seen += self.counts[index]
-            if seen >= q * total:
-                return min(math.exp((index + 0.5) / 50), self.max)
-        return 0.0
-
-
 @dataclass
 class Result:
     cap: float  # of all the items the key is spread over
@@ -148,7 +127,7 @@ class Result:
     requests_steady: int = 0
     acks_total: int = 0
     drain: float = 0.0
-    latency: Histogram = field(default_factory=Histogram)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     value: int = 0
 
     @property
@@ -171,8 +150,8 @@ class Result:
         return (
             f"good {self.goodput:.0%} steady {self.steady_goodput:.0%} "
             f"req/ack {self.per_ack:.3f} steady {self.steady_per_ack:.3f} failed {self.failed} "
-            f"p50 {self.latency.quantile(0.5) * 1e3:.0f} "
-            f"p99 {self.latency.quantile(0.99) * 1e3:.0f} "
+            f"p50 {self.latency.percentile(0.5) * 1e3:.0f} "
+            f"p99 {self.latency.percentile(0.99) * 1e3:.0f} "
             f"max {self.latency.max * 1e3:.0f} ms drain {self.drain:.2f}"
         )
 
@@ -211,7 +190,7 @@ async def load(
                     continue
                 done = loop.time()
                 result.acks_total += 1
-                result.latency.add(done - sent)
+                result.latency.record(done - sent)
                 if done <= end:
                     result.acked += 1
                     result.acked_steady += done > steady_from
