@@ -8,7 +8,10 @@ So a key with more than `START` writes inside the sender at once, and unknown to
 passes a gate whose size starts at `START` and grows by one for every write of the key that is
 acknowledged (doubling each round trip, as TCP's slow start does). A partition that takes them
 all lets the crowd through within a few round trips (eight from 8 to 1,024); one that throttles
-stops the growth, and the key's pace, once it has one, takes over from the gate. A gate is kept
+acknowledges only what it can take, so the gate grows no faster than the partition's rate, and
+the key's pace, once it has one, takes over from the gate. (A throttle does not freeze the gate:
+a key throttled a little, never paced, would then stay at a few writes at once for as long as
+its crowd lasts, under the partition's rate on a slow network.) A gate is kept
 only while its key has writes inside the sender: memory follows the keys being written.
 
 Keys with at most `START` writes at once never meet a gate, and pay one comparison per write.
@@ -89,7 +92,7 @@ class SlowStart:
             gate.open_all()
             return
         gate.slots.release()
-        if acknowledged and not self._known(key):  # the partition took it: one more at once
+        if acknowledged:  # the partition took it: one more at once
             gate.size += 1
             if gate.size >= WIDE:
                 gate.open_all()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 from async_counters import CounterPool, RetryPolicy
 
@@ -88,3 +89,27 @@ def test_a_throttled_retry_is_not_a_failure_when_the_crowd_is_large() -> None:
     assert result.failed == 0, result.line()
     assert result.value == result.acks_total
     assert result.per_ack <= 1.10, result.line()  # the whole run, cold start included
+
+
+def test_a_stray_throttle_does_not_hold_a_crowd_to_a_few_writes_at_once() -> None:
+    """One throttle at the start, then a partition that takes everything: the key is known to
+    the pacer but never paced (1 throttle in its first window of ~150 answers), and its gate must
+    still open: one frozen at the ~15 it had reached would hold 1,024 callers to 15 a round trip,
+    under the cap of a partition further away."""
+
+    class OneThrottle(Partitions):
+        thrown = False
+
+        async def call(self, operation: str, params: Any) -> dict[str, Any]:
+            if operation == "UpdateItem" and not self.thrown:
+                self.thrown = True
+                self.counts.requests += 1
+                await asyncio.sleep(self.base_latency)  # answered like the others
+                raise self._throttle()
+            return await super().call(operation, params)
+
+    transport = OneThrottle(shape="gcra", rate=1e6, burst=1.0, latency=0.001, jitter=0.0)
+    results, elapsed, value = run_virtual(_crowd(transport, 1_024))
+    assert all(isinstance(r, int) for r in results) and value == 1_024
+    assert transport.counts.throttled == 1
+    assert elapsed <= 30 * 0.001  # round trips of virtual time; frozen at 15 it takes ~70
