@@ -119,8 +119,8 @@ class Sender:
         start = self._start
         passed = acknowledged = False
         try:
-            if writes > START and start is not None:
-                await start.enter(key, writes)
+            if start is not None and (writes > START or start.gates):
+                await start.enter(key, writes)  # a gate standing counts every write of its key
             passed = True
             response = await self._send(operation, params, idempotent, key, wire, more)
             acknowledged = True
@@ -208,7 +208,7 @@ class Sender:
                 raise Failed(error, backoff.attempts, backoff.elapsed)
             if pace is not None and error.outcome is Outcome.THROTTLED and not elsewhere:
                 assert key is not None
-                if pace.unpaced_epoch(key) is None:
+                if pace.paced(key):
                     # The key is paced: its pace spaces the retry (a backoff on top would
                     # only leave the partition idle while its callers sleep).
                     delay = 0.0

@@ -9,7 +9,9 @@ import random
 from typing import Any
 
 from async_counters import CounterPool, RetryPolicy
+from async_counters.slowstart import START
 
+from .fake import FakeTransport
 from .partition_sim import TABLE, Partitions, load
 from .virtual_loop import run_virtual
 
@@ -113,3 +115,60 @@ def test_a_stray_throttle_does_not_hold_a_crowd_to_a_few_writes_at_once() -> Non
     assert all(isinstance(r, int) for r in results) and value == 1_024
     assert transport.counts.throttled == 1
     assert elapsed <= 30 * 0.001  # round trips of virtual time; frozen at 15 it takes ~70
+
+
+class _Held(FakeTransport):
+    """Each write waits on the wire until the test answers it; answers go oldest first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[asyncio.Future[None]] = []
+
+    async def call(self, operation: str, params: Any) -> dict[str, Any]:
+        if operation == "UpdateItem":
+            answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.held.append(answer)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._arrived.set()
+            try:
+                await answer
+            finally:
+                self.in_flight -= 1
+        return self._apply(operation, params)
+
+    def answer(self, count: int) -> None:
+        for answer in self.held[:count]:
+            answer.set_result(None)
+        del self.held[:count]
+
+
+async def _settle() -> None:
+    for _ in range(10):  # a few turns of the loop: answers reach their writers, gates pass
+        await asyncio.sleep(0)
+
+
+async def test_writes_arriving_while_a_gate_stands_pass_it_however_few_are_inside() -> None:
+    """A gate of 15, with 2 writes inside: 20 more arrive. The first 6 of them bring the key's
+    writes to at most `START`; they must still count at the gate, or 21 would be on the wire."""
+    transport = _Held()
+    async with CounterPool("ttt", transport=transport) as pool:
+        first = [asyncio.create_task(pool.increment("a")) for _ in range(START + 1)]
+        more: list[asyncio.Task[int]] = []
+        try:
+            await transport.on_the_wire(START)
+            await _settle()
+            assert transport.in_flight == START  # the 9th waits at the gate
+            transport.answer(START - 1)  # 7 acknowledged: the gate is 15 wide, the 9th goes out
+            await _settle()
+            assert transport.in_flight == 2
+            more = [asyncio.create_task(pool.increment("a")) for _ in range(20)]
+            await _settle()
+            assert transport.in_flight == START + START - 1  # 15, the gate's width (was 21)
+        finally:  # answer everything, so that a failed check does not leave the close waiting
+            while transport.held:
+                transport.answer(len(transport.held))
+                await _settle()
+        results = await asyncio.gather(*first, *more)
+    assert sorted(results) == list(range(1, START + 22))
+    assert transport.values == {"a": START + 21}
