@@ -82,7 +82,6 @@ class Partitions(MemoryTransport):
         self.rng = random.Random(seed)
         self.buckets: dict[str, Bucket] = {}
         self.counts = Counts()
-        self.reasons = ["TableWriteKeyRangeThroughputExceeded"]
 
     def _delay(self) -> float:
         return max(0.0, self.base_latency + self.rng.uniform(-self.jitter, self.jitter))
@@ -90,7 +89,13 @@ class Partitions(MemoryTransport):
     def _throttle(self) -> TransportError:
         self.counts.throttled += 1
         return TransportError(
-            Outcome.THROTTLED, "ProvisionedThroughputExceededException", "capped", status=400
+            Outcome.THROTTLED,
+            "ProvisionedThroughputExceededException",
+            "capped",
+            status=400,
+            reasons=(
+                "TableWriteKeyRangeThroughputExceeded",
+            ),  # the item's partition, as DynamoDB says
         )
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
