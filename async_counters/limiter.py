@@ -9,6 +9,12 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   in that window, times ``1 + PROBE``: under capacity throttling that is the partition's rate,
   whatever was sent. A window too throttled, or too short, to measure cuts by the share that
   got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
+  After a key's first pace, or such a guess, and until a request sent since is acknowledged,
+  a paced window ends at its `EARLY_THROTTLES`-th throttle however short, and the pace is cut
+  to twice one request in the silence so far (none in t seconds says under about 1/t a second)
+  once that is below it; after a guess, by the guess too if that cuts deeper. A deep bucket
+  that just ran out under a crowd acknowledges its burst in the first window and looks fast;
+  the silence after it tells its rate.
 - **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
   no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
   times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
@@ -233,6 +239,8 @@ class _Key:
         "prior",
         "responses",
         "responses_closed",
+        "silent_guess",
+        "silent_since",
         "streak",
         "throttled",
         "waiting",
@@ -266,6 +274,10 @@ class _Key:
         self.throttled = 0
         self.waiting = 0  # requests inside `acquire`, queued behind the pace
         self.last_seen = now
+        # Since when no request sent after a first pace or a guess was acknowledged (None: one
+        # was, or the last cut was measured on a paced key). The silence bounds the rate.
+        self.silent_since: float | None = None
+        self.silent_guess = False  # whether that began at a guess (not a measured first pace)
 
     def floor(self, now: float) -> float:
         """The slowest a cut may pace: a share of the best accepted rate seen lately. Whatever
@@ -400,6 +412,7 @@ class KeyLimiter:
             state.throttled += 1
         elif outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.CONDITION_FAILED:
             state.acked += 1  # a refused condition was served too: it used the partition
+            state.silent_since = None
             if state.throttled == 0 and state.base is not None:
                 state.ok_rate = state.rate(now) or 0.0  # the pace held up to here
         elapsed = now - state.window_start
@@ -411,10 +424,14 @@ class KeyLimiter:
                 and (state.acked >= MIN_ACKED or state.throttled > BLIND_SHARE * state.responses)
             )
             or (
+                # Overrun early; or three throttles while nothing sent since a first pace or a
+                # guess was acknowledged (elapsed > 0: a coarse clock may not have moved).
                 state.base is not None
-                and elapsed >= WINDOW_MIN
                 and state.throttled >= EARLY_THROTTLES
-                and state.throttled > EARLY_SHARE * state.responses
+                and (
+                    (elapsed >= WINDOW_MIN and state.throttled > EARLY_SHARE * state.responses)
+                    or (state.silent_since is not None and elapsed > 0)
+                )
             )
         ):
             self._close_window(state, now, elapsed)
@@ -528,7 +545,25 @@ class KeyLimiter:
             if share <= BLIND_SHARE or state.responses_closed < WINDOW_RESPONSES:
                 factor = max(BLIND_CUT_MAX, 1.0 - share)
             base = current * factor
+            silent = state.silent_since
+            if silent is not None:
+                # Nothing sent since the key's first pace (or a guess) got through: no faster
+                # than twice one request in that time (none in t seconds says under about 1/t
+                # a second). A bucket that just ran out under a crowd acknowledges its burst in
+                # the first windows and looks fast; the silence after it tells its rate. After
+                # a first pace that was measured, only the silence cuts: its measure may hold.
+                heard = 2.0 / max(now - silent, _EPSILON)
+                base = min(heard, base if state.silent_guess else current)
+                if base >= current:
+                    return  # not long enough a silence to say more than the pace does
             state.k = max(PROBE_SECONDS, FAST_REQUESTS / base)
+        if paced is None or not (measured or stepped):
+            # A first pace (its window held a crowd spending a full bucket) or a guess: until
+            # an ack, the silence is the measure.
+            if state.silent_since is None:
+                state.silent_since, state.silent_guess = now, not measured
+        else:
+            state.silent_since = None
         base = max(state.floor(now), base)
         state.base = state.peak = base
         # The next request leaves a whole interval of the new pace after the last one: one sent

@@ -62,6 +62,7 @@ class Sender:
         "_outstanding",
         "_pace",
         "_policy",
+        "_rtt",
         "_slots",
         "_start",
         "in_flight",
@@ -86,9 +87,15 @@ class Sender:
         self.transport = transport
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
+        self._rtt = 0.0  # the round trip of answered requests, smoothed (0: none yet)
         self._start = (
-            None if pace is None else SlowStart(known=pace.known, paced=pace.paced)
+            None if pace is None else SlowStart(known=pace.known, paced=pace.paced, rtt=self.rtt)
         )  # a crowd on a key the pacer knows nothing of goes out a few at a time at first
+
+    def rtt(self) -> float:
+        """The round trip of answered requests lately (seconds; 0 before the first answer),
+        smoothed as TCP does (an eighth of each new sample)."""
+        return self._rtt
 
     def load(self, key: str) -> tuple[float, int]:
         """How soon a write to ``key`` could leave (its pace's delay, seconds) and how many writes
@@ -189,7 +196,10 @@ class Sender:
                 assert key is not None
                 pace.observe(key, outcome, epoch)
             if error is None:
-                observers.answered(operation, key, now() - sent, response)
+                took = now() - sent
+                rtt = self._rtt
+                self._rtt = took if not rtt else rtt + (took - rtt) * 0.125
+                observers.answered(operation, key, took, response)
                 if more is None:
                     return response
                 rest = more(response)

@@ -14,22 +14,34 @@ a key throttled a little, never paced, would then stay at a few writes at once f
 its crowd lasts, under the partition's rate on a slow network.) A gate is kept
 only while its key has writes inside the sender: memory follows the keys being written.
 
+The gate stops growing at what carries `KEY_RATE` writes a second at the pool's round trip
+(``KEY_RATE * rtt``, at least `START`): four times what one partition serves, and all that a
+warm on-demand table takes, so no key that DynamoDB could serve is held back by it. A partition
+with a deep bucket (DynamoDB keeps up to 300 s of unused capacity) takes a crowd at any rate
+until the bucket runs out, and then throttles every write on the wire at once: without a
+ceiling, a thousand callers lose a thousand requests in that instant, and their retries queue
+behind the partition's rate for longer than a retry deadline.
+
 Keys with at most `START` writes at once never meet a gate, and pay one comparison per write.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Final
 
 from .slots import Slots
 
-__all__ = ["START", "SlowStart"]
+__all__ = ["KEY_RATE", "START", "SlowStart"]
 
 #: Writes of one key that may be sent at once before its partition has acknowledged any.
 START: Final = 8
 #: A gate this wide is no longer a limit: it opens for good (until its key goes idle).
 WIDE: Final = 4_096
+#: Writes per second one key's gate carries at most, at the pool's round trip: 4 x the 1,000
+#: WCU/s of one partition, the whole of a warm on-demand table's 4,000 WRU/s.
+KEY_RATE: Final = 4_000.0
 
 
 class _Gate:
@@ -51,16 +63,28 @@ class _Gate:
 class SlowStart:
     """The gates of the keys being written by a crowd (see the module docstring).
 
-    ``known(key)``: whether the pacer holds state for ``key`` (it was throttled lately), and
-    ``paced(key)``: whether the key has a pace, which then replaces the gate.
+    ``known(key)``: whether the pacer holds state for ``key`` (it was throttled lately),
+    ``paced(key)``: whether the key has a pace, which then replaces the gate, and ``rtt()``: the
+    pool's round trip lately (seconds), which sets how wide a gate may grow.
     """
 
-    __slots__ = ("_known", "_paced", "gates")
+    __slots__ = ("_known", "_paced", "_rtt", "gates")
 
-    def __init__(self, *, known: Callable[[str], bool], paced: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        known: Callable[[str], bool],
+        paced: Callable[[str], bool],
+        rtt: Callable[[], float],
+    ) -> None:
         self.gates: dict[str, _Gate] = {}  # the sender calls `leave` only while this is not empty
         self._known = known
         self._paced = paced
+        self._rtt = rtt
+
+    def ceiling(self) -> int:
+        """How wide a gate may grow: `KEY_RATE` writes a second at the round trip."""
+        return max(START, math.ceil(KEY_RATE * self._rtt()))
 
     async def enter(self, key: str, writes: int) -> None:
         """Pass the gate of ``key``, whose ``writes`` inside the sender include this one."""
@@ -92,7 +116,7 @@ class SlowStart:
             gate.open_all()
             return
         gate.slots.release()
-        if acknowledged:  # the partition took it: one more at once
+        if acknowledged and gate.size < self.ceiling():  # the partition took it: one more
             gate.size += 1
             if gate.size >= WIDE:
                 gate.open_all()

@@ -187,3 +187,21 @@ async def test_mostly_random_throttles_do_not_pace_a_key_to_the_floor(
     partition = Partition(rate=1e9, burst=1e9, random_throttles=0.9)
     run = await drive(limiter, time, partition, 10.0, gap=0.001)  # demand: 1,000 requests/s
     assert run.sent / 10.0 >= 0.5 * 1_000.0
+
+
+async def test_throttles_in_one_instant_of_a_coarse_clock_close_no_window(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    """After a first pace, three throttles end a window early; not before the clock has moved
+    (a window of no time would measure a rate by dividing by zero)."""
+    epoch = 0
+    while epoch == 0:  # a crowd on a cold key, all throttled: a first pace, cut blind
+        time.now += 0.001
+        limiter.observe("hot", Outcome.THROTTLED, 0)
+        epoch = 0 if not limiter.stale("hot", 0) else await limiter.acquire("hot")
+    for _ in range(5):
+        limiter.observe("hot", Outcome.THROTTLED, epoch)  # the clock has not moved
+    assert not limiter.stale("hot", epoch)  # no window closed
+    time.now += 0.001
+    limiter.observe("hot", Outcome.THROTTLED, epoch)
+    assert limiter.stale("hot", epoch)  # one did now, and cut

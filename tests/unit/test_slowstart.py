@@ -8,8 +8,10 @@ import asyncio
 import random
 from typing import Any
 
-from async_counters import CounterPool, RetryPolicy
-from async_counters.slowstart import START
+import pytest
+
+from async_counters import CounterPool, RetryPolicy, slowstart
+from async_counters.slowstart import KEY_RATE, START
 
 from .fake import FakeTransport
 from .partition_sim import TABLE, Partitions, load
@@ -41,13 +43,37 @@ def test_a_crowd_into_a_one_token_bucket_wastes_a_handful_not_one_request_each()
     assert transport.counts.requests <= 1.10 * 1_024, transport.counts  # before: > 2 * 1,024
 
 
-def test_a_partition_that_takes_the_crowd_lets_it_through_within_a_few_round_trips() -> None:
-    """A deep bucket: the gate doubles every round trip (8, 16, ... 1,024 in seven)."""
+def test_a_partition_that_takes_the_crowd_lets_it_through_at_the_key_ceiling() -> None:
+    """A deep bucket: the gate doubles every round trip up to `KEY_RATE` writes a second at
+    the round trip (20 at once at 5 ms), and no further: 1,024 callers take 1,024 / 4,000 s."""
     transport = Partitions(shape="gcra", rate=1e6, burst=1.0, latency=0.005, jitter=0.0)
     results, elapsed, value = run_virtual(_crowd(transport, 1_024))
     assert all(isinstance(r, int) for r in results) and value == 1_024
     assert transport.counts.throttled == 0
-    assert elapsed <= 10 * 0.005  # round trips of virtual time, not a speed
+    ceiling = 1_024 / KEY_RATE  # seconds of virtual time, not a speed
+    assert 0.9 * ceiling <= elapsed <= 1.2 * ceiling + 4 * 0.005, elapsed
+
+
+def test_on_a_slow_round_trip_the_gate_grows_wide() -> None:
+    """At 50 ms a round trip the ceiling is 200 writes at once: 1,024 callers are through in
+    about ten round trips (8, 16, ... 128, then 200 at a time), not 1,024 / 4,000 s."""
+    transport = Partitions(shape="gcra", rate=1e6, burst=1.0, latency=0.05, jitter=0.0)
+    results, elapsed, value = run_virtual(_crowd(transport, 1_024))
+    assert all(isinstance(r, int) for r in results) and value == 1_024
+    assert elapsed <= 12 * 0.05, elapsed
+
+
+def test_a_deep_bucket_running_out_under_a_crowd_throttles_a_ceiling_not_the_crowd() -> None:
+    """1,024 callers on a key capped at 10/s holding 300 s of it (3,000 writes). Without a
+    ceiling the gate grew to 1,024 before the bucket ran out, then all 1,024 writes on the wire
+    were throttled at once, and their retries alone queued 100 s behind the partition's rate:
+    1.40 requests per increment over 30 s, and 7 increments past a 30 s retry deadline."""
+    result = run_virtual(
+        load(shape="gcra", rate=10.0, burst=300.0, callers=1_024, seconds=30.0, warmup=10.0)
+    )
+    assert result.failed == 0, result.line()
+    assert result.value == result.acks_total
+    assert result.per_ack <= 1.05, result.line()  # the whole run, the burst's end included
 
 
 def test_callers_cancelled_at_the_gate_are_not_sent_and_free_their_place() -> None:
@@ -93,7 +119,9 @@ def test_a_throttled_retry_is_not_a_failure_when_the_crowd_is_large() -> None:
     assert result.per_ack <= 1.10, result.line()  # the whole run, cold start included
 
 
-def test_a_stray_throttle_does_not_hold_a_crowd_to_a_few_writes_at_once() -> None:
+def test_a_stray_throttle_does_not_hold_a_crowd_to_a_few_writes_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """One throttle at the start, then a partition that takes everything: the key is known to
     the pacer but never paced (1 throttle in its first window of ~150 answers), and its gate must
     still open: one frozen at the ~15 it had reached would hold 1,024 callers to 15 a round trip,
@@ -110,6 +138,7 @@ def test_a_stray_throttle_does_not_hold_a_crowd_to_a_few_writes_at_once() -> Non
                 raise self._throttle()
             return await super().call(operation, params)
 
+    monkeypatch.setattr(slowstart, "KEY_RATE", 1e9)  # the gate's growth, not its ceiling
     transport = OneThrottle(shape="gcra", rate=1e6, burst=1.0, latency=0.001, jitter=0.0)
     results, elapsed, value = run_virtual(_crowd(transport, 1_024))
     assert all(isinstance(r, int) for r in results) and value == 1_024
@@ -148,9 +177,12 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_writes_arriving_while_a_gate_stands_pass_it_however_few_are_inside() -> None:
+async def test_writes_arriving_while_a_gate_stands_pass_it_however_few_are_inside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A gate of 15, with 2 writes inside: 20 more arrive. The first 6 of them bring the key's
     writes to at most `START`; they must still count at the gate, or 21 would be on the wire."""
+    monkeypatch.setattr(slowstart, "KEY_RATE", 1e9)  # answers held by the test: no ceiling
     transport = _Held()
     async with CounterPool("ttt", transport=transport) as pool:
         first = [asyncio.create_task(pool.increment("a")) for _ in range(START + 1)]
@@ -172,3 +204,14 @@ async def test_writes_arriving_while_a_gate_stands_pass_it_however_few_are_insid
         results = await asyncio.gather(*first, *more)
     assert sorted(results) == list(range(1, START + 22))
     assert transport.values == {"a": START + 21}
+
+
+def test_a_bucket_that_runs_out_under_a_crowd_is_paced_within_a_few_throttles() -> None:
+    """16 callers on a key of 25/s holding a second of it: the first window acknowledges the
+    burst (15 in 13 ms, "1,150/s"), and the pace measured from it sent 70 requests into the
+    empty bucket in the next 50 ms. The silence after it now cuts within a few throttles."""
+    result = run_virtual(
+        load(shape="gcra", rate=25.0, burst=1.0, callers=16, seconds=30.0, warmup=7.5)
+    )
+    assert result.failed == 0 and result.value == result.acks_total
+    assert result.per_ack <= 1.12, result.line()  # the whole run; before: 1.20
