@@ -11,8 +11,9 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
   After a key's first pace, or such a guess, and until a request sent since is acknowledged,
   a paced window ends at its `EARLY_THROTTLES`-th throttle however short, and the pace is cut
-  to twice one request in the silence so far (none in t seconds says under about 1/t a second)
-  once that is below it; after a guess, by the guess too if that cuts deeper. A deep bucket
+  to twice one request in the silence so far, less a round trip (none in t seconds says under
+  about 1/t a second) once that is below it; after a guess, by the guess too if that cuts
+  deeper. A deep bucket
   that just ran out under a crowd acknowledges its burst in the first window and looks fast;
   the silence after it tells its rate.
 - **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
@@ -56,6 +57,7 @@ queues on its own and does not hold slots that cold keys need.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -274,8 +276,9 @@ class _Key:
         self.throttled = 0
         self.waiting = 0  # requests inside `acquire`, queued behind the pace
         self.last_seen = now
-        # Since when no request sent after a first pace or a guess was acknowledged (None: one
-        # was, or the last cut was measured on a paced key). The silence bounds the rate.
+        # Since when no request sent after a first pace or a guess was acknowledged: from the
+        # first sent (inf: none sent yet; None: one was acknowledged, or the last cut was
+        # measured on a paced key). The silence bounds the rate.
         self.silent_since: float | None = None
         self.silent_guess = False  # whether that began at a guess (not a measured first pace)
 
@@ -326,6 +329,7 @@ class KeyLimiter:
         self._sleep = sleep
         self._keys: dict[str, _Key] = {}
         self._next_sweep = clock() + IDLE
+        self._rtt = 0.0  # the sender's round trip of acknowledged requests, at the last answer
 
     def unpaced_epoch(self, key: str) -> int | None:
         """The epoch to send ``key`` in at once if it is not paced; None: await `acquire`."""
@@ -373,6 +377,8 @@ class KeyLimiter:
             if wait <= _EPSILON:  # not 0: a clock may not move for a sub-microsecond sleep
                 state.next_send = max(state.next_send, now - SLACK) + 1.0 / rate
                 state.last_sent = now
+                if state.silent_since == math.inf:
+                    state.silent_since = now  # the first request sent since a first pace
                 return state.epoch
             await self._sleep(wait)
 
@@ -393,8 +399,10 @@ class KeyLimiter:
         state = self._keys.get(key)
         return state is not None and state.epoch != epoch
 
-    def observe(self, key: str, outcome: Outcome, epoch: int) -> None:
-        """Account one response of a write to ``key`` admitted in ``epoch``."""
+    def observe(self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0) -> None:
+        """Account one response of a write to ``key`` admitted in ``epoch``; ``rtt``: the
+        round trip of acknowledged requests lately (seconds), as the sender measures it. (A
+        throttle may come back sooner than an ack: a silence is only one once it is longer.)"""
         state = self._keys.get(key)
         if state is None:
             if outcome is not Outcome.THROTTLED:
@@ -405,6 +413,7 @@ class KeyLimiter:
         else:
             now = self._clock()
         state.last_seen = now
+        self._rtt = rtt
         if epoch != state.epoch:
             return  # sent at a rate that is no longer ours: it says nothing of the current one
         state.responses += 1
@@ -425,12 +434,17 @@ class KeyLimiter:
             )
             or (
                 # Overrun early; or three throttles while nothing sent since a first pace or a
-                # guess was acknowledged (elapsed > 0: a coarse clock may not have moved).
+                # guess was acknowledged, for longer than an ack takes (elapsed > 0: a window
+                # needs time to measure, and a coarse clock may not have moved).
                 state.base is not None
                 and state.throttled >= EARLY_THROTTLES
                 and (
                     (elapsed >= WINDOW_MIN and state.throttled > EARLY_SHARE * state.responses)
-                    or (state.silent_since is not None and elapsed > 0)
+                    or (
+                        elapsed > 0
+                        and state.silent_since is not None
+                        and now - state.silent_since > self._rtt
+                    )
                 )
             )
         ):
@@ -552,7 +566,8 @@ class KeyLimiter:
                 # a second). A bucket that just ran out under a crowd acknowledges its burst in
                 # the first windows and looks fast; the silence after it tells its rate. After
                 # a first pace that was measured, only the silence cuts: its measure may hold.
-                heard = 2.0 / max(now - silent, _EPSILON)
+                # The requests sent in the last round trip could not have been acknowledged yet.
+                heard = 2.0 / max(now - silent - self._rtt, _EPSILON)
                 base = min(heard, base if state.silent_guess else current)
                 if base >= current:
                     return  # not long enough a silence to say more than the pace does
@@ -561,7 +576,7 @@ class KeyLimiter:
             # A first pace (its window held a crowd spending a full bucket) or a guess: until
             # an ack, the silence is the measure.
             if state.silent_since is None:
-                state.silent_since, state.silent_guess = now, not measured
+                state.silent_since, state.silent_guess = math.inf, not measured
         else:
             state.silent_since = None
         base = max(state.floor(now), base)

@@ -194,7 +194,7 @@ class Sender:
             elsewhere = error is not None and not_the_partition(error)
             if pace is not None and not elsewhere:
                 assert key is not None
-                pace.observe(key, outcome, epoch)
+                pace.observe(key, outcome, epoch, self._rtt)
             if error is None:
                 took = now() - sent
                 rtt = self._rtt

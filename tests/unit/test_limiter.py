@@ -189,19 +189,44 @@ async def test_mostly_random_throttles_do_not_pace_a_key_to_the_floor(
     assert run.sent / 10.0 >= 0.5 * 1_000.0
 
 
-async def test_throttles_in_one_instant_of_a_coarse_clock_close_no_window(
+async def test_throttles_in_one_instant_close_no_window(
     limiter: KeyLimiter, time: VirtualTime
 ) -> None:
-    """After a first pace, three throttles end a window early; not before the clock has moved
-    (a window of no time would measure a rate by dividing by zero)."""
+    """In a silence after a first pace, three throttles end a window early; not while the clock
+    has not moved since the window began (a coarse clock: a window of no time would measure a
+    rate by dividing by zero)."""
     epoch = 0
-    while epoch == 0:  # a crowd on a cold key, all throttled: a first pace, cut blind
+    while not limiter.stale("hot", epoch):  # a crowd on a cold key, all throttled: cut blind
         time.now += 0.001
-        limiter.observe("hot", Outcome.THROTTLED, 0)
-        epoch = 0 if not limiter.stale("hot", 0) else await limiter.acquire("hot")
+        limiter.observe("hot", Outcome.THROTTLED, epoch)
+    epoch += 1  # the epoch counts cuts
+    await limiter.acquire("hot")  # a request leaves at the new pace: the silence begins
+    time.now += 0.01
+    while not limiter.stale("hot", epoch):  # no ack: the silence cuts again, a window begins
+        limiter.observe("hot", Outcome.THROTTLED, epoch)
+    epoch += 1
     for _ in range(5):
-        limiter.observe("hot", Outcome.THROTTLED, epoch)  # the clock has not moved
+        limiter.observe("hot", Outcome.THROTTLED, epoch)  # answered in that same instant
     assert not limiter.stale("hot", epoch)  # no window closed
     time.now += 0.001
-    limiter.observe("hot", Outcome.THROTTLED, epoch)
+    for _ in range(3):
+        limiter.observe("hot", Outcome.THROTTLED, epoch)
     assert limiter.stale("hot", epoch)  # one did now, and cut
+
+
+@pytest.mark.parametrize("rtt", [0.0, 0.005])
+async def test_throttles_faster_than_an_ack_are_no_silence(
+    limiter: KeyLimiter, time: VirtualTime, rtt: float
+) -> None:
+    """A proxy, or a partition, may answer a throttle at once while an ack takes the round
+    trip. Throttles that come back within it say nothing of the pace just set: cut on them, and
+    a key of 1,000/s behind such a bucket lost a third of its goodput."""
+    for i in range(40):  # a first pace, measured: 30 acks and 10 throttles in 20 ms
+        time.now += 0.0005
+        limiter.observe("hot", Outcome.THROTTLED if i % 4 == 0 else Outcome.ACKNOWLEDGED, 0, rtt)
+    assert "hot" in limiter.rates()
+    epoch = await limiter.acquire("hot")
+    for _ in range(6):  # throttles within 3 ms of the pace, no ack yet
+        time.now += 0.0005
+        limiter.observe("hot", Outcome.THROTTLED, epoch, rtt)
+    assert limiter.stale("hot", epoch) is (rtt == 0.0)  # with no round trip to wait, a cut
