@@ -10,12 +10,12 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   whatever was sent. A window too throttled, or too short, to measure cuts by the share that
   got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
   After a key's first pace, or such a guess, and until a request sent since is acknowledged,
-  a paced window ends at its `EARLY_THROTTLES`-th throttle however short, and the pace is cut
-  to twice one request in the silence so far, less a round trip (none in t seconds says under
-  about 1/t a second) once that is below it; after a guess, by the guess too if that cuts
-  deeper. A deep bucket
-  that just ran out under a crowd acknowledges its burst in the first window and looks fast;
-  the silence after it tells its rate.
+  a paced window ends at its `EARLY_THROTTLES`-th throttle however short. The pace is then
+  cut to twice one request in the silence so far (the time since the first request sent at the
+  new pace, less a round trip: none in t seconds says under about 1/t a second), if that is
+  below it; after a guess, by the guess too if that cuts deeper. A deep bucket that just ran
+  out under a crowd acknowledges its burst in the first window and looks fast; the silence
+  after it tells its rate.
 - **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
   no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
   times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
