@@ -9,6 +9,8 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   in that window, times ``1 + PROBE``: under capacity throttling that is the partition's rate,
   whatever was sent. A window too throttled, or too short, to measure cuts by the share that
   got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
+  The first measure of such a guess cuts only halfway to the accepted rate: a bucket of a token
+  paced a few per cent over takes every other request, and reads as half its capacity.
   After a key's first pace, or such a guess, and until a request sent since is acknowledged,
   a paced window ends at its `EARLY_THROTTLES`-th throttle however short. The pace is then
   cut to twice one request in the silence so far (the time since the first request sent at the
@@ -227,6 +229,7 @@ class _Key:
         "best_at",
         "cut_at",
         "epoch",
+        "guessed",
         "held",
         "held_at",
         "hold_until",
@@ -258,6 +261,7 @@ class _Key:
         self.held = 0.0  # the highest pace that held lately (decaying), and when
         self.held_at = now
         self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
+        self.guessed = False  # whether the pace was set by a guess (a blind cut)
         self.cut_at = now
         self.hold_until = 0.0
         self.streak: _Streak | None = None
@@ -546,6 +550,11 @@ class KeyLimiter:
             state.k = max(PROBE_SECONDS, (PROBE_REQUESTS if near else FAST_REQUESTS) / base)
         elif measured:
             base = accepted * (1.0 + PROBE)
+            if state.guessed and not streak.cuts and share <= STEP_SHARE and paced is not None:
+                # The first measure of a guessed pace: the capacity lies between what was
+                # accepted and the pace. A bucket of a token paced a few per cent over takes
+                # every other request, and reads as half of it: halfway, not down to that.
+                base = max(base, 0.5 * (base + paced))
             prior = max(state.prior_now(now), state.held_now(now))
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
             # A cut by a little (a deep bucket drained) probes slowly; a deep one fast, as the
@@ -581,6 +590,7 @@ class KeyLimiter:
             state.silent_since = None
         base = max(state.floor(now), base)
         state.base = state.peak = base
+        state.guessed = not (measured or stepped)
         # The next request leaves a whole interval of the new pace after the last one: one sent
         # sooner would overrun a shallow bucket at once.
         state.next_send = max(state.next_send, state.last_sent + 1.0 / base)

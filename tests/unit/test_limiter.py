@@ -230,3 +230,37 @@ async def test_throttles_faster_than_an_ack_are_no_silence(
         time.now += 0.0005
         limiter.observe("hot", Outcome.THROTTLED, epoch, rtt)
     assert limiter.stale("hot", epoch) is (rtt == 0.0)  # with no round trip to wait, a cut
+
+
+async def test_a_guessed_pace_read_as_half_the_cap_is_halved_only_halfway(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    """A crowd's blind cuts may land a few per cent over a bucket of one token, which then takes
+    every other request and reads as half the cap. The first measure of a guessed pace goes
+    halfway to what was accepted (at 10/s a cut to half took 5 s to climb back, a quarter of a
+    12 s run's goodput); if that still does not hold, the next cut goes all the way."""
+    epoch = 0
+    while not limiter.stale("hot", epoch):  # a crowd on a cold key, all throttled: a guess
+        time.now += 0.001
+        limiter.observe("hot", Outcome.THROTTLED, epoch)
+    while limiter.rates()["hot"] > 20:  # nothing gets through: the silence cuts the guess
+        epoch = await limiter.acquire("hot")
+        limiter.observe("hot", Outcome.THROTTLED, epoch)
+    epoch = await limiter.acquire("hot")
+    limiter.observe("hot", Outcome.ACKNOWLEDGED, epoch)  # one got through: no more silence
+
+    async def every_other_throttled() -> float:
+        """One window at the pace, half of it throttled; the pace it ran at."""
+        epoch = await limiter.acquire("hot")
+        pace = limiter.rates()["hot"]
+        for i in range(40):
+            limiter.observe("hot", Outcome.THROTTLED if i % 2 else Outcome.ACKNOWLEDGED, epoch)
+            if limiter.stale("hot", epoch):
+                return pace
+            await limiter.acquire("hot")
+        raise AssertionError("no window closed")
+
+    guessed = await every_other_throttled()
+    assert limiter.rates()["hot"] >= 0.7 * guessed  # halfway: 0.76 of it; down to half before
+    halfway = await every_other_throttled()
+    assert limiter.rates()["hot"] <= 0.6 * halfway  # measured again: down to what was accepted
