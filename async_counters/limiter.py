@@ -40,13 +40,8 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   at random is never measured), the pace fell to `FELL` of the highest rate accepted in a paced
   window of the run and the share did not fall with it. The rate from before the run is
   restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; an
-  unpaced key's retries keep their jittered backoff. A few per cent at random escape that
-  (each window that holds ends the run), and wear the pace down by eases and small cuts: so
-  responses are also counted near the highest pace that held (since the last deep cut) and a
-  quarter under it. Throttled about as much under it, the key gets that pace back, held for
-  `HOLD` seconds, and the share found is no longer counted against it (reset by a deep cut).
-  Whatever that misses, a cut never goes below an eighth of the best accepted rate seen lately
-  (halved every 10 s).
+  unpaced key's retries keep their jittered backoff. Whatever that misses, a cut never goes
+  below an eighth of the best accepted rate seen lately (halved every 10 s).
 - **Retries first.** A paced key's first attempts leave in arrival order; a retry (or a request
   sent back by a cut) takes the next slot of the pace ahead of them, as it already waited its
   turn once. So a throttle costs a caller one slot of the pace, not a second wait behind the
@@ -141,18 +136,6 @@ SHARE_KEPT = 0.5
 FELL = 0.5
 #: After pacing was judged not to help: no cut for this long.
 HOLD = 3.0
-#: Random throttles, a few per cent: responses are counted apart while the pace is within
-#: `NEAR_HELD` of the highest pace that held, and while it is under `FALLEN` of it. Once they
-#: hold `NEAR_RESPONSES` and `NOISE_RESPONSES`, a share under the fallen pace of at least
-#: `SHARE_KEPT` of the share near the held one (itself `NOISE_MIN` to `NOISE_MAX`) says the
-#: pace fell for nothing: throttles a partition sends because of our rate all but stop a
-#: quarter under it.
-NEAR_HELD = 0.9
-FALLEN = 0.75
-NOISE_RESPONSES = 200
-NEAR_RESPONSES = 50
-NOISE_MIN = 0.03
-NOISE_MAX = 0.25
 #: Cubic probing above the pace set last: ``base * (1 + GROWTH * (t / K) ** 3)``. After a step
 #: below a pace that held, K is the longer of `PROBE_SECONDS` and the time `PROBE_REQUESTS`
 #: take at the base rate: slow, as an overrun of a shallow bucket costs a few lost slots and
@@ -254,11 +237,7 @@ class _Key:
         "last_seen",
         "last_sent",
         "lock",
-        "near",
         "next_send",
-        "noise",
-        "noise_ref",
-        "noise_ref_at",
         "ok_rate",
         "overrun",
         "peak",
@@ -269,7 +248,6 @@ class _Key:
         "silent_since",
         "streak",
         "throttled",
-        "under",
         "waiting",
         "window_rate",
         "window_start",
@@ -296,14 +274,6 @@ class _Key:
         self.overrun = 0.0  # the pace that held before the last overrun
         self.peak = 0.0  # the highest pace that held since the last cut
         self.ok_rate = 0.0  # the pace at the window's last ack before its first throttle
-        # Throttles and responses near the pace that held and under it (`NEAR_HELD`, `FALLEN`).
-        self.near = [0, 0]
-        self.under = [0, 0]
-        # The highest pace that held since the last deep cut (decaying as `held`): a small cut
-        # to the accepted rate (random throttles look like one) does not lower it.
-        self.noise_ref = 0.0
-        self.noise_ref_at = now
-        self.noise = 0.0  # the share throttled at random, once found: not counted against a pace
         self.responses = 0
         self.responses_closed = 0  # the responses of the window being closed
         self.acked = 0
@@ -501,14 +471,12 @@ class KeyLimiter:
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
         window_rate = state.window_rate
         paced = state.rate(now)
-        if paced is not None and self._fell_for_nothing(state, now, window_rate, throttled):
-            return
         if measured and paced is not None:  # paced: not a crowd emptying a full bucket
             decay = 0.5 ** ((now - state.best_at) / BEST_HALF_LIFE)
             if accepted >= state.best * decay:
                 state.best, state.best_at = accepted, now
 
-        if share <= (THROTTLE_SHARE if paced is None else OVER_SHARE + state.noise):
+        if share <= (THROTTLE_SHARE if paced is None else OVER_SHARE):
             state.streak = None
             if paced is None:
                 return
@@ -518,13 +486,7 @@ class KeyLimiter:
             held = ok if state.waiting else min(ok, sent)
             if held >= state.held_now(now):
                 state.held, state.held_at = held, now
-            throttled = round(throttled - state.noise * state.responses_closed)  # beyond chance
-            if (
-                throttled > 0
-                and state.waiting
-                and paced >= (1.0 - EDGE_BAND) * state.peak
-                and now >= state.hold_until
-            ):
+            if throttled and state.waiting and paced >= (1.0 - EDGE_BAND) * state.peak:
                 # Held, but at the edge: each throttle eases the pace a little (a bucket of a
                 # token loses a slot to each). Within a band of the highest pace that held
                 # since the last real cut, so that random throttles cannot wear it down.
@@ -599,8 +561,6 @@ class KeyLimiter:
             # accepted rate of an overrun shallow bucket may be half its capacity.
             near = base >= NEAR_CUT * current
             state.k = max(PROBE_SECONDS, (PROBE_REQUESTS if near else FAST_REQUESTS) / base)
-            if not near:
-                self._forget_noise(state)  # a real drop
         else:
             # Too few answers to measure. Sending k times what is accepted throttles about
             # 1 - 1/k: cut by about that much, deeper only on a full window.
@@ -608,7 +568,6 @@ class KeyLimiter:
             if share <= BLIND_SHARE or state.responses_closed < WINDOW_RESPONSES:
                 factor = max(BLIND_CUT_MAX, 1.0 - share)
             base = current * factor
-            self._forget_noise(state)
             silent = state.silent_since
             if silent is not None:
                 # Nothing sent since the key's first pace (or a guess) got through: no faster
@@ -640,41 +599,6 @@ class KeyLimiter:
         streak.all_cuts += 1
         state.cut_at = now
         state.epoch += 1
-
-    def _fell_for_nothing(self, state: _Key, now: float, rate: float, throttled: int) -> bool:
-        """Count the window just closed (at ``rate``) near the pace that held or under it; if
-        the pace fell a quarter and the share throttled did not fall with it, the throttles are
-        not ours (a few per cent at random): restore the pace that held and hold it."""
-        held = state.noise_ref * 0.5 ** ((now - state.noise_ref_at) / HELD_HALF_LIFE)
-        if state.held_now(now) > held:
-            held = state.noise_ref = state.held_now(now)
-            state.noise_ref_at = now
-        near, under = state.near, state.under
-        if held <= 0:
-            return False
-        responses = state.responses_closed
-        if rate >= NEAR_HELD * held:
-            near[0] += throttled
-            near[1] += responses
-        elif rate <= FALLEN * held:
-            under[0] += throttled
-            under[1] += responses
-        if near[1] < NEAR_RESPONSES or under[1] < NOISE_RESPONSES:
-            return False
-        share_near, share_under = near[0] / near[1], under[0] / under[1]
-        near[0] = near[1] = under[0] = under[1] = 0
-        if not NOISE_MIN <= share_near <= NOISE_MAX or share_under < SHARE_KEPT * share_near:
-            return False
-        state.base = state.peak = held
-        state.noise = 0.5 * (share_near + share_under)
-        state.hold_until = state.cut_at = now + HOLD  # no cut, ease or probe while holding
-        state.streak = None
-        return True
-
-    @staticmethod
-    def _forget_noise(state: _Key) -> None:
-        state.noise_ref = state.noise = 0.0
-        state.near[0] = state.near[1] = state.under[0] = state.under[1] = 0
 
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:
