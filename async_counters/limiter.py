@@ -9,8 +9,9 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   in that window, times ``1 + PROBE``: under capacity throttling that is the partition's rate,
   whatever was sent. A window too throttled, or too short, to measure cuts by the share that
   got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
-  The first measure of such a guess cuts only halfway to the accepted rate: a bucket of a token
-  paced a few per cent over takes every other request, and reads as half its capacity.
+  The first measured cut of a run after such a guess, at most `STEP_SHARE` throttled, goes only
+  halfway to the accepted rate: a bucket of a token paced a few per cent over takes every other
+  request, and reads as half its capacity.
   After a key's first pace, or such a guess, and until a request sent since is acknowledged,
   a paced window ends at its `EARLY_THROTTLES`-th throttle however short. The pace is then
   cut to twice one request in the silence so far (the time since the first request sent at the

@@ -150,7 +150,8 @@ async def test_a_few_random_throttles_do_not_wear_the_pace_down(
 ) -> None:
     """5-10 % of requests throttled whatever the rate. Each such window either eases the pace
     at the edge (1 % a throttle, and the probe starts again) or holds, which ends the run of
-    cuts that would tell random throttles apart: the pace falls to a third of the demand."""
+    cuts that would tell random throttles apart: the pace falls to a third (5 %) or a little
+    over half (10 %) of the demand."""
     partition = Partition(rate=1e9, burst=1e9, random_throttles=share)
     await drive(limiter, time, partition, 3.0, gap=0.001)  # demand: 1,000 requests/s
     run = await drive(limiter, time, partition, 20.0, gap=0.001)
