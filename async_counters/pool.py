@@ -353,6 +353,7 @@ class CounterPool:
         key_rates = {} if self._limiter is None else self._limiter.rates()
         return self._stats.snapshot(
             key_rates=key_rates,
+            table_rate=self._sender.table_rate(),
             max_in_flight=self.max_in_flight,
             in_flight=self._sender.in_flight,
         )

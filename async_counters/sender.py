@@ -28,6 +28,9 @@ from .transport import Outcome, Transport, TransportError
 
 __all__ = ["Failed", "Sender", "Wire", "public_error"]
 
+#: The one key of the table's pace.
+TABLE = "table"
+
 #: ``more`` of a request answered in part: the parameters for the rest, or None when done.
 More = Callable[[dict[str, Any]], Mapping[str, Any] | None]
 
@@ -65,6 +68,7 @@ class Sender:
         "_rtt",
         "_slots",
         "_start",
+        "_whole",
         "in_flight",
         "transport",
     )
@@ -84,6 +88,9 @@ class Sender:
         self._observers = observers
         self._slots = slots
         self._pace = pace
+        # The table's own pace, for throttles that name a limit every key shares (a provisioned
+        # table's capacity): one more key of a limiter of its own, passed by every paced write.
+        self._whole = None if pace is None else KeyLimiter(clock=clock.now, sleep=clock.sleep)
         self.transport = transport
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
@@ -96,6 +103,12 @@ class Sender:
         """The round trip of answered requests lately (seconds; 0 before the first answer),
         smoothed as TCP does (an eighth of each new sample)."""
         return self._rtt
+
+    def table_rate(self) -> float | None:
+        """The table's own pace (requests/s), while throttles naming its limits hold it; None
+        otherwise."""
+        whole = self._whole
+        return None if whole is None else whole.rates().get(TABLE)
 
     def load(self, key: str) -> tuple[float, int]:
         """How soon a write to ``key`` could leave (its pace's delay, seconds) and how many writes
@@ -157,17 +170,19 @@ class Sender:
         slots = self._slots
         observers = self._observers
         pace = self._pace if wire is not None and key is not None else None
+        whole = self._whole
         first: float | None = None  # when the first attempt left: the deadline counts from there
         backoff: Backoff | None = None
-        epoch = 0
+        epoch = whole_epoch = 0
         while True:
             if pace is not None:
-                assert key is not None
+                assert key is not None and whole is not None
                 unpaced = pace.unpaced_epoch(key)
-                if unpaced is not None and slots.try_take():
-                    epoch = unpaced
+                unpaced_whole = whole.unpaced_epoch(TABLE)
+                if unpaced is not None and unpaced_whole is not None and slots.try_take():
+                    epoch, whole_epoch = unpaced, unpaced_whole
                 else:
-                    epoch = await self._admit(pace, key, again=first is not None)
+                    epoch, whole_epoch = await self._admit(pace, key, again=first is not None)
             elif not slots.try_take():
                 await slots.take()
             sent = now()
@@ -189,12 +204,19 @@ class Sender:
             if wire is not None and outcome is not Outcome.AMBIGUOUS:
                 # Not on cancellation, nor after an ambiguous answer: the write may still apply.
                 wire.on_wire = False
-            # A throttle whose reasons are all a table's (or index's, or account's) limits says
-            # nothing of this key's partition: pacing the key would not help, the backoff does.
-            elsewhere = error is not None and not_the_partition(error)
-            if pace is not None and not elsewhere:
-                assert key is not None
-                pace.observe(key, outcome, epoch, self._rtt)
+            # A throttle names its limits: the key's partition (or none named), and the
+            # table's (or an index's, or the account's), which every key's writes share.
+            if outcome is Outcome.THROTTLED:
+                assert error is not None
+                partition, table = throttled_by(error)
+            else:
+                partition = table = True  # an answer counts for both paces
+            if pace is not None:
+                assert key is not None and whole is not None
+                if partition:
+                    pace.observe(key, outcome, epoch, self._rtt)
+                if table:
+                    whole.observe(TABLE, outcome, whole_epoch, self._rtt)
             if error is None:
                 took = now() - sent
                 rtt = self._rtt
@@ -216,42 +238,48 @@ class Sender:
             delay = backoff.next_delay()
             if delay is None:
                 raise Failed(error, backoff.attempts, backoff.elapsed)
-            if pace is not None and error.outcome is Outcome.THROTTLED and not elsewhere:
-                assert key is not None
-                if pace.paced(key):
-                    # The key is paced: its pace spaces the retry (a backoff on top would
-                    # only leave the partition idle while its callers sleep).
+            if pace is not None and error.outcome is Outcome.THROTTLED:
+                assert key is not None and whole is not None
+                if (partition and pace.paced(key)) or (table and whole.paced(TABLE)):
+                    # The limit that throttled is paced: its pace spaces the retry (a backoff on
+                    # top would only leave the capacity idle while its callers sleep).
                     delay = 0.0
             observers.retry(operation, key, error.outcome, backoff.attempts - 1, delay)
             if delay > 0:
                 await self._clock.sleep(delay)
 
-    async def _admit(self, pace: KeyLimiter, key: str, *, again: bool) -> int:
-        """Pass the key's pace, then take a pool slot; go round again if the key was cut while
-        waiting for the slot, so that a cut holds back what already queued. Returns the epoch.
-        ``again``: a retry, which goes ahead of the requests waiting for their first attempt."""
+    async def _admit(self, pace: KeyLimiter, key: str, *, again: bool) -> tuple[int, int]:
+        """Pass the key's pace and the table's, then take a pool slot; go round again if either
+        was cut while waiting, so that a cut holds back what already queued. Returns both
+        epochs. ``again``: a retry, which goes ahead of the requests waiting for their first
+        attempt."""
         slots = self._slots
+        whole = self._whole
+        assert whole is not None
         while True:
             epoch = pace.unpaced_epoch(key)
             if epoch is None:
                 epoch = await pace.acquire(key, again=again)
+            whole_epoch = whole.unpaced_epoch(TABLE)
+            if whole_epoch is None:
+                whole_epoch = await whole.acquire(TABLE, again=again)
             if not slots.try_take():
                 await slots.take()
-            if not pace.stale(key, epoch):
-                return epoch
+            if not pace.stale(key, epoch) and not whole.stale(TABLE, whole_epoch):
+                return epoch, whole_epoch
             slots.release()
             again = True  # sent back by a cut: it waited its turn once
 
 
-def not_the_partition(error: TransportError) -> bool:
-    """A throttle that names its limits, none of them the key's partition
-    (``KeyRangeThroughputExceeded``): a table, index or account limit."""
+def throttled_by(error: TransportError) -> tuple[bool, bool]:
+    """Whether a throttle names the key's partition (``KeyRangeThroughputExceeded``, or no
+    reasons at all), and whether it names a limit all keys share: a table's, an index's
+    (its writes are the table's) or the account's."""
     reasons = error.reasons
-    return (
-        error.outcome is Outcome.THROTTLED
-        and bool(reasons)
-        and not any("KeyRange" in reason for reason in reasons)
-    )
+    if not reasons:
+        return True, False
+    partition = any("KeyRange" in reason for reason in reasons)
+    return partition, not all("KeyRange" in reason for reason in reasons)
 
 
 def public_error(failure: Failed, *, table: str, key: str | None) -> CounterError:

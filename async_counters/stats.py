@@ -155,7 +155,9 @@ class PoolStats:
     transaction or replicated write, retried or not; those that ran out of retries settle in
     ``errors`` under their code); ``in_flight`` of the pool's ``max_in_flight`` right now.
     ``key_rates``: the send rate (requests/s) of each key that the pool currently paces because it
-    was throttled (see `async_counters.limiter`).
+    was throttled (see `async_counters.limiter`); ``table_rate``: the send rate of all the
+    table's paced writes together while throttles that name the table's own limits (a provisioned
+    table's capacity, an index's, the account's) pace them, else None.
     Cost: ``write_units`` and ``read_units`` the requests were charged (ConsumedCapacity, failed
     conditional writes included), in total and by operation (``write_units_by_operation``,
     ``read_units_by_operation``: e.g. ``{"UpdateItem": 120.0}``).
@@ -185,6 +187,7 @@ class PoolStats:
     in_flight: int = 0
     max_in_flight: int = 0
     key_rates: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    table_rate: float | None = None
     latency: LatencySummary = field(default_factory=LatencySummary)
     write_units: float = 0.0
     read_units: float = 0.0
@@ -320,11 +323,17 @@ class StatsRecorder(PoolHooks):
             counts[name + "_amount"] += amount
 
     def snapshot(
-        self, *, key_rates: Mapping[str, float], in_flight: int, max_in_flight: int
+        self,
+        *,
+        key_rates: Mapping[str, float],
+        in_flight: int,
+        max_in_flight: int,
+        table_rate: float | None = None,
     ) -> PoolStats:
         return PoolStats(
             **self.counts,
             key_rates=MappingProxyType(dict(key_rates)),
+            table_rate=table_rate,
             in_flight=in_flight,
             max_in_flight=max_in_flight,
             errors=MappingProxyType(dict(self.errors)),

@@ -1,4 +1,5 @@
-"""A throttling proxy with its own token bucket per partition key, before any DynamoDB endpoint.
+"""A throttling proxy with its own token bucket per partition key (or per table), before any
+DynamoDB endpoint.
 
 The pool's pacing is judged against two buckets built apart: the embedded server's capacity model
 (``--capacity``, ``--burst-seconds``) and this one, written without looking at that one's code, so
@@ -8,7 +9,9 @@ count. Its throttles are answered at once, before the upstream's latency, as a p
 
 Writes to one item (``UpdateItem``, ``DeleteItem``) cost one unit from their key's bucket, the
 counters' small items being one WCU each; a throttled one is answered with DynamoDB's own body and
-never forwarded. Everything else is forwarded untouched. Forwarded answers keep their bytes and
+never forwarded. With ``--scope table`` one bucket holds the whole table's capacity instead (a
+provisioned table's): its throttles name ``TableWriteProvisionedThroughputExceeded``, not the key
+range. Everything else is forwarded untouched. Forwarded answers keep their bytes and
 their ``x-amz-crc32`` (an upstream's wrong checksum stays visible); the proxy's own answers carry
 the CRC32 of their bytes. Connections are kept alive on both sides.
 
@@ -43,11 +46,18 @@ MAX_BURST_SECONDS: Final = 300.0
 JSON_TYPE: Final = "application/x-amz-json-1.0"
 THROTTLED_TYPE: Final = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
 INTERNAL_TYPE: Final = "com.amazonaws.dynamodb.v20120810#InternalServerError"
-THROTTLED_REASON: Final = "TableWriteKeyRangeThroughputExceeded"
-THROTTLED_MESSAGE: Final = (
-    "Throughput exceeds the current capacity for one or more partitions of your table. "
-    "Reduce the request rate to the hot key or distribute writes across more keys."
-)
+#: A throttle's reason and message by the bucket's scope: a partition key, or the whole table.
+SCOPES: Final = ("key", "table")
+THROTTLED_REASONS: Final = {
+    "key": "TableWriteKeyRangeThroughputExceeded",
+    "table": "TableWriteProvisionedThroughputExceeded",
+}
+THROTTLED_MESSAGES: Final = {
+    "key": "Throughput exceeds the current capacity for one or more partitions of your table. "
+    "Reduce the request rate to the hot key or distribute writes across more keys.",
+    "table": "The level of configured provisioned throughput for the table was exceeded. "
+    "Consider increasing your provisioning level with the UpdateTable API.",
+}
 ACCOUNT: Final = "000000000000"
 KEYED_WRITES: Final = frozenset({"UpdateItem", "DeleteItem"})
 #: Headers that belong to one hop, not to the message: never relayed.
@@ -110,11 +120,12 @@ def dynamodb_body(type_: str, message: str, **extra: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def throttle_body(region: str, table: str) -> bytes:
-    """DynamoDB's body for a write throttled by its partition (sent with HTTP 400)."""
+def throttle_body(region: str, table: str, scope: str = "key") -> bytes:
+    """DynamoDB's body for a write throttled by its partition, or by the table's capacity (sent
+    with HTTP 400)."""
     arn = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}"
-    reasons = [{"reason": THROTTLED_REASON, "resource": arn}]
-    return dynamodb_body(THROTTLED_TYPE, THROTTLED_MESSAGE, ThrottlingReasons=reasons)
+    reasons = [{"reason": THROTTLED_REASONS[scope], "resource": arn}]
+    return dynamodb_body(THROTTLED_TYPE, THROTTLED_MESSAGES[scope], ThrottlingReasons=reasons)
 
 
 def own_answer(status: int, body: bytes) -> web.Response:
@@ -149,7 +160,8 @@ def credential_region(authorization: str, default: str) -> str:
 
 
 class BucketProxy:
-    """Throttles single-item writes per key with its own `KeyBucket`; forwards the rest.
+    """Throttles single-item writes per key with its own `KeyBucket` (``scope="key"``), or per
+    table (``scope="table"``: all its keys share one); forwards the rest.
 
     Started once (``async with`` or `start`/`stop`); ``clock`` is injectable for tests.
     """
@@ -163,9 +175,13 @@ class BucketProxy:
         host: str = "127.0.0.1",
         port: int = 0,
         region: str = "us-east-1",
+        scope: str = "key",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         check_bucket(rate, burst_seconds)
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        self.scope = scope
         self.upstream = upstream.rstrip("/")
         self.rate = rate
         self.burst_seconds = burst_seconds
@@ -219,6 +235,7 @@ class BucketProxy:
         return {
             "rate": self.rate,
             "burst_seconds": self.burst_seconds,
+            "scope": self.scope,
             "totals": totals,
             "other": self.other,
             "keys": keys,
@@ -236,12 +253,15 @@ class BucketProxy:
             counts = self._counts.get(found)
             if counts is None:
                 counts = self._counts[found] = KeyCounts()
-                self._buckets[found] = KeyBucket(self.rate, self.burst_seconds)
+            limit = found if self.scope == "key" else (found[0], "")
+            bucket = self._buckets.get(limit)
+            if bucket is None:
+                bucket = self._buckets[limit] = KeyBucket(self.rate, self.burst_seconds)
             counts.requests += 1
-            if not self._buckets[found].admit(self._clock()):
+            if not bucket.admit(self._clock()):
                 counts.throttled += 1
                 region = credential_region(request.headers.get("Authorization", ""), self._region)
-                return own_answer(400, throttle_body(region, found[0]))
+                return own_answer(400, throttle_body(region, found[0], self.scope))
             counts.forwarded += 1
         return await self._forward(request, body)
 
@@ -263,7 +283,11 @@ class BucketProxy:
 
 async def serve(args: argparse.Namespace) -> None:
     proxy = BucketProxy(
-        args.upstream, rate=args.rate, burst_seconds=args.burst_seconds, port=args.port
+        args.upstream,
+        rate=args.rate,
+        burst_seconds=args.burst_seconds,
+        port=args.port,
+        scope=args.scope,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -277,7 +301,15 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--upstream", required=True, help="the DynamoDB endpoint to forward to")
-    parser.add_argument("--rate", type=float, required=True, help="units/s per partition key")
+    parser.add_argument(
+        "--rate", type=float, required=True, help="units/s per partition key (or per table)"
+    )
+    parser.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="key",
+        help="a bucket per partition key (default), or one per table (a provisioned table's)",
+    )
     parser.add_argument(
         "--burst-seconds",
         type=float,

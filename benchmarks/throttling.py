@@ -3,7 +3,9 @@
 Each row is one contender, in a process of its own, running ``--callers`` concurrent callers
 that increment one key of its own for ``--seconds``, against a fresh embedded DynamoDB (memory
 backend, 5 ms +- 1 ms latency) whose partition keys are capped at ``cap`` writes/s with a bucket
-holding ``burst`` seconds of it. The bucket is either
+holding ``burst`` seconds of it. With ``--scopes table`` the cap is the table's instead (a
+provisioned table's capacity, throttles naming ``TableWriteProvisionedThroughputExceeded``) and
+the callers spread over ``--keys`` keys, none of them hot. The bucket is either
 
 - ``server``: the embedded server's own capacity model (``--capacity --burst-seconds``), or
 - ``proxy``: `bucket_proxy.py`, an independently written bucket (GCRA) in front of the same
@@ -27,6 +29,7 @@ and with the server's ledger of what it applied.
 
     python benchmarks/throttling.py [--seconds 20] [--caps 1000,100] [--bursts 1]
         [--callers 256] [--buckets server,proxy] [--only pool,retry-2026] [--quick]
+        [--scopes partition,table] [--keys 32]
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 TABLE = "throttling-bench"
 BUCKETS = ("server", "proxy")
+SCOPES = ("partition", "table")
 
 CONTENDERS: dict[str, str] = {
-    "pool": "CounterPool (per-key pacing)",
+    "pool": "CounterPool (adaptive pacing)",
     "pool-unpaced": "CounterPool, pacing off",
     "pool-sharded": "CounterPool, {shards} shards (% of {shards} x cap)",
     "legacy": "aioboto3, legacy retries (default)",
@@ -134,12 +138,12 @@ async def run_callers(
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         marks["end"] = await asyncio.to_thread(bucket_requests, args)
 
-    async def caller() -> None:
+    async def caller(index: int) -> None:
         nonlocal acked, acked_late, failed, acked_steady
         while time.monotonic() < deadline:
             sent = time.monotonic()
             try:
-                await increment()
+                await increment(index)
             except Exception as exc:
                 failed += 1
                 name = error_name(exc)
@@ -153,7 +157,7 @@ async def run_callers(
             else:
                 acked_late += 1
 
-    await asyncio.gather(mark(), *(caller() for _ in range(callers)))
+    await asyncio.gather(mark(), *(caller(i) for i in range(callers)))
     steady, end = marks.get("steady"), marks.get("end")
     return {
         "acked": acked,
@@ -177,10 +181,16 @@ async def run_pool(args: argparse.Namespace) -> dict[str, Any]:
     async with CounterPool(
         TABLE, endpoint_url=args.endpoint, adaptive=paced, shards=shards
     ) as pool:
+        keys = contender_keys(args.key, args.keys)
         result = await run_callers(
-            args.callers, args.seconds, lambda: pool.increment(args.key), args
+            args.callers, args.seconds, lambda i: pool.increment(keys[i % len(keys)]), args
         )
     return result
+
+
+def contender_keys(key: str, keys: int) -> list[str]:
+    """The keys a contender's callers write: its one hot key, or ``keys`` of them."""
+    return [key] if keys == 1 else [f"{key}:{i}" for i in range(keys)]
 
 
 def update_params(key: str) -> dict[str, Any]:
@@ -204,9 +214,12 @@ async def run_aioboto3(args: argparse.Namespace) -> dict[str, Any]:
     config = Config(retries={"mode": args.contender})
     async with session.resource("dynamodb", endpoint_url=args.endpoint, config=config) as db:
         table = await db.Table(TABLE)
-        params = update_params(args.key)
+        params = [update_params(key) for key in contender_keys(args.key, args.keys)]
         return await run_callers(
-            args.callers, args.seconds, lambda: table.update_item(**params), args
+            args.callers,
+            args.seconds,
+            lambda i: table.update_item(**params[i % len(params)]),
+            args,
         )
 
 
@@ -222,14 +235,20 @@ async def run_retry_2026(args: argparse.Namespace) -> dict[str, Any]:
         aws_access_key_id="local",
         aws_secret_access_key="local",
     ) as client:  # no retry configuration: the defaults, as the environment sets them
-        params = {
-            **update_params(args.key),
-            "TableName": TABLE,
-            "Key": {"pk": {"S": args.key}},
-            "ExpressionAttributeValues": {":n": {"N": "1"}},
-        }
+        params = [
+            {
+                **update_params(key),
+                "TableName": TABLE,
+                "Key": {"pk": {"S": key}},
+                "ExpressionAttributeValues": {":n": {"N": "1"}},
+            }
+            for key in contender_keys(args.key, args.keys)
+        ]
         result = await run_callers(
-            args.callers, args.seconds, lambda: client.update_item(**params), args
+            args.callers,
+            args.seconds,
+            lambda i: client.update_item(**params[i % len(params)]),
+            args,
         )
     result["new_retries"] = bool(getattr(configprovider, "NEW_RETRIES_ENABLED", False))
     return result
@@ -256,6 +275,7 @@ def contender_main(args: argparse.Namespace) -> None:
 @dataclass(frozen=True, kw_only=True)
 class Case:
     bucket: str
+    scope: str
     cap: float
     burst: float
     callers: int
@@ -278,12 +298,13 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
-async def prepare_and_read(endpoint: str, key: str, shards: int) -> int:
+async def prepare_and_read(endpoint: str, keys: list[str], shards: int) -> int:
+    """The sum of ``keys``' values (the table created first if need be)."""
     from async_counters import CounterPool
 
     async with CounterPool(TABLE, endpoint_url=endpoint, shards=shards) as pool:
         await pool.ensure_table()
-        return await pool.get(key)
+        return sum((await pool.get_many(keys)).values())
 
 
 def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -306,9 +327,12 @@ def bucket(args: argparse.Namespace, case: Case) -> Iterator[tuple[str, Callable
         *("--latency-ms", str(args.latency_ms), "--jitter-ms", "1", "--port", "0"),
     ]
     if case.bucket == "server":
+        partition, table = (
+            (case.cap, case.cap * 40) if case.scope == "partition" else (case.cap * 40, case.cap)
+        )
         server_command += [
-            *("--capacity", "--partition-wcu", str(case.cap)),
-            *("--table-wcu", str(case.cap * 40), "--burst-seconds", str(case.burst)),
+            *("--capacity", "--partition-wcu", str(partition)),
+            *("--table-wcu", str(table), "--burst-seconds", str(case.burst)),
         ]
     processes = []
     try:
@@ -321,6 +345,7 @@ def bucket(args: argparse.Namespace, case: Case) -> Iterator[tuple[str, Callable
             [
                 *(sys.executable, str(HERE / "bucket_proxy.py"), "--upstream", endpoint),
                 *("--rate", str(case.cap), "--burst-seconds", str(case.burst)),
+                *("--scope", "key" if case.scope == "partition" else "table"),
             ]
         )
         processes.append(proxy)
@@ -334,8 +359,9 @@ def bucket(args: argparse.Namespace, case: Case) -> Iterator[tuple[str, Callable
 def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
     shards = args.shards if name == "pool-sharded" else 1
     key = f"hot:{name}"
+    keys = contender_keys(key, 1 if case.scope == "partition" else args.keys)
     with bucket(args, case) as (endpoint, counts):
-        asyncio.run(prepare_and_read(endpoint, key, shards))
+        asyncio.run(prepare_and_read(endpoint, keys, shards))
         before = counts()
         environment = {**os.environ, "AWS_NEW_RETRIES_2026": str(name == "retry-2026").lower()}
         output = subprocess.run(
@@ -344,6 +370,7 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
                 *("--contender", name, "--endpoint", endpoint, "--key", key),
                 *("--callers", str(case.callers), "--seconds", str(args.seconds)),
                 *("--shards", str(args.shards), "--steady-from", str(args.steady_from)),
+                *("--keys", str(len(keys))),
                 *(
                     ("--stats-url", f"{endpoint}/_local/stats")
                     if case.bucket == "server"
@@ -359,14 +386,17 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
             raise SystemExit(f"error: {name} failed:\n{output.stderr.strip()[-2000:]}")
         result = json.loads(output.stdout.strip().splitlines()[-1])
         after = counts()
-        value = asyncio.run(prepare_and_read(endpoint, key, shards))
+        value = asyncio.run(prepare_and_read(endpoint, keys, shards))
         ledger = get_json(f"{endpoint}/_local/ledger?table={TABLE}")["tables"].get(TABLE, {})
         # The proxy forwards the ledger's admin path untouched, so this is the server's.
         from async_counters.builders import shard_key
 
-        items = [shard_key(key, s) for s in range(shards)]
+        items = [shard_key(k, s) for k in keys for s in range(shards)]
         ledger_sum = sum(int(ledger.get(item, {"sum": 0})["sum"]) for item in items)
-    print(f"done: {name} ({case.bucket}, {case.cap:g}/s, {case.burst:g} s)", file=sys.stderr)
+    print(
+        f"done: {name} ({case.bucket}, {case.scope}, {case.cap:g}/s, {case.burst:g} s)",
+        file=sys.stderr,
+    )
     return Row(
         case=case,
         contender=name,
@@ -375,22 +405,24 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
         throttled=after["throttled"] - before["throttled"],
         value=value,
         ledger_sum=ledger_sum,
-        shards=shards,
+        shards=shards if case.scope == "partition" else 1,  # shards share a table's cap
     )
 
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
-        f"\nOne hot key per contender, {args.latency_ms:g} ms +- 1 ms latency, "
+        f"\nOne hot key per contender (a partition's cap), or {args.keys} keys (a table's), "
+        f"{args.latency_ms:g} ms +- 1 ms latency, "
         f"{args.seconds:g} s window each (memory backend, own processes); shards = {args.shards}; "
         f"the steady columns leave out the first {args.steady_from:g} s (the cold start)\n"
     )
     print(
-        "| bucket | cap/s | burst s | callers | client | goodput % of cap | requests per ack "
+        "| bucket | scope | cap/s | burst s | callers | client | goodput % of cap "
+        "| requests per ack "
         "| steady goodput % | steady requests per ack "
         "| throttled | failed | p50 ms | p99 ms | max ms | callers/cap ms | drain s | exact |"
     )
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         result, case = row.result, row.case
         acked = result["acked"]
@@ -415,7 +447,8 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
             else f"{requests_steady / max(result['acked_steady'], 1):.2f}"
         )
         print(
-            f"| {case.bucket} | {case.cap:,.0f} | {case.burst:g} | {case.callers:,} | {label} "
+            f"| {case.bucket} | {case.scope} | {case.cap:,.0f} | {case.burst:g} "
+            f"| {case.callers:,} | {label} "
             f"| {goodput:.0%} | {row.requests / max(acknowledged, 1):.2f} "
             f"| {steady:.0%} | {per_ack_steady} "
             f"| {row.throttled / max(row.requests, 1):.0%} | {failed} "
@@ -454,6 +487,15 @@ def main() -> None:
     parser.add_argument("--callers", default="256", help="concurrent callers per contender")
     parser.add_argument("--buckets", default=",".join(BUCKETS), help="server, proxy or both")
     parser.add_argument("--shards", type=int, default=8, help="shards of the sharded pool row")
+    parser.add_argument(
+        "--scopes",
+        default="partition",
+        help="what the cap limits: partition (each contender's one hot key), table (the "
+        "whole table, over --keys keys), or both",
+    )
+    parser.add_argument(
+        "--keys", type=int, default=32, help="keys the callers spread over under a table's cap"
+    )
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--only", help=f"comma-separated contenders: {', '.join(CONTENDERS)}")
     parser.add_argument(
@@ -488,6 +530,11 @@ def main() -> None:
         parser.error("--steady-from must be >= 0 and less than --seconds")
     if args.shards < 1:
         parser.error("--shards must be >= 1")
+    if not 1 <= args.keys <= 10_000:
+        parser.error("--keys must be from 1 to 10000")
+    scopes = [v for v in args.scopes.split(",") if v]
+    if not scopes or set(scopes) - set(SCOPES):
+        parser.error(f"--scopes takes {' and/or '.join(SCOPES)}, got {args.scopes!r}")
     caps = numbers(args.caps, float, "--caps")
     bursts = numbers(args.bursts, float, "--bursts")
     if any(not 0.05 <= b <= 300 for b in bursts):
@@ -505,12 +552,13 @@ def main() -> None:
 
     peer = str(peer_python()) if set(chosen) & set(PEER_CONTENDERS) else ""
     rows = []
-    for b in buckets:
-        for cap in caps:
-            for burst in bursts:
-                for n in callers:
-                    case = Case(bucket=b, cap=cap, burst=burst, callers=n)
-                    rows += [measure(args, case, name, peer) for name in chosen]
+    for scope in scopes:
+        for b in buckets:
+            for cap in caps:
+                for burst in bursts:
+                    for n in callers:
+                        case = Case(bucket=b, scope=scope, cap=cap, burst=burst, callers=n)
+                        rows += [measure(args, case, name, peer) for name in chosen]
     print_table(rows, args)
 
 

@@ -114,3 +114,39 @@ async def test_throttles_are_dynamodbs_answer_on_a_kept_alive_connection(
     assert server.ledger(table_name)["k"].count == 1
     [key] = stats["keys"]
     assert (key["key"], key["requests"], key["throttled"], key["forwarded"]) == ("k", 3, 2, 1)
+
+
+async def test_a_table_scoped_bucket_is_shared_by_all_keys_and_names_the_table(
+    server: LocalDynamo, table_name: str
+) -> None:
+    """``scope="table"``: one bucket for every key of the table (a provisioned table's capacity),
+    its throttles naming ``TableWriteProvisionedThroughputExceeded``. The pool paces no key for
+    them, and every total is exact. (The step clock throttles a fifth whatever the pace: the
+    table's pace finds that pacing does not help, so it is not asserted here.)"""
+    clock = StepClock(0.8 / RATE)
+    keys = [f"k{i}" for i in range(10)]
+    async with (
+        BucketProxy(
+            server.endpoint_url, rate=RATE, burst_seconds=0.05, clock=clock, scope="table"
+        ) as proxy,
+        CounterPool(table_name, endpoint_url=proxy.endpoint_url) as pool,
+    ):
+        await pool.ensure_table()
+        outcomes = await asyncio.gather(
+            *(pool.increment(keys[i % len(keys)]) for i in range(200)), return_exceptions=True
+        )
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+        stats = pool.stats
+        values = await pool.get_many(keys)
+        snapshot = proxy.snapshot()
+    ledger = server.ledger(table_name)
+    assert values == {k: ledger[k].sum for k in keys} == dict.fromkeys(keys, 20)
+    throttled = [proxy.counts(table_name, k).throttled for k in keys]
+    assert sum(throttled) == snapshot["totals"]["throttled"] > 0
+    assert snapshot["scope"] == "table"
+    assert stats.key_rates == {} and stats.throttles == sum(throttled)
+
+
+def test_a_bucket_scope_must_be_known() -> None:
+    with pytest.raises(ValueError, match="scope must be one of key, table"):
+        BucketProxy("http://127.0.0.1:1", rate=1, burst_seconds=1, scope="partition")

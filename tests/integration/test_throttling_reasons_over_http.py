@@ -1,6 +1,6 @@
 """The throttle's reasons, from the embedded server over HTTP, on both transports: a hot partition
-paces its key; a table's limit paces no key (pacing one key would not lift a table's limit), and
-its retries back off. Either way every increment lands, exactly."""
+paces its key; a table's limit paces the table as a whole and no key (pacing one key would not
+lift a table's limit). Either way every increment lands, exactly."""
 
 from __future__ import annotations
 
@@ -33,9 +33,12 @@ async def test_a_hot_partitions_throttles_pace_its_key(
     assert value == 128 == server.ledger(table_name)["hot"].sum
     assert stats.throttles > 0 and stats.throttled == 0 and not stats.errors
     assert set(stats.key_rates) == {"hot"}  # the key's partition said so: it is paced
+    assert stats.table_rate is None
 
 
-async def test_a_tables_throttles_pace_no_key(table_name: str, transport_name: str) -> None:
+async def test_a_tables_throttles_pace_the_table_and_no_key(
+    table_name: str, transport_name: str
+) -> None:
     # The table takes 50 writes/s in all, each key far more: only the table's limit throttles.
     capacity = Capacity(table_write_units=50.0, burst_seconds=0.1)
     keys = [f"k{i}" for i in range(16)]
@@ -52,3 +55,4 @@ async def test_a_tables_throttles_pace_no_key(table_name: str, transport_name: s
     assert {k: ledger[k].sum for k in keys} == values
     assert stats.throttles > 0 and stats.throttled == 0 and not stats.errors
     assert stats.key_rates == {}  # "TableWriteProvisionedThroughputExceeded": no key's to pace
+    assert stats.table_rate is not None  # ... but the table's, all keys' writes together

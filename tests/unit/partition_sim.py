@@ -1,11 +1,13 @@
 """A whole pool against simulated partitions, in virtual time (`virtual_loop`).
 
-`Partitions` is a transport over the memory backend with a bucket per item in front, of either
+`Partitions` is a transport over the memory backend with a bucket per item (``scope="partition"``)
+or one for the whole table (``scope="table"``, a provisioned table's capacity) in front, of either
 shape the benchmarks use: ``"tokens"`` (a token bucket that starts full, checked after the
 latency, as the embedded server's capacity model) or ``"gcra"`` (virtual scheduling, throttles
 answered at once, as `benchmarks/bucket_proxy.py`). `load` runs closed-loop callers through a real
 `CounterPool` and measures goodput over the whole window and over its steady part, requests per
-acknowledgement, failures and latency of acknowledged increments.
+acknowledgement, failures and latency of acknowledged increments; its callers share one key, or
+are spread over ``keys`` of them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from async_counters.transport import Outcome, TransportError
 from .memory_transport import MemoryTransport
 
 Shape = Literal["tokens", "gcra"]
+Scope = Literal["partition", "table"]
 TABLE = "sim"
+#: What DynamoDB names in ``ThrottlingReasons`` for each scope.
+REASONS: dict[str, str] = {
+    "partition": "TableWriteKeyRangeThroughputExceeded",
+    "table": "TableWriteProvisionedThroughputExceeded",
+}
 
 
 class Bucket:
@@ -61,7 +69,8 @@ class Counts:
 
 
 class Partitions(MemoryTransport):
-    """Items capped at ``rate`` writes/s each (``UpdateItem``), ``latency`` +- ``jitter``."""
+    """Items capped at ``rate`` writes/s each (``UpdateItem``), or the whole table at it
+    (``scope``), ``latency`` +- ``jitter``."""
 
     def __init__(
         self,
@@ -72,9 +81,11 @@ class Partitions(MemoryTransport):
         latency: float = 0.005,
         jitter: float = 0.001,
         seed: int = 1,
+        scope: Scope = "partition",
     ) -> None:
         super().__init__()
         self.shape = shape
+        self.scope = scope
         self.rate = rate
         self.burst = burst
         self.base_latency = latency
@@ -93,16 +104,14 @@ class Partitions(MemoryTransport):
             "ProvisionedThroughputExceededException",
             "capped",
             status=400,
-            reasons=(
-                "TableWriteKeyRangeThroughputExceeded",
-            ),  # the item's partition, as DynamoDB says
+            reasons=(REASONS[self.scope],),  # the item's partition or the table, as DynamoDB says
         )
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if operation != "UpdateItem":
             return await super().call(operation, params)
         self.counts.requests += 1
-        key = next(iter(params["Key"].values()))["S"]
+        key = next(iter(params["Key"].values()))["S"] if self.scope == "partition" else ""
         loop = asyncio.get_running_loop()
         bucket = self.buckets.get(key)
         if bucket is None:
@@ -121,7 +130,7 @@ class Partitions(MemoryTransport):
 
 @dataclass
 class Result:
-    cap: float  # of all the items the key is spread over
+    cap: float  # of all the items the key is spread over, or of the table
     seconds: float
     warmup: float
     acked: int = 0
@@ -173,23 +182,30 @@ async def load(
     seed: int = 1,
     latency: float = 0.005,
     deadline: float = 30.0,
+    scope: Scope = "partition",
+    keys: int = 1,
 ) -> Result:
-    """``callers`` closed-loop callers incrementing one key for ``seconds`` of virtual time."""
+    """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
+    modulo ``keys``) for ``seconds`` of virtual time."""
     loop = asyncio.get_running_loop()
-    transport = Partitions(shape=shape, rate=rate, burst=burst, seed=seed, latency=latency)
+    transport = Partitions(
+        shape=shape, rate=rate, burst=burst, seed=seed, latency=latency, scope=scope
+    )
     await transport.create_table(TABLE)
     retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random, deadline=deadline)
-    result = Result(cap=rate * shards, seconds=seconds, warmup=warmup)
+    cap = rate * (shards if scope == "partition" else 1)  # shards share a table's capacity
+    result = Result(cap=cap, seconds=seconds, warmup=warmup)
+    names = ["hot"] if keys == 1 else [f"hot{i}" for i in range(keys)]
     async with CounterPool(TABLE, transport=transport, retry=retry, shards=shards) as pool:
         start = loop.time()
         steady_from, end = start + warmup, start + seconds
         steady_requests = 0
 
-        async def caller() -> None:
+        async def caller(name: str) -> None:
             while loop.time() < end:
                 sent = loop.time()
                 try:
-                    await pool.increment("hot")
+                    await pool.increment(name)
                 except CounterError:
                     result.failed += 1
                     continue
@@ -209,8 +225,8 @@ async def load(
             await asyncio.sleep(seconds - warmup)
             result.requests_steady = transport.counts.requests - steady_requests
 
-        await asyncio.gather(mark(), *(caller() for _ in range(callers)))
+        await asyncio.gather(mark(), *(caller(names[i % keys]) for i in range(callers)))
         result.drain = loop.time() - end
         result.requests = transport.counts.requests
-        result.value = await pool.get("hot")
+        result.value = sum((await pool.get_many(names)).values())
     return result

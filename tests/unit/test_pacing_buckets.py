@@ -71,3 +71,44 @@ def test_a_crowd_on_a_new_sharded_counter_records_its_width_once() -> None:
     finally:
         Partitions.call = original  # type: ignore[method-assign]
     assert records == 1
+
+
+TABLE_CASES = [
+    # cap/s, burst s, callers, keys
+    (25.0, 0.05, 16, 16),  # the free tier's 25 WCU, a bucket of about a token
+    (25.0, 300.0, 64, 16),  # ... with the 300 s of burst a provisioned table keeps
+    (100.0, 1.0, 1_024, 256),
+    (1_000.0, 1.0, 256, 64),
+]
+
+
+@pytest.mark.parametrize("shape", ["tokens", "gcra"])
+@pytest.mark.parametrize(("cap", "burst", "callers", "keys"), TABLE_CASES)
+def test_a_provisioned_tables_limit_is_paced_as_a_whole(
+    shape: str, cap: float, burst: float, callers: int, keys: int
+) -> None:
+    """Throttles that name the table's capacity (``TableWriteProvisionedThroughputExceeded``),
+    over many keys none of them hot: pacing each key would not help, backing off each write
+    sent 3-10 requests per ack with a p99 of 5 times callers/cap. The table gets one pace."""
+    seconds = 40.0 if cap <= 25 else 20.0 if cap < 1_000 else 5.0
+    warmup = seconds / 2
+    if burst * cap > 1_000:  # drain the bucket first: its burst is not the steady state
+        warmup += 1.2 * burst
+        seconds += 1.2 * burst
+    result = run_virtual(
+        load(
+            shape=shape,  # type: ignore[arg-type]
+            rate=cap,
+            burst=burst,
+            callers=callers,
+            seconds=seconds,
+            warmup=warmup,
+            scope="table",
+            keys=keys,
+        )
+    )
+    assert result.failed == 0, result.line()
+    assert result.value == result.acks_total  # exact, read back over every key
+    assert result.steady_goodput >= 0.95, result.line()
+    assert result.steady_per_ack <= 1.10, result.line()
+    assert result.latency.percentile(0.99) <= 1.5 * callers / cap + 0.5, result.line()

@@ -1,4 +1,5 @@
-"""``ThrottlingReasons`` tell a hot partition from a table's limit: only the first is paced."""
+"""``ThrottlingReasons`` tell a hot partition from a table's limit: the first paces the key, the
+second the table as a whole (every key's writes share it)."""
 
 from __future__ import annotations
 
@@ -45,18 +46,23 @@ class Marker:
 
 
 @pytest.mark.parametrize(
-    ("reasons", "paced"),
+    ("reasons", "key_paced", "table_paced"),
     [
-        (("TableWriteKeyRangeThroughputExceeded",), True),
-        (("TableWriteKeyRangeThroughputExceeded", "TableWriteProvisionedThroughputExceeded"), True),
-        ((), True),  # no reasons (older servers, proxies): taken as the partition's
-        (("TableWriteProvisionedThroughputExceeded",), False),
-        (("IndexWriteProvisionedThroughputExceeded",), False),
-        (("AccountLimitExceeded",), False),
+        (("TableWriteKeyRangeThroughputExceeded",), True, False),
+        (
+            ("TableWriteKeyRangeThroughputExceeded", "TableWriteProvisionedThroughputExceeded"),
+            True,
+            True,
+        ),
+        ((), True, False),  # no reasons (older servers, proxies): taken as the partition's
+        (("TableWriteProvisionedThroughputExceeded",), False, True),
+        (("IndexWriteProvisionedThroughputExceeded",), False, True),
+        (("AccountLimitExceeded",), False, True),
+        (("TableWriteMaxOnDemandThroughputExceeded",), False, True),
     ],
 )
-async def test_only_a_partitions_throttle_paces_the_key(
-    reasons: tuple[str, ...], paced: bool
+async def test_a_partitions_throttle_paces_the_key_and_a_tables_the_table(
+    reasons: tuple[str, ...], key_paced: bool, table_paced: bool
 ) -> None:
     time = VirtualTime()
     answers = [throttle(*reasons) for _ in range(30)]
@@ -71,6 +77,5 @@ async def test_only_a_partitions_throttle_paces_the_key(
         transport=transport,
     )
     await sender.send("UpdateItem", {}, idempotent=False, key="hot", wire=Marker())
-    assert ("hot" in limiter.rates()) is paced
-    if not paced:
-        assert len(time.sleeps) >= 30  # a table's limit: every retry backed off
+    assert ("hot" in limiter.rates()) is key_paced
+    assert (sender.table_rate() is not None) is table_paced
