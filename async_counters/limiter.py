@@ -62,7 +62,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 
 from .transport import Outcome
 
@@ -333,6 +334,9 @@ class KeyLimiter:
         self._clock = clock
         self._sleep = sleep
         self._keys: dict[str, _Key] = {}
+        #: The keys whose state is held, read-only: empty (false) while none was throttled
+        #: lately, which a caller may test for nothing more than a length check.
+        self.held: Mapping[str, object] = MappingProxyType(self._keys)
         self._next_sweep = clock() + IDLE
         self._rtt = 0.0  # the sender's round trip of acknowledged requests, at the last answer
 

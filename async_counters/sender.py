@@ -178,7 +178,7 @@ class Sender:
             if pace is not None:
                 assert key is not None and whole is not None
                 unpaced = pace.unpaced_epoch(key)
-                unpaced_whole = whole.unpaced_epoch(TABLE)
+                unpaced_whole = whole.unpaced_epoch(TABLE) if whole.held else 0
                 if unpaced is not None and unpaced_whole is not None and slots.try_take():
                     epoch, whole_epoch = unpaced, unpaced_whole
                 else:
@@ -204,19 +204,20 @@ class Sender:
             if wire is not None and outcome is not Outcome.AMBIGUOUS:
                 # Not on cancellation, nor after an ambiguous answer: the write may still apply.
                 wire.on_wire = False
-            # A throttle names its limits: the key's partition (or none named), and the
-            # table's (or an index's, or the account's), which every key's writes share.
-            if outcome is Outcome.THROTTLED:
-                assert error is not None
-                partition, table = throttled_by(error)
-            else:
-                partition = table = True  # an answer counts for both paces
             if pace is not None:
                 assert key is not None and whole is not None
-                if partition:
+                if error is not None and outcome is Outcome.THROTTLED:
+                    # A throttle names its limits: the key's partition (or none named), and the
+                    # table's (or an index's, or the account's), which every key's writes share.
+                    partition, table = throttled_by(error)
+                    if partition:
+                        pace.observe(key, outcome, epoch, self._rtt)
+                    if table:
+                        whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+                else:
                     pace.observe(key, outcome, epoch, self._rtt)
-                if table:
-                    whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+                    if whole.held:  # an answer counts for the table's pace too, if it has one
+                        whole.observe(TABLE, outcome, whole_epoch, self._rtt)
             if error is None:
                 took = now() - sent
                 rtt = self._rtt
@@ -240,6 +241,7 @@ class Sender:
                 raise Failed(error, backoff.attempts, backoff.elapsed)
             if pace is not None and error.outcome is Outcome.THROTTLED:
                 assert key is not None and whole is not None
+                partition, table = throttled_by(error)
                 if (partition and pace.paced(key)) or (table and whole.paced(TABLE)):
                     # The limit that throttled is paced: its pace spaces the retry (a backoff on
                     # top would only leave the capacity idle while its callers sleep).

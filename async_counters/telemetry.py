@@ -18,7 +18,8 @@ retries, throttled responses, and the capacity units requests were charged
 observable counters over tallies kept inline, since an SDK measurement costs microseconds of the
 event loop's time. Beside them, a histogram of the write operations each merged write carried
 (``async_counters.coalesced``), and gauges of the keys paced for throttling and their pace
-(``async_counters.paced_keys``, ``async_counters.pacing_rate``), read from the pool's stats when
+(``async_counters.paced_keys``, ``async_counters.pacing_rate``) and of the table's own pace while
+its capacity throttles (``async_counters.table_pacing_rate``), read from the pool's stats when
 the SDK collects. A write's whole duration, retries included, is in the pool's own
 ``stats.latency``.
 
@@ -138,6 +139,12 @@ class OpenTelemetryHooks(PoolHooks):
             unit="{request}/s",
             description="Pace of paced keys (each with record_keys; else the slowest one's).",
         )
+        meter.create_observable_gauge(
+            "async_counters.table_pacing_rate",
+            [self._observe_table_pacing_rate],
+            unit="{request}/s",
+            description="Pace of all the table's writes while its own limits throttle them.",
+        )
         meter.create_observable_counter(
             "async_counters.increments",
             [self._observe_increments],
@@ -254,6 +261,11 @@ class OpenTelemetryHooks(PoolHooks):
                 yield Observation(rate, self._key_attributes(key))
         else:
             yield Observation(min(rates.values()), self._common)
+
+    def _observe_table_pacing_rate(self, options: CallbackOptions) -> Iterator[Observation]:
+        rates = [rate for stats in self._pools if (rate := stats().table_rate) is not None]
+        if rates:
+            yield Observation(min(rates), self._common)
 
     def _key_attributes(self, key: str) -> Attributes:
         return {**self._common, _KEY: key}

@@ -30,10 +30,19 @@ class FakeTransport:
         self.return_all_old = True  # False: like dynalite, no item in a failed condition
         self._arrived = asyncio.Event()  # set whenever a call reaches the transport
 
-    def fail(self, outcome: Outcome, code: str, *, times: int = 1, applied: bool = False) -> None:
+    def fail(
+        self,
+        outcome: Outcome,
+        code: str,
+        *,
+        times: int = 1,
+        applied: bool = False,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
         for _ in range(times):
             status = 500 if outcome is Outcome.AMBIGUOUS else 400
-            self.script.append((TransportError(outcome, code, "scripted", status=status), applied))
+            error = TransportError(outcome, code, "scripted", status=status, reasons=reasons)
+            self.script.append((error, applied))
 
     def requests(self, operation: str) -> int:
         return sum(1 for op, _ in self.calls if op == operation)

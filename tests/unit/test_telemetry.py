@@ -135,11 +135,13 @@ def test_capacity_units_are_counted_by_operation() -> None:
     assert [(p.attributes["db.operation.name"], p.value) for p in reads] == [("GetItem", 0.5)]
 
 
-async def _paced_pool(hooks: OpenTelemetryHooks) -> CounterPool:
-    """A pool whose keys were throttled until they are paced, in virtual time (still open)."""
+async def _paced_pool(hooks: OpenTelemetryHooks, *reasons: str) -> CounterPool:
+    """A pool whose keys (or, with a table's ``reasons``, whose table) were throttled until they
+    are paced, in virtual time (still open)."""
     time = VirtualTime()
     transport = FakeTransport()
-    transport.fail(Outcome.THROTTLED, "ProvisionedThroughputExceededException", times=40)
+    code = "ProvisionedThroughputExceededException"
+    transport.fail(Outcome.THROTTLED, code, times=40, reasons=reasons)
     policy = RetryPolicy(
         attempts=40, clock=time.clock, sleep=time.sleep, rng=random.Random(7).random
     )
@@ -171,6 +173,21 @@ async def test_pacing_gauges_read_the_pools_paces_when_collected(record_keys: bo
             (slowest,) = points
             assert slowest.value == min(rates.values())
             assert "async_counters.key" not in slowest.attributes
+        assert _points(reader, "async_counters.table_pacing_rate") == []  # the keys' limits
+    finally:
+        await pool.aclose()
+
+
+async def test_the_table_pacing_gauge_reads_the_tables_pace() -> None:
+    reader = InMemoryMetricReader()
+    hooks = OpenTelemetryHooks(MeterProvider(metric_readers=[reader]), table="t")
+    pool = await _paced_pool(hooks, "TableWriteProvisionedThroughputExceeded")
+    try:
+        stats = pool.stats
+        assert stats.key_rates == {} and stats.table_rate is not None
+        (point,) = _points(reader, "async_counters.table_pacing_rate")
+        assert point.value == stats.table_rate
+        assert point.attributes["db.collection.name"] == "t"
     finally:
         await pool.aclose()
 
