@@ -43,6 +43,16 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; an
   unpaced key's retries keep their jittered backoff. Whatever that misses, a cut never goes
   below an eighth of the best accepted rate seen lately (halved every 10 s).
+- **Notice it across runs too.** A few per cent of throttles at random end most runs after a
+  window or two (a window that holds ends a run), and each window eases or steps the pace a
+  little. So throttles are also counted at two levels of the pace that held lately: near it,
+  and a quarter or more under it. When the lower is throttled at least half as much as the
+  higher, the pace that held is put back (and held `HOLD` seconds), unless the last windows
+  near it were throttled well beyond its share there (a partition that lost capacity, or a
+  deep bucket that ran dry: its new edge is throttled a few per cent, as the old one was). If
+  the first window at the pace put back is overrun, the capacity did fall, a few per cent at a
+  time: the restore is undone, and the pace it came from becomes the one that held. A measured
+  cut starts both counts again.
 - **Retries first.** A paced key's first attempts leave in arrival order; a retry (or a request
   sent back by a cut) takes the next slot of the pace ahead of them, as it already waited its
   turn once. So a throttle costs a caller one slot of the pace, not a second wait behind the
@@ -138,6 +148,19 @@ SHARE_KEPT = 0.5
 FELL = 0.5
 #: After pacing was judged not to help: no cut for this long.
 HOLD = 3.0
+#: Throttles counted at two levels of the pace that held lately: windows paced at least
+#: `HIGH_BAND` of it, and at most `FELL_QUIETLY` of it. Once each level has `EVIDENCE`
+#: responses, the lower throttled at `SHARE_KEPT` of the higher's share or more, the throttles
+#: do not come from our rate: the pace that held is restored. Counts are kept to the last
+#: `EVIDENCE_MAX` responses of each level, and dropped at every measured cut (the partition
+#: changed: what held before says nothing of it).
+HIGH_BAND = 0.95
+FELL_QUIETLY = 0.75
+EVIDENCE = 40
+EVIDENCE_MAX = 400
+#: ... unless the last windows near the pace that held were throttled more than this many times
+#: its share there: a partition whose capacity fell, or a deep bucket that ran dry.
+RECENT_KEPT = 2.0
 #: Cubic probing above the pace set last: ``base * (1 + GROWTH * (t / K) ** 3)``. After a step
 #: below a pace that held, K is the longer of `PROBE_SECONDS` and the time `PROBE_REQUESTS`
 #: take at the base rate: slow, as an overrun of a shallow bucket costs a few lost slots and
@@ -234,11 +257,16 @@ class _Key:
         "guessed",
         "held",
         "held_at",
+        "high_n",
+        "high_recent",
+        "high_t",
         "hold_until",
         "k",
         "last_seen",
         "last_sent",
         "lock",
+        "low_n",
+        "low_t",
         "next_send",
         "ok_rate",
         "overrun",
@@ -250,6 +278,8 @@ class _Key:
         "silent_since",
         "streak",
         "throttled",
+        "trial",
+        "trial_share",
         "waiting",
         "window_rate",
         "window_start",
@@ -262,6 +292,13 @@ class _Key:
         self.best_at = now
         self.held = 0.0  # the highest pace that held lately (decaying), and when
         self.held_at = now
+        # Responses and throttles of windows paced near the pace that held, and far under it.
+        self.high_n = self.high_t = self.low_n = self.low_t = 0.0
+        self.high_recent = -1.0  # the share throttled in the last windows at it (-1: none yet)
+        # After a restore, until a window at it closes: the pace to go back to if that window
+        # is throttled well beyond the share the restore was judged on (0: no trial).
+        self.trial = 0.0
+        self.trial_share = 0.0
         self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
         self.guessed = False  # whether the pace was set by a guess (a blind cut)
         self.cut_at = now
@@ -476,6 +513,24 @@ class KeyLimiter:
         state.window_start, state.responses, state.acked, state.throttled = now, 0, 0, 0
         window_rate = state.window_rate
         paced = state.rate(now)
+        if paced is not None and state.trial:
+            back = state.trial
+            state.trial = 0.0
+            if share > max(OVER_SHARE, RECENT_KEPT * state.trial_share):
+                # The pace put back is overrun: the capacity did fall (gradually, a few per cent
+                # at a time, as random throttles look). Back to where it was, which is now the
+                # pace that holds; no more restores until one holds higher.
+                state.base, state.cut_at, state.hold_until = back, now, 0.0
+                state.held, state.held_at = back, now
+                state.high_n = state.high_t = state.low_n = state.low_t = 0.0
+                state.high_recent = -1.0
+                state.next_send = max(state.next_send, state.last_sent + 1.0 / back)
+                state.epoch += 1
+                return
+        if paced is not None and self._pace_does_not_matter(
+            state, now, window_rate, paced, throttled
+        ):
+            return
         if measured and paced is not None:  # paced: not a crowd emptying a full bucket
             decay = 0.5 ** ((now - state.best_at) / BEST_HALF_LIFE)
             if accepted >= state.best * decay:
@@ -562,6 +617,8 @@ class KeyLimiter:
                 base = max(base, 0.5 * (base + paced))
             prior = max(state.prior_now(now), state.held_now(now))
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
+            state.high_n = state.high_t = state.low_n = state.low_t = 0.0
+            state.high_recent = -1.0
             # A cut by a little (a deep bucket drained) probes slowly; a deep one fast, as the
             # accepted rate of an overrun shallow bucket may be half its capacity.
             near = base >= NEAR_CUT * current
@@ -604,6 +661,56 @@ class KeyLimiter:
         streak.all_cuts += 1
         state.cut_at = now
         state.epoch += 1
+
+    def _pace_does_not_matter(
+        self, state: _Key, now: float, low: float, high: float, throttled: int
+    ) -> bool:
+        """Count a window paced from ``low`` to ``high`` at its level of the pace that held lately;
+        when a pace that fell a quarter under it is throttled about as much as the pace that held
+        was, the throttles do not come from our rate (faults, random throttles): restore that
+        pace, and make no cut for `HOLD` seconds. (Each window with a throttle or two eased or
+        cut the pace a little, and a window that held ended the run of cuts that could tell.)
+
+        Not when the last windows at the pace that held were throttled well beyond its share
+        there: that is a partition that lost capacity, or a deep bucket that ran dry, and the
+        pace under it is its new edge (a few per cent throttled, as the old edge was)."""
+        held = state.held_now(now)
+        if held <= 0:
+            return False
+        responses = state.responses_closed
+        share = throttled / responses
+        if low >= HIGH_BAND * held:
+            recent = state.high_recent
+            state.high_recent = 0.5 * (recent + share) if recent >= 0 else share
+            state.high_n += responses
+            state.high_t += throttled
+            if state.high_n > EVIDENCE_MAX:
+                scale = EVIDENCE_MAX / state.high_n
+                state.high_n, state.high_t = EVIDENCE_MAX, state.high_t * scale
+            return False
+        if high > FELL_QUIETLY * held:
+            return False
+        state.low_n += responses
+        state.low_t += throttled
+        if state.low_n > EVIDENCE_MAX:
+            scale = EVIDENCE_MAX / state.low_n
+            state.low_n, state.low_t = EVIDENCE_MAX, state.low_t * scale
+        high_n, high_t = state.high_n, state.high_t
+        if (
+            now < state.hold_until
+            or state.low_n < EVIDENCE
+            or high_n < EVIDENCE
+            or high_t == 0
+            or state.low_t * high_n < SHARE_KEPT * high_t * state.low_n
+            or state.high_recent * high_n > RECENT_KEPT * high_t
+        ):
+            return False
+        state.trial, state.trial_share = high, state.low_t / state.low_n
+        state.base, state.streak = held, None
+        state.hold_until = now + HOLD
+        state.cut_at = state.hold_until  # no probing while holding
+        state.low_n = state.low_t = 0.0
+        return True
 
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:

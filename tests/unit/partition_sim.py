@@ -82,8 +82,10 @@ class Partitions(MemoryTransport):
         jitter: float = 0.001,
         seed: int = 1,
         scope: Scope = "partition",
+        random_throttles: float = 0.0,
     ) -> None:
         super().__init__()
+        self.random_throttles = random_throttles
         self.shape = shape
         self.scope = scope
         self.rate = rate
@@ -116,6 +118,9 @@ class Partitions(MemoryTransport):
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = Bucket(self.shape, self.rate, self.burst, loop.time())
+        if self.random_throttles and self.rng.random() < self.random_throttles:
+            await asyncio.sleep(self._delay())  # a fault, whatever the rate: nothing taken
+            raise self._throttle()
         if self.shape == "gcra":  # the proxy answers a throttle at once
             if not bucket.admit(loop.time()):
                 await asyncio.sleep(0.0002)
@@ -184,12 +189,19 @@ async def load(
     deadline: float = 30.0,
     scope: Scope = "partition",
     keys: int = 1,
+    random_throttles: float = 0.0,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
     modulo ``keys``) for ``seconds`` of virtual time."""
     loop = asyncio.get_running_loop()
     transport = Partitions(
-        shape=shape, rate=rate, burst=burst, seed=seed, latency=latency, scope=scope
+        shape=shape,
+        rate=rate,
+        burst=burst,
+        seed=seed,
+        latency=latency,
+        scope=scope,
+        random_throttles=random_throttles,
     )
     await transport.create_table(TABLE)
     retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random, deadline=deadline)

@@ -140,22 +140,47 @@ async def test_random_throttles_do_not_collapse_the_rate(
     assert run.acked / run.sent == pytest.approx(0.7, abs=0.03)
 
 
+async def _random_run(cap: float, gap: float, share: float, seed: int) -> float:
+    """Acknowledged increments per second over 20 s (after 3 s to settle) of one sender with a
+    demand of ``1 / gap``, against a partition of ``cap`` that also throttles ``share`` of
+    requests at random."""
+    time = VirtualTime()
+    limiter = KeyLimiter(clock=time, sleep=time.sleep)
+    partition = Partition(rate=cap, burst=min(cap * 0.3, 1e9), random_throttles=share)
+    await drive(limiter, time, partition, 3.0, gap=gap, seed=seed)
+    run = await drive(limiter, time, partition, 20.0, gap=gap, seed=seed)
+    return run.acked / 20.0
+
+
+@pytest.mark.parametrize("share", [0.05, 0.1])
+@pytest.mark.parametrize(("cap", "gap"), [(1e9, 0.001), (1_000.0, 0.0005)])
+async def test_a_few_random_throttles_do_not_wear_the_pace_down(
+    share: float, cap: float, gap: float
+) -> None:
+    """5-10 % of requests throttled whatever the rate, with no cap (1,000/s asked for) or a cap
+    of 1,000/s (2,000/s asked for). Each such window eased or cut the pace a little and each
+    window that held ended the run of cuts that could tell: the pace fell to a third (5 %) or a
+    tenth (10 %, capped). A pace that fell a quarter under one that held, and is throttled as
+    much as it was there, is put back: 72-79 % of what could be acknowledged, mean of 3 seeds
+    (14-30 % before)."""
+    possible = min(cap, 1 / gap) * (1 - share)
+    runs = [await _random_run(cap, gap, share, seed) for seed in (1, 2, 3)]
+    assert sum(runs) / len(runs) >= 0.65 * possible, runs
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="known: a few per cent of random throttles wear a pace down (README, under throttling)",
+    reason="known: at 100/s a few per cent of random throttles still hold a pace down (README)",
 )
 @pytest.mark.parametrize("share", [0.05, 0.1])
-async def test_a_few_random_throttles_do_not_wear_the_pace_down(
-    limiter: KeyLimiter, time: VirtualTime, share: float
-) -> None:
-    """5-10 % of requests throttled whatever the rate. Each such window either eases the pace
-    at the edge (1 % a throttle, and the probe starts again) or holds, which ends the run of
-    cuts that would tell random throttles apart: the pace falls to a third (5 %) or a little
-    over half (10 %) of the demand."""
-    partition = Partition(rate=1e9, burst=1e9, random_throttles=share)
-    await drive(limiter, time, partition, 3.0, gap=0.001)  # demand: 1,000 requests/s
-    run = await drive(limiter, time, partition, 20.0, gap=0.001)
-    assert run.sent / 20.0 >= 0.8 * 1_000.0
+async def test_a_few_random_throttles_at_100_per_second(share: float) -> None:
+    """At 100/s (a cap of 100/s, as much asked for) a window is 20 requests: the first ones may
+    set the pace under the cap, and each window with a throttle or two eases it and restarts
+    the probe, which at 300 requests for its time constant never climbs back: 64 % (5 %) and
+    39 % (10 %) of what could be acknowledged."""
+    possible = 100.0 * (1 - share)
+    runs = [await _random_run(100.0, 0.01, share, seed) for seed in (1, 2, 3)]
+    assert sum(runs) / len(runs) >= 0.65 * possible, runs
 
 
 @pytest.mark.parametrize(("to", "gap"), [(650.0, 0.0005), (700.0, 0.0002), (750.0, 0.0002)])
@@ -174,6 +199,28 @@ async def test_a_capacity_drop_is_followed_down_and_stays_followed(
     assert first.sent / first.acked <= 1.10
     assert run.acked / 10.0 >= 0.95 * to
     assert run.sent / run.acked <= 1.10
+
+
+@pytest.mark.parametrize(("step", "every"), [(50.0, 1.0), (100.0, 2.0)])
+async def test_a_capacity_that_slides_down_is_followed_without_overruns(
+    limiter: KeyLimiter, time: VirtualTime, step: float, every: float
+) -> None:
+    """A partition losing 5-10 % of its capacity at a time, from 1,000/s to 600/s: each step
+    throttles a few per cent, as random throttles do, and the pace eases down without a
+    measured cut. Putting back the pace that held (as for random throttles) overran the new
+    capacity: 1.21 requests per ack while it slid. A restore that its first window finds
+    overrun is undone, and the pace it came from is the one that holds."""
+    partition = Partition(rate=1_000.0, burst=300.0)
+    await drive(limiter, time, partition, 5.0, gap=0.0002)
+    sent = acked = 0
+    while partition.rate > 600.0:
+        partition.rate -= step
+        run = await drive(limiter, time, partition, every, gap=0.0002)
+        sent, acked = sent + run.sent, acked + run.acked
+    after = await drive(limiter, time, partition, 10.0, gap=0.0002)
+    assert sent / acked <= 1.10
+    assert after.sent / after.acked <= 1.10
+    assert after.acked / 10.0 >= 0.95 * partition.rate
 
 
 async def test_keys_are_paced_apart(limiter: KeyLimiter, time: VirtualTime) -> None:
