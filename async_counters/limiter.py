@@ -58,7 +58,8 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   turn once. So a throttle costs a caller one slot of the pace, not a second wait behind the
   whole queue, and the tail latency stays at the queue's length (Little's law).
 - A key whose pace is far above what it sends is released, and a released key idle for `IDLE`
-  seconds is forgotten: memory follows the keys being throttled, not the operations.
+  seconds, or not throttled for as long, is forgotten: memory follows the keys being
+  throttled, not the operations.
 - Before a key's first throttle, a crowd on it goes out through `slowstart` (a few writes at
   once, doubling each round trip while they are acknowledged).
 
@@ -161,6 +162,13 @@ EVIDENCE_MAX = 400
 #: ... unless the last windows near the pace that held were throttled more than this many times
 #: its share there: a partition whose capacity fell, or a deep bucket that ran dry.
 RECENT_KEPT = 2.0
+#: During a restore's hold, the last `TRIAL_MAX` responses (at least a window's) throttled
+#: beyond `UNDO_SHARE`, and `UNDO_KEPT` times the share the restore was judged on, undo it: the
+#: pace put back is overrun (a pace restored a quarter or more above one that holds throttles
+#: a quarter of its requests or more; a few per cent at random rarely reach it over 100).
+UNDO_SHARE = 0.15
+UNDO_KEPT = 3.0
+TRIAL_MAX = 100.0
 #: Cubic probing above the pace set last: ``base * (1 + GROWTH * (t / K) ** 3)``. After a step
 #: below a pace that held, K is the longer of `PROBE_SECONDS` and the time `PROBE_REQUESTS`
 #: take at the base rate: slow, as an overrun of a shallow bucket costs a few lost slots and
@@ -172,7 +180,7 @@ PROBE_REQUESTS = 300.0
 FAST_REQUESTS = 20.0
 #: A pace more than this many times the rate a key really sends is released.
 RELEASE_FACTOR = 4.0
-#: A released key not heard from for this long is forgotten.
+#: A released key not heard from, or not throttled, for this long is forgotten.
 IDLE = 10.0
 #: Never pace slower than this (requests/s), nor below `FLOOR_SHARE` of the best accepted rate
 #: measured lately (halved every `BEST_HALF_LIFE` seconds), so that a real drop is followed.
@@ -264,6 +272,7 @@ class _Key:
         "k",
         "last_seen",
         "last_sent",
+        "last_throttled",
         "lock",
         "low_n",
         "low_t",
@@ -279,7 +288,9 @@ class _Key:
         "streak",
         "throttled",
         "trial",
+        "trial_n",
         "trial_share",
+        "trial_t",
         "waiting",
         "window_rate",
         "window_start",
@@ -299,6 +310,7 @@ class _Key:
         # is throttled well beyond the share the restore was judged on (0: no trial).
         self.trial = 0.0
         self.trial_share = 0.0
+        self.trial_n = self.trial_t = 0.0  # responses and throttles since (the last `TRIAL_MAX`)
         self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
         self.guessed = False  # whether the pace was set by a guess (a blind cut)
         self.cut_at = now
@@ -319,6 +331,7 @@ class _Key:
         self.throttled = 0
         self.waiting = 0  # requests inside `acquire`, queued behind the pace
         self.last_seen = now
+        self.last_throttled = now
         # Since when no request sent after a first pace or a guess was acknowledged: from the
         # first sent (inf: none sent yet; None: one was acknowledged, or the last cut was
         # measured on a paced key). The silence bounds the rate.
@@ -458,6 +471,16 @@ class KeyLimiter:
             self._sweep(now)
         else:
             now = self._clock()
+        if (
+            state.base is None
+            and outcome is not Outcome.THROTTLED
+            and now - state.last_throttled > IDLE
+            and now >= state.hold_until
+        ):
+            # Released, and not throttled for a while though still written: forgotten, so
+            # that its writes cost a dict lookup again (and a crowd on it starts slowly).
+            del self._keys[key]
+            return
         state.last_seen = now
         self._rtt = rtt
         if epoch != state.epoch:
@@ -465,6 +488,7 @@ class KeyLimiter:
         state.responses += 1
         if outcome is Outcome.THROTTLED:
             state.throttled += 1
+            state.last_throttled = now
         elif outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.CONDITION_FAILED:
             state.acked += 1  # a refused condition was served too: it used the partition
             state.silent_since = None
@@ -515,11 +539,21 @@ class KeyLimiter:
         paced = state.rate(now)
         if paced is not None and state.trial:
             back = state.trial
-            state.trial = 0.0
-            if share > max(OVER_SHARE, RECENT_KEPT * state.trial_share):
+            state.trial_n += state.responses_closed
+            state.trial_t += throttled
+            if state.trial_n > TRIAL_MAX:
+                scale = TRIAL_MAX / state.trial_n
+                state.trial_n, state.trial_t = TRIAL_MAX, state.trial_t * scale
+            if now >= state.hold_until:
+                state.trial = 0.0  # the restore held through its hold
+            elif state.trial_n >= WINDOW_RESPONSES and state.trial_t > state.trial_n * max(
+                UNDO_SHARE, UNDO_KEPT * state.trial_share
+            ):
                 # The pace put back is overrun: the capacity did fall (gradually, a few per cent
-                # at a time, as random throttles look). Back to where it was, which is now the
-                # pace that holds; no more restores until one holds higher.
+                # at a time, as random throttles look, or since the restore). Back to where it
+                # was, which is now the pace that holds, and cuts as usual from there; no more
+                # restores until one holds higher.
+                state.trial = 0.0
                 state.base, state.cut_at, state.hold_until = back, now, 0.0
                 state.held, state.held_at = back, now
                 state.high_n = state.high_t = state.low_n = state.low_t = 0.0
@@ -706,6 +740,7 @@ class KeyLimiter:
         ):
             return False
         state.trial, state.trial_share = high, state.low_t / state.low_n
+        state.trial_n = state.trial_t = 0.0
         state.base, state.streak = held, None
         state.hold_until = now + HOLD
         state.cut_at = state.hold_until  # no probing while holding

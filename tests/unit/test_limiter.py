@@ -243,6 +243,20 @@ async def test_a_key_that_calms_down_is_released_and_forgotten(
     assert set(limiter._keys) == {"other"}
 
 
+async def test_a_released_key_still_written_is_forgotten_once_calm(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
+    """A key released and written on, never throttled again, is forgotten after `IDLE` seconds
+    although never idle (the table's pace has one key that every write answers to: kept, it
+    would cost every ack an `observe` for the life of the process)."""
+    await drive(limiter, time, Partition(rate=200.0, burst=60.0), 3.0)
+    calm = Partition(rate=1e9, burst=1e9)
+    await drive(limiter, time, calm, 3.0, gap=0.05)  # 20 requests/s: released
+    assert limiter.rates() == {} and limiter.known("hot")
+    await drive(limiter, time, calm, 12.0, gap=0.05)
+    assert not limiter.known("hot") and not limiter.held
+
+
 async def test_a_never_throttled_key_costs_no_state(limiter: KeyLimiter) -> None:
     for _ in range(1_000):
         limiter.observe("k", Outcome.ACKNOWLEDGED, await limiter.acquire("k"))
