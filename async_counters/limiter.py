@@ -41,8 +41,11 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   at random is never measured), the pace fell to `FELL` of the highest rate accepted in a paced
   window of the run and the share did not fall with it. The rate from before the run is
   restored and no cut follows for `HOLD` seconds, so that pacing cannot collapse a key; an
-  unpaced key's retries keep their jittered backoff. Whatever that misses, a cut never goes
-  below an eighth of the best accepted rate seen lately (halved every 10 s).
+  unpaced key's retries keep their jittered backoff. A window that held does not end the run
+  of cuts on its own, only `CALM_RESPONSES` held in a row: a slow pace's window holds a few
+  responses, and one without a throttle is often luck (30 % at random, 3 in a row: a third of
+  the time). Whatever that misses, a cut never goes below an eighth of the best accepted rate
+  seen lately (halved every 10 s).
 - **Notice it across runs too.** A few per cent of throttles at random end most runs after a
   window or two (a window that holds ends a run), and each window eases or steps the pace a
   little. So throttles are also counted at two levels of the pace that held lately: near it,
@@ -143,6 +146,8 @@ BLIND_CUT_MAX = 0.5
 STREAK_CUTS = 3
 STREAK_SECONDS = 0.15
 SHARE_KEPT = 0.5
+#: A run of cuts ends when its pace held over this many responses in a row.
+CALM_RESPONSES = 20
 #: ... or when, after `STREAK_CUTS` cuts of any kind, the pace is at most `FELL` of the highest
 #: rate accepted in a paced window of the run, and still throttled at `SHARE_KEPT` of the run's
 #: first share: under capacity throttling a pace that far under what was accepted holds.
@@ -201,6 +206,7 @@ class _Streak:
 
     __slots__ = (
         "all_cuts",
+        "calm",
         "cuts",
         "edges",
         "first_share",
@@ -223,6 +229,7 @@ class _Streak:
         self.paced = paced  # whether that rate was a pace (not a crowd let loose)
         self.cuts = 0
         self.first_share = 0.0
+        self.calm = 0  # responses of the windows that held since its last over window
 
     def cut(self, share: float) -> None:
         if self.cuts == 0:
@@ -571,7 +578,13 @@ class KeyLimiter:
                 state.best, state.best_at = accepted, now
 
         if share <= (THROTTLE_SHARE if paced is None else OVER_SHARE):
-            state.streak = None
+            streak = state.streak
+            if streak is not None:
+                # A run of cuts ends once its pace held over `CALM_RESPONSES` (a window of a
+                # slow pace holds a few responses: one without a throttle may be luck).
+                streak.calm += state.responses_closed
+                if paced is None or streak.calm >= CALM_RESPONSES:
+                    state.streak = None
             if paced is None:
                 return
             # The pace held: remember it if it bound (callers queued behind it), else the
@@ -580,6 +593,8 @@ class KeyLimiter:
             held = ok if state.waiting else min(ok, sent)
             if held >= state.held_now(now):
                 state.held, state.held_at = held, now
+            if window_rate >= HIGH_BAND * state.held_now(now):  # the window that set it, too
+                self._count_high(state, state.responses_closed, throttled)
             if throttled and state.waiting and paced >= (1.0 - EDGE_BAND) * state.peak:
                 # Held, but at the edge: each throttle eases the pace a little (a bucket of a
                 # token loses a slot to each). Within a band of the highest pace that held
@@ -607,6 +622,7 @@ class KeyLimiter:
         streak = state.streak
         if paced is not None and accepted > streak.top:
             streak.top = accepted  # paced: not a crowd emptying a full bucket
+        streak.calm = 0
         if (
             (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share, now)
         ) or streak.pace_fell_alone(share, paced, now):
@@ -712,15 +728,9 @@ class KeyLimiter:
         if held <= 0:
             return False
         responses = state.responses_closed
-        share = throttled / responses
         if low >= HIGH_BAND * held:
-            recent = state.high_recent
-            state.high_recent = 0.5 * (recent + share) if recent >= 0 else share
-            state.high_n += responses
-            state.high_t += throttled
-            if state.high_n > EVIDENCE_MAX:
-                scale = EVIDENCE_MAX / state.high_n
-                state.high_n, state.high_t = EVIDENCE_MAX, state.high_t * scale
+            if throttled > OVER_SHARE * responses:  # a window that held counts once held is set
+                self._count_high(state, responses, throttled)
             return False
         if high > FELL_QUIETLY * held:
             return False
@@ -746,6 +756,18 @@ class KeyLimiter:
         state.cut_at = state.hold_until  # no probing while holding
         state.low_n = state.low_t = 0.0
         return True
+
+    @staticmethod
+    def _count_high(state: _Key, responses: int, throttled: int) -> None:
+        """Count a window paced near the pace that held (held there, or overrun)."""
+        share = throttled / responses
+        recent = state.high_recent
+        state.high_recent = 0.5 * (recent + share) if recent >= 0 else share
+        state.high_n += responses
+        state.high_t += throttled
+        if state.high_n > EVIDENCE_MAX:
+            scale = EVIDENCE_MAX / state.high_n
+            state.high_n, state.high_t = EVIDENCE_MAX, state.high_t * scale
 
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:

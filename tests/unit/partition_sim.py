@@ -190,9 +190,10 @@ async def load(
     scope: Scope = "partition",
     keys: int = 1,
     random_throttles: float = 0.0,
+    adaptive: bool = True,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
-    modulo ``keys``) for ``seconds`` of virtual time."""
+    modulo ``keys``) for ``seconds`` of virtual time; ``adaptive=False``: the pool unpaced."""
     loop = asyncio.get_running_loop()
     transport = Partitions(
         shape=shape,
@@ -208,7 +209,9 @@ async def load(
     cap = rate * (shards if scope == "partition" else 1)  # shards share a table's capacity
     result = Result(cap=cap, seconds=seconds, warmup=warmup)
     names = ["hot"] if keys == 1 else [f"hot{i}" for i in range(keys)]
-    async with CounterPool(TABLE, transport=transport, retry=retry, shards=shards) as pool:
+    async with CounterPool(
+        TABLE, transport=transport, retry=retry, shards=shards, adaptive=adaptive
+    ) as pool:
         start = loop.time()
         steady_from, end = start + warmup, start + seconds
         steady_requests = 0
