@@ -44,7 +44,10 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   unpaced key's retries keep their jittered backoff. A window that held does not end the run
   of cuts on its own, only `CALM_RESPONSES` held in a row: a slow pace's window holds a few
   responses, and one without a throttle is often luck (30 % at random, 3 in a row: a third of
-  the time). Whatever that misses, a cut never goes below an eighth of the best accepted rate
+  the time). A pace at its floor still throttled as much is not helped either: its windows
+  are too short to measure, and its callers would queue there. Found again soon after a hold
+  ended, the key is let loose (the pace put back did not stop it) for twice as long, up to
+  `HOLD_MAX`. Whatever that misses, a cut never goes below an eighth of the best accepted rate
   seen lately (halved every 10 s).
 - **Notice it across runs too.** A few per cent of throttles at random end most runs after a
   window or two (a window that holds ends a run), and each window eases or steps the pace a
@@ -152,8 +155,10 @@ CALM_RESPONSES = 20
 #: rate accepted in a paced window of the run, and still throttled at `SHARE_KEPT` of the run's
 #: first share: under capacity throttling a pace that far under what was accepted holds.
 FELL = 0.5
-#: After pacing was judged not to help: no cut for this long.
+#: After pacing was judged not to help: no cut for this long; twice as long each time it is
+#: judged so again within that long of the last hold's end, up to `HOLD_MAX`.
 HOLD = 3.0
+HOLD_MAX = 48.0
 #: Throttles counted at two levels of the pace that held lately: windows paced at least
 #: `HIGH_BAND` of it, and at most `FELL_QUIETLY` of it. Once each level has `EVIDENCE`
 #: responses, the lower throttled at `SHARE_KEPT` of the higher's share or more, the throttles
@@ -244,17 +249,20 @@ class _Streak:
             and share >= SHARE_KEPT * self.first_share
         )
 
-    def pace_fell_alone(self, share: float, pace: float | None, now: float) -> bool:
+    def pace_fell_alone(self, share: float, pace: float | None, now: float, floor: float) -> bool:
         """The pace fell well below what the partition accepted earlier in the run, and the
         share throttled did not fall with it. Capacity throttling ends once the pace is under
         the rate the partition accepts; random throttles (faults) do not care about the pace.
         This holds whatever the cuts were (blind ones included), so a key throttled at random
-        cannot be paced down to the floor by blind cuts that the measured test never sees."""
+        cannot be paced down to the floor by blind cuts that the measured test never sees.
+        So too at the floor, whatever was accepted: a slow pace's windows are too short to
+        measure, and the callers queued behind it (a key throttled at random when few wrote
+        to it) would wait there for as long as it takes them to leave one a second."""
         return (
             pace is not None
             and self.all_cuts >= STREAK_CUTS
             and now - self.started >= STREAK_SECONDS
-            and pace <= FELL * self.top
+            and (pace <= FELL * self.top or pace <= (1.0 + STEP) * floor)
             and share >= SHARE_KEPT * self.opening_share
         )
 
@@ -275,6 +283,7 @@ class _Key:
         "high_n",
         "high_recent",
         "high_t",
+        "hold",
         "hold_until",
         "k",
         "last_seen",
@@ -322,6 +331,7 @@ class _Key:
         self.guessed = False  # whether the pace was set by a guess (a blind cut)
         self.cut_at = now
         self.hold_until = 0.0
+        self.hold = HOLD  # the last hold's length after pacing was judged not to help
         self.streak: _Streak | None = None
         self.next_send = now
         self.last_sent = now  # when the last paced request left
@@ -625,10 +635,14 @@ class KeyLimiter:
         streak.calm = 0
         if (
             (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share, now)
-        ) or streak.pace_fell_alone(share, paced, now):
-            # Cutting did not stop the throttling: it is not about our rate.
-            state.base = streak.rate if streak.paced else None
-            state.hold_until = now + HOLD
+        ) or streak.pace_fell_alone(share, paced, now, state.floor(now)):
+            # Cutting did not stop the throttling: it is not about our rate. The pace from
+            # before the run is put back; found again soon after the last hold (that pace did
+            # not stop it either), the key is let loose, for twice as long (up to `HOLD_MAX`).
+            again = now - state.hold_until < state.hold
+            state.hold = min(HOLD_MAX, 2.0 * state.hold) if again else HOLD
+            state.base = streak.rate if streak.paced and not again else None
+            state.hold_until = now + state.hold
             state.cut_at = state.hold_until  # no probing while holding
             state.streak = None
             return

@@ -37,10 +37,10 @@ class RetryPolicy:
     - ``attempts``: at most this many requests per operation (None: no count limit).
     - ``base``/``cap``: the first backoff ceiling in seconds, and the largest.
     - ``deadline``: give up once the next retry would start later than this many seconds after the
-      first attempt was sent (None: no time limit). Time queued before it, for a pool slot or
-      behind the key's pace, is flow control and does not count; a paced key's retry takes the
-      next slot of the pace, ahead of the queue. At least one of ``attempts`` and ``deadline`` is
-      set.
+      first attempt was sent (None: no time limit). Time queued before an attempt, the first or
+      a retry, for a pool slot or behind the key's pace, is flow control and does not count; a
+      paced key's retry takes the next slot of the pace, ahead of the queue. At least one of
+      ``attempts`` and ``deadline`` is set.
     - ``jitter``: ``"full"`` (sleep uniformly in ``[0, min(cap, base * 2**n)]``) or
       ``"decorrelated"`` (sleep uniformly in ``[base, 3 * previous]``, at most ``cap``).
     - ``sleep``, ``clock`` and ``rng`` are injectable so that tests are exact and instant
@@ -145,6 +145,11 @@ class Backoff:
     @property
     def elapsed(self) -> float:
         return self._clock() - self._start
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` out of the time the deadline counts (a retry queued behind a
+        pace or for a pool slot: flow control, not retrying)."""
+        self._start += seconds
 
     def next_delay(self) -> float | None:
         """After a retryable failure: seconds to wait before the next attempt, or None to stop."""

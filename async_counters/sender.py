@@ -175,6 +175,9 @@ class Sender:
         backoff: Backoff | None = None
         epoch = whole_epoch = 0
         while True:
+            # A retry's wait for its pace's slot or a pool slot is flow control, as the first
+            # attempt's is: it does not count toward the deadline.
+            queued = now() if backoff is not None else 0.0
             if pace is not None:
                 assert key is not None and whole is not None
                 unpaced = pace.unpaced_epoch(key)
@@ -188,6 +191,8 @@ class Sender:
             sent = now()
             if first is None:
                 first = sent
+            elif backoff is not None:
+                backoff.exclude(sent - queued)
             if wire is not None:
                 wire.on_wire = True
             self.in_flight += 1

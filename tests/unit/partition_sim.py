@@ -191,9 +191,12 @@ async def load(
     keys: int = 1,
     random_throttles: float = 0.0,
     adaptive: bool = True,
+    cycle: bool = False,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
-    modulo ``keys``) for ``seconds`` of virtual time; ``adaptive=False``: the pool unpaced."""
+    modulo ``keys``; with ``cycle``, caller i's j-th call the (i + j)-th: a caller held up on
+    one key writes to none of the others meanwhile) for ``seconds`` of virtual time;
+    ``adaptive=False``: the pool unpaced."""
     loop = asyncio.get_running_loop()
     transport = Partitions(
         shape=shape,
@@ -216,8 +219,10 @@ async def load(
         steady_from, end = start + warmup, start + seconds
         steady_requests = 0
 
-        async def caller(name: str) -> None:
+        async def caller(i: int) -> None:
             while loop.time() < end:
+                name = names[i % keys]
+                i += cycle
                 sent = loop.time()
                 try:
                     await pool.increment(name)
@@ -240,7 +245,7 @@ async def load(
             await asyncio.sleep(seconds - warmup)
             result.requests_steady = transport.counts.requests - steady_requests
 
-        await asyncio.gather(mark(), *(caller(names[i % keys]) for i in range(callers)))
+        await asyncio.gather(mark(), *(caller(i) for i in range(callers)))
         result.drain = loop.time() - end
         result.requests = transport.counts.requests
         result.value = sum((await pool.get_many(names)).values())

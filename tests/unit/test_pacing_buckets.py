@@ -114,14 +114,22 @@ def test_a_provisioned_tables_limit_is_paced_as_a_whole(
     assert result.latency.percentile(0.99) <= 1.5 * callers / cap + 0.5, result.line()
 
 
-@pytest.mark.parametrize("latency", [0.04, 0.08])
+@pytest.mark.parametrize(
+    ("latency", "cycle", "kept"),
+    [(0.04, False, 0.85), (0.08, False, 0.85), (0.02, True, 0.75), (0.08, True, 0.4)],
+)
 def test_a_storm_of_random_throttles_on_slow_round_trips_does_not_pace_keys_down(
-    latency: float,
+    latency: float, cycle: bool, kept: float
 ) -> None:
     """30 % of writes throttled at random, 200 callers over 4 keys: pacing cannot help, so the
-    pool must do as well as without it. With slow round trips (a busy machine) a pace holds a
-    few responses a window, and one without a throttle (luck) ended the run of cuts that could
-    tell: keys were paced to 1 write/s and their callers queued for over a minute."""
+    pool must do about as well as without it. With slow round trips (a busy machine) a pace
+    holds a few responses a window, and one without a throttle (luck) ended the run of cuts
+    that could tell: keys were paced to 1 write/s and their callers queued for over a minute.
+    With ``cycle`` each caller writes the 4 keys in turn (the throttling storm integration
+    test), so a caller held up on a paced key writes none of the others: their windows then
+    measure the few writes that still reach them, their paces fall to that, and the slowest
+    key holds every caller. A key found again and again where pacing does not help is let
+    loose for longer each time (3 s, doubling); 0.08 s is still a known loss (README)."""
     runs = {
         adaptive: run_virtual(
             load(
@@ -135,13 +143,15 @@ def test_a_storm_of_random_throttles_on_slow_round_trips_does_not_pace_keys_down
                 latency=latency,
                 random_throttles=0.3,
                 adaptive=adaptive,
+                cycle=cycle,
             )
         )
         for adaptive in (True, False)
     }
     paced, unpaced = runs[True], runs[False]
     assert paced.failed == 0 and paced.value == paced.acks_total, paced.line()
-    assert paced.acked_steady >= 0.85 * unpaced.acked_steady, (paced.line(), unpaced.line())
-    # Before, at 0.08 s: the last calls took 64 s to drain (0.8 s unpaced), the slowest 67 s.
+    assert paced.acked_steady >= kept * unpaced.acked_steady, (paced.line(), unpaced.line())
+    # Before, at 0.08 s: the last calls took 64 s to drain (0.8 s unpaced), the slowest 67 s;
+    # with cycle, 57-276 s, and some failed.
     slowest = unpaced.latency.percentile(1.0)
     assert paced.latency.percentile(1.0) <= 4 * slowest and paced.drain <= 4 * slowest

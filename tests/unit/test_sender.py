@@ -91,6 +91,28 @@ async def test_the_deadline_counts_from_the_first_attempt_in_virtual_time() -> N
     assert info.value.error.code == "ThrottlingException"
 
 
+async def test_a_retry_queued_for_a_slot_is_not_counted_toward_the_deadline() -> None:
+    """Waiting for a pool slot (or behind a key's pace) is flow control, for a retry as for a
+    first attempt: a retry that waits 5 s for its slot under a 2 s deadline is still sent."""
+    time = VirtualTime()
+
+    class Busy(Slots):
+        """Every slot is taken when a retry asks: one comes free 5 s later."""
+
+        def try_take(self) -> bool:
+            return len(transport.sent) == 0 and super().try_take()
+
+        async def take(self) -> None:
+            time.now += 5.0
+            assert super().try_take()
+
+    transport = Scripted(time, throttled(), throttled(), {"ok": 1})
+    s = sender(time, transport, base=0.1, cap=0.1, deadline=2.0)
+    s._slots = Busy(1)
+    assert await s.send("GetItem", {}, idempotent=True) == {"ok": 1}
+    assert len(transport.sent) == 3 and time.now > 10.0
+
+
 @pytest.mark.parametrize(("idempotent", "requests"), [(True, 2), (False, 1)])
 async def test_ambiguity_is_retried_only_when_idempotent(idempotent: bool, requests: int) -> None:
     time = VirtualTime()

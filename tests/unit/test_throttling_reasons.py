@@ -65,7 +65,8 @@ async def test_a_partitions_throttle_paces_the_key_and_a_tables_the_table(
     reasons: tuple[str, ...], key_paced: bool, table_paced: bool
 ) -> None:
     time = VirtualTime()
-    answers = [throttle(*reasons) for _ in range(30)]
+    # A first window of throttles paces; many more at the floor would let the key loose.
+    answers = [throttle(*reasons) for _ in range(20)]
     transport = Scripted(time, *answers, {"ok": 1})
     limiter = KeyLimiter(clock=time, sleep=time.sleep)
     sender = Sender(
