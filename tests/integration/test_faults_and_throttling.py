@@ -254,6 +254,7 @@ async def test_a_throttled_key_is_paced_while_cold_keys_keep_their_speed(
     assert stats.throttled == 0 and stats.ambiguous == 0
 
 
+@pytest.mark.timing
 async def test_a_throttling_storm_delays_but_never_drops(
     faulty_server: LocalDynamo, table_name: str
 ) -> None:
