@@ -44,11 +44,13 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   unpaced key's retries keep their jittered backoff. A window that held does not end the run
   of cuts on its own, only `CALM_RESPONSES` held in a row: a slow pace's window holds a few
   responses, and one without a throttle is often luck (30 % at random, 3 in a row: a third of
-  the time). A pace at its floor still throttled as much is not helped either: its windows
-  are too short to measure, and its callers would queue there. Found again soon after a hold
-  ended, the key is let loose (the pace put back did not stop it) for twice as long, up to
-  `HOLD_MAX`. Whatever that misses, a cut never goes below an eighth of the best accepted rate
-  seen lately (halved every 10 s).
+  the time). Or `CALM_MIN` or more without one throttle, were that unlikely luck at the share
+  of the last over window: a key paced under 20/s never has 20 in a window. A pace at its
+  floor still throttled as much is not helped either: its windows are too short to measure,
+  and its callers would queue there. Found again soon after a hold ended, the key is let loose
+  (the pace put back did not stop it) for twice as long, up to `HOLD_MAX`. Whatever that
+  misses, a cut never goes below an eighth of the best accepted rate seen lately (halved every
+  10 s).
 - **Notice it across runs too.** A few per cent of throttles at random end most runs after a
   window or two (a window that holds ends a run), and each window eases or steps the pace a
   little. So throttles are also counted at two levels of the pace that held lately: near it,
@@ -151,6 +153,13 @@ STREAK_SECONDS = 0.15
 SHARE_KEPT = 0.5
 #: A run of cuts ends when its pace held over this many responses in a row.
 CALM_RESPONSES = 20
+#: ... or, sooner, when its windows since the last over window held at least `CALM_MIN`
+#: responses and not one throttle, which random throttles at the last over window's share would
+#: allow at most `CALM_LUCK` of the time: a key paced under 20/s has windows (a second at most)
+#: of fewer than `CALM_RESPONSES`, and a run that never ends steps once too often, then cuts on
+#: every probe above the edge until it is judged random.
+CALM_MIN = 10
+CALM_LUCK = 0.02
 #: ... or when, after `STREAK_CUTS` cuts of any kind, the pace is at most `FELL` of the highest
 #: rate accepted in a paced window of the run, and still throttled at `SHARE_KEPT` of the run's
 #: first share: under capacity throttling a pace that far under what was accepted holds.
@@ -212,9 +221,11 @@ class _Streak:
     __slots__ = (
         "all_cuts",
         "calm",
+        "calm_throttled",
         "cuts",
         "edges",
         "first_share",
+        "last_share",
         "opening_share",
         "paced",
         "rate",
@@ -235,6 +246,8 @@ class _Streak:
         self.cuts = 0
         self.first_share = 0.0
         self.calm = 0  # responses of the windows that held since its last over window
+        self.calm_throttled = 0  # ... and their throttles
+        self.last_share = share  # the share throttled in its last over window
 
     def cut(self, share: float) -> None:
         if self.cuts == 0:
@@ -591,9 +604,19 @@ class KeyLimiter:
             streak = state.streak
             if streak is not None:
                 # A run of cuts ends once its pace held over `CALM_RESPONSES` (a window of a
-                # slow pace holds a few responses: one without a throttle may be luck).
+                # slow pace holds a few responses: one without a throttle may be luck), or
+                # over `CALM_MIN` without a throttle, were that unlikely luck.
                 streak.calm += state.responses_closed
-                if paced is None or streak.calm >= CALM_RESPONSES:
+                streak.calm_throttled += throttled
+                if (
+                    paced is None
+                    or streak.calm >= CALM_RESPONSES
+                    or (
+                        not streak.calm_throttled
+                        and streak.calm >= CALM_MIN
+                        and (1.0 - streak.last_share) ** streak.calm <= CALM_LUCK
+                    )
+                ):
                     state.streak = None
             if paced is None:
                 return
@@ -632,7 +655,8 @@ class KeyLimiter:
         streak = state.streak
         if paced is not None and accepted > streak.top:
             streak.top = accepted  # paced: not a crowd emptying a full bucket
-        streak.calm = 0
+        streak.calm = streak.calm_throttled = 0
+        streak.last_share = share
         if (
             (measured or share > BLIND_SHARE) and streak.pacing_does_not_help(share, now)
         ) or streak.pace_fell_alone(share, paced, now, state.floor(now)):
