@@ -193,7 +193,12 @@ class CoalescedAdmission(_Admission):
                     )
                 except Failed as failure:
                     for hit in batch:
-                        _fail(hit, Failed(failure.error, failure.attempts, failure.elapsed))
+                        _fail(
+                            hit,
+                            Failed(
+                                failure.error, failure.attempts, failure.elapsed, failure.queued
+                            ),
+                        )
                     continue
                 except Exception as error:  # a count that is not a number: each caller hears
                     for hit in batch:

@@ -63,36 +63,79 @@ class CounterFloorError(CounterError):
 
 
 class _RetriesExhausted(CounterError):
+    """``elapsed``: the seconds the retry deadline counted, from the first attempt sent;
+    ``queued``: the seconds its retries waited behind a pace or for a pool slot besides (flow
+    control, which the deadline leaves out). The call took at least their sum."""
+
     def __init__(
-        self, what: str, *, key: str | None, attempts: int, elapsed: float, last_code: str
+        self,
+        what: str,
+        *,
+        key: str | None,
+        attempts: int,
+        elapsed: float,
+        last_code: str,
+        queued: float = 0.0,
     ) -> None:
         target = "" if key is None else f" for {key!r}"
         last_code = redact(last_code)
+        besides = (
+            f", plus {queued:.2f}s waiting its turn (pacing, max_in_flight)"
+            if queued >= 0.005
+            else ""
+        )
         super().__init__(
-            f"{what}{target} after {attempts} attempt(s) in {elapsed:.2f}s "
+            f"{what}{target} after {attempts} attempt(s) in {elapsed:.2f}s{besides} "
             f"(last: {last_code}); nothing applied",
             key=key,
         )
         self.attempts = attempts
         self.elapsed = elapsed
+        self.queued = queued
         self.last_code = last_code
 
 
 class ThrottledError(_RetriesExhausted):
     """Every attempt was throttled until the retry policy ran out; nothing was applied."""
 
-    def __init__(self, *, key: str | None, attempts: int, elapsed: float, last_code: str) -> None:
+    def __init__(
+        self,
+        *,
+        key: str | None,
+        attempts: int,
+        elapsed: float,
+        last_code: str,
+        queued: float = 0.0,
+    ) -> None:
         super().__init__(
-            "throttled", key=key, attempts=attempts, elapsed=elapsed, last_code=last_code
+            "throttled",
+            key=key,
+            attempts=attempts,
+            elapsed=elapsed,
+            last_code=last_code,
+            queued=queued,
         )
 
 
 class ConnectError(_RetriesExhausted):
     """No attempt reached the server before the retry policy ran out; nothing was applied."""
 
-    def __init__(self, *, key: str | None, attempts: int, elapsed: float, last_code: str) -> None:
+    def __init__(
+        self,
+        *,
+        key: str | None,
+        attempts: int,
+        elapsed: float,
+        last_code: str,
+        queued: float = 0.0,
+    ) -> None:
         super().__init__(
-            "could not connect", key=key, attempts=attempts, elapsed=elapsed, last_code=last_code
+            "could not connect",
+            key=key,
+            attempts=attempts,
+            elapsed=elapsed,
+            last_code=last_code,
+            queued=queued,
         )
 
 

@@ -124,7 +124,7 @@ class Backoff:
     (0.0125, 0.025, None)
     """
 
-    __slots__ = ("_clock", "_delays", "_policy", "_start", "attempts")
+    __slots__ = ("_clock", "_delays", "_policy", "_start", "attempts", "queued")
 
     def __init__(
         self,
@@ -141,6 +141,7 @@ class Backoff:
         # began: the deadline counts from there.
         self._start = self._clock() if start is None else start
         self.attempts = 1
+        self.queued = 0.0  # seconds left out by `exclude`
 
     @property
     def elapsed(self) -> float:
@@ -150,6 +151,7 @@ class Backoff:
         """Leave ``seconds`` out of the time the deadline counts (a retry queued behind a
         pace or for a pool slot: flow control, not retrying)."""
         self._start += seconds
+        self.queued += seconds
 
     def next_delay(self) -> float | None:
         """After a retryable failure: seconds to wait before the next attempt, or None to stop."""

@@ -42,13 +42,18 @@ class Wire(Protocol):
 
 
 class Failed(Exception):
-    """A request's final failure: the transport's error, the attempts made, the time spent."""
+    """A request's final failure: the transport's error, the attempts made, the time spent
+    retrying (what the deadline counts), and the time its retries queued behind a pace or for a
+    pool slot besides."""
 
-    def __init__(self, error: TransportError, attempts: int, elapsed: float) -> None:
+    def __init__(
+        self, error: TransportError, attempts: int, elapsed: float, queued: float = 0.0
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.attempts = attempts
         self.elapsed = elapsed
+        self.queued = queued
 
 
 class Sender:
@@ -240,10 +245,10 @@ class Sender:
             if backoff is None:
                 backoff = Backoff(self._policy, start=first, clock=now)
             if not is_retryable(error.outcome, idempotent=idempotent):
-                raise Failed(error, backoff.attempts, backoff.elapsed)
+                raise Failed(error, backoff.attempts, backoff.elapsed, backoff.queued)
             delay = backoff.next_delay()
             if delay is None:
-                raise Failed(error, backoff.attempts, backoff.elapsed)
+                raise Failed(error, backoff.attempts, backoff.elapsed, backoff.queued)
             if pace is not None and error.outcome is Outcome.THROTTLED:
                 assert key is not None and whole is not None
                 partition, table = throttled_by(error)
@@ -296,11 +301,19 @@ def public_error(failure: Failed, *, table: str, key: str | None) -> CounterErro
     outcome = error.outcome
     if outcome is Outcome.THROTTLED:
         return ThrottledError(
-            key=key, attempts=failure.attempts, elapsed=failure.elapsed, last_code=error.code
+            key=key,
+            attempts=failure.attempts,
+            elapsed=failure.elapsed,
+            last_code=error.code,
+            queued=failure.queued,
         )
     if outcome is Outcome.UNREACHABLE:
         return ConnectError(
-            key=key, attempts=failure.attempts, elapsed=failure.elapsed, last_code=error.code
+            key=key,
+            attempts=failure.attempts,
+            elapsed=failure.elapsed,
+            last_code=error.code,
+            queued=failure.queued,
         )
     if outcome is Outcome.TABLE_NOT_FOUND:
         return TableNotFoundError(table, key=key)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from async_counters.clock import Clock
+from async_counters.errors import ThrottledError
 from async_counters.observers import Observers
 from async_counters.retry import RetryPolicy
-from async_counters.sender import Failed, Sender
+from async_counters.sender import Failed, Sender, public_error
 from async_counters.slots import Slots
 from async_counters.transport import Outcome, TransportError
 
@@ -111,6 +112,37 @@ async def test_a_retry_queued_for_a_slot_is_not_counted_toward_the_deadline() ->
     s._slots = Busy(1)
     assert await s.send("GetItem", {}, idempotent=True) == {"ok": 1}
     assert len(transport.sent) == 3 and time.now > 10.0
+
+
+async def test_a_throttled_error_tells_retrying_from_waiting_its_turn() -> None:
+    """The time the deadline counted, and the time queued besides, which it leaves out: the
+    caller waited both."""
+    time = VirtualTime()
+
+    class Busy(Slots):
+        def try_take(self) -> bool:
+            return len(transport.sent) == 0 and super().try_take()
+
+        async def take(self) -> None:
+            time.now += 5.0
+            assert super().try_take()
+
+    transport = Scripted(time, *(throttled() for _ in range(10)))
+    s = sender(time, transport, base=0.4, cap=0.4, deadline=1.0)
+    s._slots = Busy(1)
+    with pytest.raises(Failed) as info:
+        await s.send("UpdateItem", {}, idempotent=False)
+    failure = info.value
+    # 0.01 s an attempt, 0.2 s of jittered backoff between: a sixth would end past 1 s
+    assert failure.attempts == 5 and failure.elapsed == pytest.approx(0.85)
+    assert failure.queued == pytest.approx(20.0)  # 5 s for a slot before each retry
+    error = public_error(failure, table="t", key="k")
+    assert isinstance(error, ThrottledError) and error.queued == pytest.approx(20.0)
+    assert "5 attempt(s) in 0.85s, plus 20.00s waiting its turn (pacing, max_in_flight)" in str(
+        error
+    )
+    plain = ThrottledError(key="k", attempts=2, elapsed=0.5, last_code="ThrottlingException")
+    assert "waiting" not in str(plain)
 
 
 @pytest.mark.parametrize(("idempotent", "requests"), [(True, 2), (False, 1)])
