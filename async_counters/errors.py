@@ -67,9 +67,10 @@ class _RetriesExhausted(CounterError):
     ``queued``: the seconds its retries waited behind a pace or for a pool slot besides (flow
     control, which the deadline leaves out). The call took at least their sum."""
 
+    what = ""  # what kept failing, as the message opens
+
     def __init__(
         self,
-        what: str,
         *,
         key: str | None,
         attempts: int,
@@ -85,7 +86,7 @@ class _RetriesExhausted(CounterError):
             else ""
         )
         super().__init__(
-            f"{what}{target} after {attempts} attempt(s) in {elapsed:.2f}s{besides} "
+            f"{self.what}{target} after {attempts} attempt(s) in {elapsed:.2f}s{besides} "
             f"(last: {last_code}); nothing applied",
             key=key,
         )
@@ -98,45 +99,13 @@ class _RetriesExhausted(CounterError):
 class ThrottledError(_RetriesExhausted):
     """Every attempt was throttled until the retry policy ran out; nothing was applied."""
 
-    def __init__(
-        self,
-        *,
-        key: str | None,
-        attempts: int,
-        elapsed: float,
-        last_code: str,
-        queued: float = 0.0,
-    ) -> None:
-        super().__init__(
-            "throttled",
-            key=key,
-            attempts=attempts,
-            elapsed=elapsed,
-            last_code=last_code,
-            queued=queued,
-        )
+    what = "throttled"
 
 
 class ConnectError(_RetriesExhausted):
     """No attempt reached the server before the retry policy ran out; nothing was applied."""
 
-    def __init__(
-        self,
-        *,
-        key: str | None,
-        attempts: int,
-        elapsed: float,
-        last_code: str,
-        queued: float = 0.0,
-    ) -> None:
-        super().__init__(
-            "could not connect",
-            key=key,
-            attempts=attempts,
-            elapsed=elapsed,
-            last_code=last_code,
-            queued=queued,
-        )
+    what = "could not connect"
 
 
 class AmbiguousWriteError(CounterError):

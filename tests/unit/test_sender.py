@@ -92,14 +92,10 @@ async def test_the_deadline_counts_from_the_first_attempt_in_virtual_time() -> N
     assert info.value.error.code == "ThrottlingException"
 
 
-async def test_a_retry_queued_for_a_slot_is_not_counted_toward_the_deadline() -> None:
-    """Waiting for a pool slot (or behind a key's pace) is flow control, for a retry as for a
-    first attempt: a retry that waits 5 s for its slot under a 2 s deadline is still sent."""
-    time = VirtualTime()
+def busy_for_retries(time: VirtualTime, transport: Scripted) -> Slots:
+    """One slot, free for the first attempt; for each retry, taken until 5 s later."""
 
     class Busy(Slots):
-        """Every slot is taken when a retry asks: one comes free 5 s later."""
-
         def try_take(self) -> bool:
             return len(transport.sent) == 0 and super().try_take()
 
@@ -107,9 +103,16 @@ async def test_a_retry_queued_for_a_slot_is_not_counted_toward_the_deadline() ->
             time.now += 5.0
             assert super().try_take()
 
+    return Busy(1)
+
+
+async def test_a_retry_queued_for_a_slot_is_not_counted_toward_the_deadline() -> None:
+    """Waiting for a pool slot (or behind a key's pace) is flow control, for a retry as for a
+    first attempt: a retry that waits 5 s for its slot under a 2 s deadline is still sent."""
+    time = VirtualTime()
     transport = Scripted(time, throttled(), throttled(), {"ok": 1})
     s = sender(time, transport, base=0.1, cap=0.1, deadline=2.0)
-    s._slots = Busy(1)
+    s._slots = busy_for_retries(time, transport)
     assert await s.send("GetItem", {}, idempotent=True) == {"ok": 1}
     assert len(transport.sent) == 3 and time.now > 10.0
 
@@ -118,18 +121,9 @@ async def test_a_throttled_error_tells_retrying_from_waiting_its_turn() -> None:
     """The time the deadline counted, and the time queued besides, which it leaves out: the
     caller waited both."""
     time = VirtualTime()
-
-    class Busy(Slots):
-        def try_take(self) -> bool:
-            return len(transport.sent) == 0 and super().try_take()
-
-        async def take(self) -> None:
-            time.now += 5.0
-            assert super().try_take()
-
     transport = Scripted(time, *(throttled() for _ in range(10)))
     s = sender(time, transport, base=0.4, cap=0.4, deadline=1.0)
-    s._slots = Busy(1)
+    s._slots = busy_for_retries(time, transport)
     with pytest.raises(Failed) as info:
         await s.send("UpdateItem", {}, idempotent=False)
     failure = info.value
