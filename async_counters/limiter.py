@@ -15,10 +15,11 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   After a key's first pace, or such a guess, and until a request sent since is acknowledged,
   a paced window ends at its `EARLY_THROTTLES`-th throttle however short. The pace is then
   cut to twice one request in the silence so far (the time since the first request sent at the
-  new pace, less a round trip: none in t seconds says under about 1/t a second), if that is
-  below it; after a guess, by the guess too if that cuts deeper. A deep bucket that just ran
-  out under a crowd acknowledges its burst in the first window and looks fast; the silence
-  after it tells its rate.
+  new pace, less a round trip, or up to the last one sent since that was refused already, if
+  later: none in t seconds says under about 1/t a second), if that is below it; after a
+  guess, by the guess too if that cuts deeper. A deep bucket that just ran out under a crowd
+  acknowledges its burst in the first window and looks fast; the silence after it tells its
+  rate.
 - **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
   no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
   times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
@@ -182,11 +183,16 @@ EVIDENCE_MAX = 400
 #: its share there: a partition whose capacity fell, or a deep bucket that ran dry.
 RECENT_KEPT = 2.0
 #: During a restore's hold, the last `TRIAL_MAX` responses (at least a window's) throttled
-#: beyond `UNDO_SHARE`, and `UNDO_KEPT` times the share the restore was judged on, undo it: the
-#: pace put back is overrun (a pace restored a quarter or more above one that holds throttles
-#: a quarter of its requests or more; a few per cent at random rarely reach it over 100).
+#: beyond `UNDO_SHARE`, and beyond what random throttles at the share the restore was judged on
+#: would give (`UNDO_KEPT` times it, or `UNDO_SIGMAS` standard deviations above it if that is
+#: less), undo it: the pace put back is overrun (a pace restored a quarter or more above one
+#: that holds throttles a quarter of its requests or more; a few per cent at random rarely
+#: reach it over 100). A deep bucket that ran dry leaves a pace that held while it was spent,
+#: twice or more its rate: the pace a quarter under it is overrun too, and throttled a fifth,
+#: and the one put back two thirds, short of three times a fifth.
 UNDO_SHARE = 0.15
 UNDO_KEPT = 3.0
+UNDO_SIGMAS = 3.0
 TRIAL_MAX = 100.0
 #: Cubic probing above the pace set last: ``base * (1 + GROWTH * (t / K) ** 3)``. After a step
 #: below a pace that held, K is the longer of `PROBE_SECONDS` and the time `PROBE_REQUESTS`
@@ -310,6 +316,7 @@ class _Key:
         "overrun",
         "peak",
         "prior",
+        "refused",
         "responses",
         "responses_closed",
         "silent_guess",
@@ -343,7 +350,7 @@ class _Key:
         self.epoch = 0  # counts cuts; a request carries the epoch it was admitted in
         self.guessed = False  # whether the pace was set by a guess (a blind cut)
         self.cut_at = now
-        self.hold_until = 0.0
+        self.hold_until = -math.inf  # no hold yet (a clock may start at 0)
         self.hold = HOLD  # the last hold's length after pacing was judged not to help
         self.streak: _Streak | None = None
         self.next_send = now
@@ -367,6 +374,7 @@ class _Key:
         # measured on a paced key). The silence bounds the rate.
         self.silent_since: float | None = None
         self.silent_guess = False  # whether that began at a guess (not a measured first pace)
+        self.refused = -math.inf  # when the last request refused in that silence was sent
 
     def floor(self, now: float) -> float:
         """The slowest a cut may pace: a share of the best accepted rate seen lately. Whatever
@@ -468,6 +476,7 @@ class KeyLimiter:
                 state.last_sent = now
                 if state.silent_since == math.inf:
                     state.silent_since = now  # the first request sent since a first pace
+                    state.refused = -math.inf
                 return state.epoch
             await self._sleep(wait)
 
@@ -488,10 +497,14 @@ class KeyLimiter:
         state = self._keys.get(key)
         return state is not None and state.epoch != epoch
 
-    def observe(self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0) -> None:
+    def observe(
+        self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0, sent: float | None = None
+    ) -> None:
         """Account one response of a write to ``key`` admitted in ``epoch``; ``rtt``: the
-        round trip of acknowledged requests lately (seconds), as the sender measures it. (A
-        throttle may come back sooner than an ack: a silence is only one once it is longer.)"""
+        round trip of acknowledged requests lately (seconds), as the sender measures it;
+        ``sent``: when this request left (on the same clock). A throttle may come back sooner
+        than an ack: a silence is only one once it is longer than the round trip, or once a
+        request sent later in it was refused."""
         state = self._keys.get(key)
         if state is None:
             if outcome is not Outcome.THROTTLED:
@@ -519,6 +532,8 @@ class KeyLimiter:
         if outcome is Outcome.THROTTLED:
             state.throttled += 1
             state.last_throttled = now
+            if sent is not None and state.silent_since is not None:
+                state.refused = max(state.refused, sent)
         elif outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.CONDITION_FAILED:
             state.acked += 1  # a refused condition was served too: it used the partition
             state.silent_since = None
@@ -543,12 +558,19 @@ class KeyLimiter:
                     or (
                         elapsed > 0
                         and state.silent_since is not None
-                        and now - state.silent_since > self._rtt
+                        and self._silence(state, now) > 0
                     )
                 )
             )
         ):
             self._close_window(state, now, elapsed)
+
+    def _silence(self, state: _Key, now: float) -> float:
+        """How long the silence has lasted that requests sent in it can tell of: those sent
+        more than a round trip ago, and any sent since that was refused already."""
+        silent = state.silent_since
+        assert silent is not None
+        return max(now - self._rtt, state.refused) - silent
 
     def _close_window(self, state: _Key, now: float, elapsed: float) -> None:
         self._judge(state, now, elapsed)
@@ -577,14 +599,14 @@ class KeyLimiter:
             if now >= state.hold_until:
                 state.trial = 0.0  # the restore held through its hold
             elif state.trial_n >= WINDOW_RESPONSES and state.trial_t > state.trial_n * max(
-                UNDO_SHARE, UNDO_KEPT * state.trial_share
+                UNDO_SHARE, self._beyond_chance(state.trial_share, state.trial_n)
             ):
                 # The pace put back is overrun: the capacity did fall (gradually, a few per cent
                 # at a time, as random throttles look, or since the restore). Back to where it
                 # was, which is now the pace that holds, and cuts as usual from there; no more
                 # restores until one holds higher.
                 state.trial = 0.0
-                state.base, state.cut_at, state.hold_until = back, now, 0.0
+                state.base, state.cut_at, state.hold_until = back, now, -math.inf
                 state.held, state.held_at = back, now
                 state.high_n = state.high_t = state.low_n = state.low_t = 0.0
                 state.high_recent = -1.0
@@ -669,6 +691,11 @@ class KeyLimiter:
             state.hold_until = now + state.hold
             state.cut_at = state.hold_until  # no probing while holding
             state.streak = None
+            if state.base is not None and paced is not None:
+                # On trial, as a restore is: a deep bucket that ran dry under a crowd was
+                # accepted at its burst's rate early in the run, and the pace from before the
+                # run overruns its rate by far.
+                self._on_trial(state, paced, max(share, streak.opening_share))
             return
         stepped = False
         held = state.held_now(now)
@@ -725,8 +752,10 @@ class KeyLimiter:
                 # a second). A bucket that just ran out under a crowd acknowledges its burst in
                 # the first windows and looks fast; the silence after it tells its rate. After
                 # a first pace that was measured, only the silence cuts: its measure may hold.
-                # The requests sent in the last round trip could not have been acknowledged yet.
-                heard = 2.0 / max(now - silent - self._rtt, _EPSILON)
+                # The requests sent in the last round trip could not have been acknowledged yet,
+                # but those among them already refused (a proxy may answer a throttle at once)
+                # were not.
+                heard = 2.0 / max(self._silence(state, now), _EPSILON)
                 base = min(heard, base if state.silent_guess else current)
                 if base >= current:
                     return  # not long enough a silence to say more than the pace does
@@ -787,13 +816,26 @@ class KeyLimiter:
             or state.high_recent * high_n > RECENT_KEPT * high_t
         ):
             return False
-        state.trial, state.trial_share = high, state.low_t / state.low_n
-        state.trial_n = state.trial_t = 0.0
+        self._on_trial(state, high, state.low_t / state.low_n)
         state.base, state.streak = held, None
         state.hold_until = now + HOLD
         state.cut_at = state.hold_until  # no probing while holding
         state.low_n = state.low_t = 0.0
         return True
+
+    @staticmethod
+    def _on_trial(state: _Key, back: float, share: float) -> None:
+        """A pace is put back, judged by throttles at ``share`` not to come from our rate: until
+        its hold ends, go ``back`` to this pace if it is throttled well beyond that."""
+        state.trial, state.trial_share = back, share
+        state.trial_n = state.trial_t = 0.0
+
+    @staticmethod
+    def _beyond_chance(share: float, responses: float) -> float:
+        """A share throttled that random throttles at ``share`` would seldom reach over
+        ``responses``."""
+        spread = UNDO_SIGMAS * math.sqrt(share * (1.0 - share) / responses)
+        return min(UNDO_KEPT * share, share + spread)
 
     @staticmethod
     def _count_high(state: _Key, responses: int, throttled: int) -> None:
