@@ -15,11 +15,10 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   After a key's first pace, or such a guess, and until a request sent since is acknowledged,
   a paced window ends at its `EARLY_THROTTLES`-th throttle however short. The pace is then
   cut to twice one request in the silence so far (the time since the first request sent at the
-  new pace, less a round trip, or up to the last one sent since that was refused already, if
-  later: none in t seconds says under about 1/t a second), if that is below it; after a
-  guess, by the guess too if that cuts deeper. A deep bucket that just ran out under a crowd
-  acknowledges its burst in the first window and looks fast; the silence after it tells its
-  rate.
+  new pace, less a round trip: none in t seconds says under about 1/t a second), if that is
+  below it; after a guess, by the guess too if that cuts deeper. A deep bucket that just ran
+  out under a crowd acknowledges its burst in the first window and looks fast; the silence
+  after it tells its rate.
 - **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
   no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
   times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
@@ -61,7 +60,9 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   deep bucket that ran dry: its new edge is throttled a few per cent, as the old one was). If
   the first window at the pace put back is overrun, the capacity did fall, a few per cent at a
   time: the restore is undone, and the pace it came from becomes the one that held. A measured
-  cut starts both counts again.
+  cut starts both counts again. A pace put back after a run of cuts that seemed not to help is
+  on the same trial: a deep bucket run dry under a climbing pace is accepted at its burst's
+  rate in the run's first window, and a pace cut under half of that still overruns it.
 - **Retries first.** A paced key's first attempts leave in arrival order; a retry (or a request
   sent back by a cut) takes the next slot of the pace ahead of them, as it already waited its
   turn once. So a throttle costs a caller one slot of the pace, not a second wait behind the
@@ -316,7 +317,6 @@ class _Key:
         "overrun",
         "peak",
         "prior",
-        "refused",
         "responses",
         "responses_closed",
         "silent_guess",
@@ -374,7 +374,6 @@ class _Key:
         # measured on a paced key). The silence bounds the rate.
         self.silent_since: float | None = None
         self.silent_guess = False  # whether that began at a guess (not a measured first pace)
-        self.refused = -math.inf  # when the last request refused in that silence was sent
 
     def floor(self, now: float) -> float:
         """The slowest a cut may pace: a share of the best accepted rate seen lately. Whatever
@@ -476,7 +475,6 @@ class KeyLimiter:
                 state.last_sent = now
                 if state.silent_since == math.inf:
                     state.silent_since = now  # the first request sent since a first pace
-                    state.refused = -math.inf
                 return state.epoch
             await self._sleep(wait)
 
@@ -497,14 +495,10 @@ class KeyLimiter:
         state = self._keys.get(key)
         return state is not None and state.epoch != epoch
 
-    def observe(
-        self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0, sent: float | None = None
-    ) -> None:
+    def observe(self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0) -> None:
         """Account one response of a write to ``key`` admitted in ``epoch``; ``rtt``: the
-        round trip of acknowledged requests lately (seconds), as the sender measures it;
-        ``sent``: when this request left (on the same clock). A throttle may come back sooner
-        than an ack: a silence is only one once it is longer than the round trip, or once a
-        request sent later in it was refused."""
+        round trip of acknowledged requests lately (seconds), as the sender measures it. (A
+        throttle may come back sooner than an ack: a silence is only one once it is longer.)"""
         state = self._keys.get(key)
         if state is None:
             if outcome is not Outcome.THROTTLED:
@@ -532,8 +526,6 @@ class KeyLimiter:
         if outcome is Outcome.THROTTLED:
             state.throttled += 1
             state.last_throttled = now
-            if sent is not None and state.silent_since is not None:
-                state.refused = max(state.refused, sent)
         elif outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.CONDITION_FAILED:
             state.acked += 1  # a refused condition was served too: it used the partition
             state.silent_since = None
@@ -558,19 +550,12 @@ class KeyLimiter:
                     or (
                         elapsed > 0
                         and state.silent_since is not None
-                        and self._silence(state, now) > 0
+                        and now - state.silent_since > self._rtt
                     )
                 )
             )
         ):
             self._close_window(state, now, elapsed)
-
-    def _silence(self, state: _Key, now: float) -> float:
-        """How long the silence has lasted that requests sent in it can tell of: those sent
-        more than a round trip ago, and any sent since that was refused already."""
-        silent = state.silent_since
-        assert silent is not None
-        return max(now - self._rtt, state.refused) - silent
 
     def _close_window(self, state: _Key, now: float, elapsed: float) -> None:
         self._judge(state, now, elapsed)
@@ -752,10 +737,8 @@ class KeyLimiter:
                 # a second). A bucket that just ran out under a crowd acknowledges its burst in
                 # the first windows and looks fast; the silence after it tells its rate. After
                 # a first pace that was measured, only the silence cuts: its measure may hold.
-                # The requests sent in the last round trip could not have been acknowledged yet,
-                # but those among them already refused (a proxy may answer a throttle at once)
-                # were not.
-                heard = 2.0 / max(self._silence(state, now), _EPSILON)
+                # The requests sent in the last round trip could not have been acknowledged yet.
+                heard = 2.0 / max(now - silent - self._rtt, _EPSILON)
                 base = min(heard, base if state.silent_guess else current)
                 if base >= current:
                     return  # not long enough a silence to say more than the pace does

@@ -221,11 +221,11 @@ class Sender:
                     # table's (or an index's, or the account's), which every key's writes share.
                     partition, table = throttled_by(error)
                     if partition:
-                        pace.observe(key, outcome, epoch, self._rtt, sent)
+                        pace.observe(key, outcome, epoch, self._rtt)
                     if table:
                         whole.observe(TABLE, outcome, whole_epoch, self._rtt)
                 else:
-                    pace.observe(key, outcome, epoch, self._rtt, sent)
+                    pace.observe(key, outcome, epoch, self._rtt)
                     if whole.held:  # an answer counts for the table's pace too, if it has one
                         whole.observe(TABLE, outcome, whole_epoch, self._rtt)
             if error is None:
