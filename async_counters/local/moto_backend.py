@@ -53,18 +53,24 @@ class MotoBackend(Backend):
         try:
             status, _, body = self._handler_class()._dispatch(request)
         except self._unknown_operation:
-            return Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {call.operation}")
+            return self._unknown(call)
         except Exception as exc:
             # moto crashes on some requests DynamoDB refuses (an undefined placeholder, a
             # malformed number): it applied nothing, so say so instead of an ambiguous 500.
             return Reply.error(
                 400, wire.VALIDATION, f"The moto backend failed on this request: {exc!r}"
             )
+        if int(status) == 404:  # moto 5.2.6 on: no handler; DynamoDB answers no 404
+            return self._unknown(call)
         data = body.encode() if isinstance(body, str) else bytes(body)
         if items and int(status) == 200:  # moto's ConsumedCapacity is a constant: say the real one
             after = moto_capacity.sizes(items, self.item_size)
             data = moto_capacity.rewrite(call.operation, data, mode, items, before, after)
         return Reply(int(status), data)
+
+    @staticmethod
+    def _unknown(call: Call) -> Reply:
+        return Reply.error(400, wire.UNKNOWN_OPERATION, f"Unknown operation: {call.operation}")
 
     def item_size(self, table: str, key: Mapping[str, Any]) -> int | None:
         try:
