@@ -189,8 +189,8 @@ RECENT_KEPT = 2.0
 #: less), undo it: the pace put back is overrun (a pace restored a quarter or more above one
 #: that holds throttles a quarter of its requests or more; a few per cent at random rarely
 #: reach it over 100). A deep bucket that ran dry leaves a pace that held while it was spent,
-#: twice or more its rate: the pace a quarter under it is overrun too, and throttled a fifth,
-#: and the one put back two thirds, short of three times a fifth.
+#: twice or more its rate: the pace a quarter under it is overrun too (22 % throttled in one
+#: run), and the one put back 64 %, short of three times that but far beyond chance at it.
 UNDO_SHARE = 0.15
 UNDO_KEPT = 3.0
 UNDO_SIGMAS = 3.0

@@ -60,13 +60,14 @@ class MotoBackend(Backend):
             return Reply.error(
                 400, wire.VALIDATION, f"The moto backend failed on this request: {exc!r}"
             )
-        if int(status) == 404:  # moto 5.2.6 on: no handler; DynamoDB answers no 404
+        code = int(status)
+        if code == 404:  # moto 5.2.6 on: no handler; DynamoDB answers no 404
             return self._unknown(call)
         data = body.encode() if isinstance(body, str) else bytes(body)
-        if items and int(status) == 200:  # moto's ConsumedCapacity is a constant: say the real one
+        if items and code == 200:  # moto's ConsumedCapacity is a constant: say the real one
             after = moto_capacity.sizes(items, self.item_size)
             data = moto_capacity.rewrite(call.operation, data, mode, items, before, after)
-        return Reply(int(status), data)
+        return Reply(code, data)
 
     @staticmethod
     def _unknown(call: Call) -> Reply:
