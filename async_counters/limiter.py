@@ -33,8 +33,9 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
 - **Probe, slowly near the edge.** Above its base the pace grows as
   ``base * (1 + GROWTH * (t / K)**3)``. K is the time `PROBE_REQUESTS` take once two overruns
   came near the same pace (the edge is found: a shallow bucket's overrun costs lost slots). It
-  is the time of `FAST_REQUESTS` while the edge is unknown, and again after a storm, below the
-  pace that held before it.
+  is the time of `FAST_REQUESTS` while the edge is unknown, and again after a storm (a cut to
+  under half the pace that held), below the pace that held before it. A deep bucket just spent
+  is cut by less: the pace that held while it emptied is no rate to regain.
 - **Notice when pacing does not help.** If after `STREAK_CUTS` measured cuts the share throttled
   stays where it was, the throttling does not come from our rate (random throttles, faults).
   So too when, after `STREAK_CUTS` cuts of any kind (blind ones included: a key throttled 90 %
@@ -141,6 +142,8 @@ NEAR_CUT = 0.8
 #: A pace that holds without a throttle below this share of the pace that held before the
 #: last real drop (a storm passed) probes fast again.
 REGAIN_BELOW = 0.8
+#: ... where that pace is one that held before a cut to under this share of it (a storm).
+STORM_DROP = 0.5
 #: A window too throttled to measure (more than `BLIND_SHARE` throttled) cuts the rate to twice
 #: the share that got through, within these bounds.
 BLIND_SHARE = 0.5
@@ -715,7 +718,12 @@ class KeyLimiter:
                 # accepted and the pace. A bucket of a token paced a few per cent over takes
                 # every other request, and reads as half of it: halfway, not down to that.
                 base = max(base, 0.5 * (base + paced))
-            prior = max(state.prior_now(now), state.held_now(now))
+            prior = state.prior_now(now)
+            if base < STORM_DROP * state.held_now(now):
+                # A storm: regain fast towards what held before it, once it passes. A smaller
+                # cut is no storm: a deep bucket just spent leaves a pace that held, a third
+                # above its rate, and regaining fast towards it overran the rate every few s.
+                prior = max(prior, state.held_now(now))
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
             state.high_n = state.high_t = state.low_n = state.low_t = 0.0
             state.high_recent = -1.0

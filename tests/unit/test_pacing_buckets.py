@@ -65,6 +65,40 @@ def test_a_slow_one_token_key_is_not_judged_throttled_at_random(
     assert result.steady_per_ack <= 1.05, result.line()
 
 
+@pytest.mark.parametrize(
+    ("shape", "burst", "callers", "seed"),
+    [
+        ("tokens", 1.0, 256, 1),
+        ("tokens", 10.0, 256, 2),
+        ("gcra", 10.0, 16, 2),
+        ("gcra", 300.0, 256, 1),
+    ],
+)
+def test_a_bucket_spent_at_the_start_is_not_regained_after_each_clean_window(
+    shape: str, burst: float, callers: int, seed: int
+) -> None:
+    """25/s after a burst: the pace that held while the bucket was full is far above its rate,
+    and was kept as the pace from before a storm. Each window without a throttle then probed
+    fast towards it, overran the rate, and eased back: 1.06 requests per ack, steady. A cut
+    by a third is no storm, and that pace is no longer kept as one to regain."""
+    seconds, warmup = 30.0 + 1.2 * burst, 10.0 + 1.2 * burst
+    result = run_virtual(
+        load(
+            shape=shape,  # type: ignore[arg-type]
+            rate=25.0,
+            burst=burst,
+            callers=callers,
+            seconds=seconds,
+            warmup=warmup,
+            seed=seed,
+        )
+    )
+    assert result.failed == 0, result.line()
+    assert result.value == result.acks_total
+    assert result.steady_goodput >= 0.95, result.line()
+    assert result.steady_per_ack <= 1.03, result.line()
+
+
 @pytest.mark.parametrize("shape", ["tokens", "gcra"])
 def test_a_counter_over_8_shards_reaches_8_caps_and_drains_at_once(shape: str) -> None:
     result = run_virtual(
