@@ -361,7 +361,7 @@ class _Key:
         self.k = PROBE_SECONDS  # the probe's time constant, set at each cut
         self.window_start = now
         self.window_rate = 0.0  # the pace when the window started (the lowest in it)
-        self.prior = 0.0  # the pace that held before the last real drop
+        self.prior = 0.0  # the pace that held before the last storm (a cut to under half)
         self.overrun = 0.0  # the pace that held before the last overrun
         self.peak = 0.0  # the highest pace that held since the last cut
         self.ok_rate = 0.0  # the pace at the window's last ack before its first throttle
@@ -718,12 +718,12 @@ class KeyLimiter:
                 # accepted and the pace. A bucket of a token paced a few per cent over takes
                 # every other request, and reads as half of it: halfway, not down to that.
                 base = max(base, 0.5 * (base + paced))
-            prior = state.prior_now(now)
-            if base < STORM_DROP * state.held_now(now):
+            prior, before = state.prior_now(now), state.held_now(now)  # not the refined `held`
+            if base < STORM_DROP * before:
                 # A storm: regain fast towards what held before it, once it passes. A smaller
                 # cut is no storm: a deep bucket just spent leaves a pace that held, a third
                 # above its rate, and regaining fast towards it overran the rate every few s.
-                prior = max(prior, state.held_now(now))
+                prior = max(prior, before)
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
             state.high_n = state.high_t = state.low_n = state.low_t = 0.0
             state.high_recent = -1.0

@@ -77,10 +77,11 @@ def test_a_slow_one_token_key_is_not_judged_throttled_at_random(
 def test_a_bucket_spent_at_the_start_is_not_regained_after_each_clean_window(
     shape: str, burst: float, callers: int, seed: int
 ) -> None:
-    """25/s after a burst: the pace that held while the bucket was full is far above its rate,
-    and was kept as the pace from before a storm. Each window without a throttle then probed
-    fast towards it, overran the rate, and eased back: 1.06 requests per ack, steady. A cut
-    by a third is no storm, and that pace is no longer kept as one to regain."""
+    """25/s after a burst: the pace that held while the bucket emptied is a third or more
+    above its rate, and was kept as the pace from before a storm. Each window without a
+    throttle then probed fast towards it, overran the rate, and eased back: 1.06 requests per
+    ack, steady. A cut by a third is no storm, and that pace is no longer kept as one to
+    regain."""
     seconds, warmup = 30.0 + 1.2 * burst, 10.0 + 1.2 * burst
     result = run_virtual(
         load(
