@@ -220,10 +220,11 @@ class Sender:
                     # A throttle names its limits: the key's partition (or none named), and the
                     # table's (or an index's, or the account's), which every key's writes share.
                     partition, table = throttled_by(error)
+                    took = now() - sent  # a refusal may come back sooner than an ack
                     if partition:
-                        pace.observe(key, outcome, epoch, self._rtt)
+                        pace.observe(key, outcome, epoch, self._rtt, took)
                     if table:
-                        whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+                        whole.observe(TABLE, outcome, whole_epoch, self._rtt, took)
                 else:
                     pace.observe(key, outcome, epoch, self._rtt)
                     if whole.held:  # an answer counts for the table's pace too, if it has one
