@@ -23,8 +23,10 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   at once, and acks take the round trip. Counted as they come back, a window's refusals of
   its last round trip are in and its acks are not: the crowd's first windows read as more
   throttled, and slower, than they were, and were cut too deep. A throttle back in under
-  `EARLY_REFUSAL` of the round trip is counted (a timer of the running loop) when an ack sent
-  with it would be back, on keys sending more than one request a round trip.
+  `EARLY_REFUSAL` of the round trip is counted when an ack sent with it would be back: its
+  sender waits the rest of the round trip first (its retry, too: one sent sooner than an ack
+  could come back is what hammers such a bucket), on keys sending more than one request a
+  round trip.
 - **Step before cutting.** A paced key's window more than `OVER_SHARE` throttled means its pace
   no longer holds. The pace first steps `STEP` below the highest pace that held, up to `STEPS`
   times; only then does it cut to the accepted rate. No bucket shape is assumed. A deep bucket
@@ -98,7 +100,7 @@ from .transport import Outcome
 __all__ = ["KeyLimiter"]
 
 #: A throttle back in under this share of the round trip is counted a round trip after its
-#: request left, when an ack would be (see `KeyLimiter.observe`).
+#: request left, when an ack would be (see `KeyLimiter.refusal_wait`).
 EARLY_REFUSAL = 0.5
 #: A window ends after `WINDOW_RESPONSES` responses, `WINDOW_MIN` seconds and `MIN_ACKED`
 #: acknowledgements (enough to measure the accepted rate), or at once when more than
@@ -507,25 +509,28 @@ class KeyLimiter:
         state = self._keys.get(key)
         return state is not None and state.epoch != epoch
 
-    def observe(
-        self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0, took: float | None = None
-    ) -> None:
+    def refusal_wait(self, key: str, took: float, rtt: float) -> float:
+        """How long a throttle of ``key`` that came back in ``took`` seconds waits before it is
+        counted, at a round trip of ``rtt``: 0, or until an ack sent with it would be back.
+
+        A bucket in front of the server refuses at once; an ack takes the round trip. Counted as
+        they come back, a window's refusals of its last round trip are in and its acks are not:
+        the window reads as more throttled, and slower, than it is. So a refusal back in under
+        `EARLY_REFUSAL` of the round trip waits the rest of it, on a key sending more than one
+        request a round trip (one that sends fewer has no acks on the way to wait for)."""
+        if took >= EARLY_REFUSAL * rtt:
+            return 0.0
+        state = self._keys.get(key)
+        if state is not None:
+            rate = state.rate(self._clock())
+            if rate is not None and rate * rtt < 1.0:
+                return 0.0
+        return rtt - took
+
+    def observe(self, key: str, outcome: Outcome, epoch: int, rtt: float = 0.0) -> None:
         """Account one response of a write to ``key`` admitted in ``epoch``; ``rtt``: the
         round trip of acknowledged requests lately (seconds), as the sender measures it. (A
-        throttle may come back sooner than an ack: a silence is only one once it is longer.)
-
-        ``took``: how long a throttle took to come back. A refusal under half the round trip
-        (a bucket in front of the server answers at once), on a key sending more than one
-        request a round trip, is counted when its ack would have come back instead: counted
-        at once, a window that closes before the acks of its last round trip are in reads as
-        more throttled, and slower, than it is."""
-        if took is not None and took < EARLY_REFUSAL * rtt:
-            state = self._keys.get(key)
-            rate = None if state is None else state.rate(self._clock())
-            if rate is None or rate * rtt >= 1.0:
-                later = asyncio.get_running_loop().call_later
-                later(rtt - took, self.observe, key, outcome, epoch, rtt)
-                return
+        throttle may come back sooner than an ack: a silence is only one once it is longer.)"""
         state = self._keys.get(key)
         if state is None:
             if outcome is not Outcome.THROTTLED:

@@ -220,11 +220,20 @@ class Sender:
                     # A throttle names its limits: the key's partition (or none named), and the
                     # table's (or an index's, or the account's), which every key's writes share.
                     partition, table = throttled_by(error)
-                    took = now() - sent  # a refusal may come back sooner than an ack
+                    # A refusal back sooner than an ack could be (a bucket in front of the
+                    # server) waits until that ack would be: counted at once, it makes its window
+                    # read as more throttled, and slower, than it is.
+                    took, rtt = now() - sent, self._rtt
+                    wait = max(
+                        pace.refusal_wait(key, took, rtt) if partition else 0.0,
+                        whole.refusal_wait(TABLE, took, rtt) if table else 0.0,
+                    )
+                    if wait > 0.0:
+                        await self._clock.sleep(wait)
                     if partition:
-                        pace.observe(key, outcome, epoch, self._rtt, took)
+                        pace.observe(key, outcome, epoch, self._rtt)
                     if table:
-                        whole.observe(TABLE, outcome, whole_epoch, self._rtt, took)
+                        whole.observe(TABLE, outcome, whole_epoch, self._rtt)
                 else:
                     pace.observe(key, outcome, epoch, self._rtt)
                     if whole.held:  # an answer counts for the table's pace too, if it has one

@@ -7,7 +7,6 @@ moves when the sender sleeps or a request takes its round trip, so these runs ar
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
 
@@ -330,18 +329,22 @@ async def test_throttles_faster_than_an_ack_are_no_silence(
     assert limiter.stale("hot", epoch) is (rtt == 0.0)  # with no round trip to wait, a cut
 
 
-async def test_a_refusal_at_once_is_counted_when_its_ack_would_have_come() -> None:
+async def test_a_refusal_at_once_waits_until_its_ack_would_be_back(
+    limiter: KeyLimiter, time: VirtualTime
+) -> None:
     """A bucket in front of the server refuses at once; an ack takes the round trip. Counted as
     it comes, a window's refusals of its last round trip are in and its acks are not, and the
     window reads as more throttled, and slower, than it was. So a refusal back in under half
-    the round trip counts once the round trip has passed; one as slow as an ack, at once."""
-    limiter = KeyLimiter()  # the loop's own clock: the deferred count is a timer of the loop
-    limiter.observe("hot", Outcome.THROTTLED, 0, 0.01, 0.0)
-    assert not limiter.known("hot")  # its ack would still be on the way
-    await asyncio.sleep(0.02)  # a later timer than the count's, so it fires after it
-    assert limiter.known("hot")
-    limiter.observe("slow", Outcome.THROTTLED, 0, 0.01, 0.008)
-    assert limiter.known("slow")
+    the round trip waits the rest of it; one as slow as an ack, or on a key paced under one
+    request a round trip (no ack on the way to wait for), does not."""
+    assert limiter.refusal_wait("hot", 0.001, 0.01) == pytest.approx(0.009)
+    assert limiter.refusal_wait("hot", 0.008, 0.01) == 0.0
+    for i in range(40):  # paced: 30 acks and 10 throttles in 20 ms measure about 1,500/s
+        time.now += 0.0005
+        limiter.observe("hot", Outcome.THROTTLED if i % 4 == 0 else Outcome.ACKNOWLEDGED, 0)
+    rate = limiter.rates()["hot"]
+    assert limiter.refusal_wait("hot", 0.0, 2.0 / rate) > 0.0
+    assert limiter.refusal_wait("hot", 0.0, 0.5 / rate) == 0.0
 
 
 async def test_a_deep_bucket_run_dry_after_a_climb_is_not_taken_for_random_throttles() -> None:

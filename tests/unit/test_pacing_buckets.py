@@ -43,7 +43,7 @@ def test_a_hot_key_holds_its_cap_whatever_the_bucket(shape: str, cap: float, bur
 
 
 @pytest.mark.parametrize(
-    ("cap", "callers", "seconds", "most"), [(25.0, 16, 30.0, 1.08), (100.0, 256, 12.0, 1.06)]
+    ("cap", "callers", "seconds", "most"), [(25.0, 16, 30.0, 1.08), (100.0, 256, 12.0, 1.07)]
 )
 @pytest.mark.parametrize("seed", [1, 3])
 def test_refusals_at_once_do_not_read_as_a_slower_partition(
@@ -52,9 +52,10 @@ def test_refusals_at_once_do_not_read_as_a_slower_partition(
     """The proxy's bucket (``gcra``) refuses at once, and acks a round trip later. Counted as
     they came back, a window's refusals of its last round trip were in and its acks were not:
     a crowd's first windows on a bucket holding 1 s read as more throttled, and slower, than
-    they were, and were cut too deep. Over the whole window, the cold start included, that was
-    1.09-1.11 requests per ack at 25/s over 30 s, and 1.06-1.10 at 100/s over 12 s with 256
-    callers; it is 1.04-1.07 now (seeds 1-4)."""
+    they were, and were cut too deep. Now such a refusal waits until its ack would be back.
+    Over the whole window, the cold start included, that was 1.09-1.11 requests per ack at 25/s
+    over 30 s, and 1.06-1.10 at 100/s over 12 s with 256 callers; it is 1.04-1.07 now (seeds
+    1-4)."""
     result = run_virtual(
         load(
             shape="gcra",
