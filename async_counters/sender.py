@@ -23,7 +23,7 @@ from .limiter import KeyLimiter
 from .observers import Observers
 from .retry import Backoff, RetryPolicy, is_retryable
 from .slots import Slots
-from .slowstart import START, SlowStart
+from .slowstart import START, LeastRoundTrip, SlowStart
 from .transport import Outcome, Transport, TransportError
 
 __all__ = ["Failed", "Sender", "Wire", "public_error"]
@@ -66,6 +66,7 @@ class Sender:
 
     __slots__ = (
         "_clock",
+        "_least",
         "_observers",
         "_outstanding",
         "_pace",
@@ -100,8 +101,11 @@ class Sender:
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
         self._rtt = 0.0  # the round trip of answered requests, smoothed (0: none yet)
+        self._least = LeastRoundTrip()  # what the round trip is unloaded, for the gates' ceiling
         self._start = (
-            None if pace is None else SlowStart(known=pace.known, paced=pace.paced, rtt=self.rtt)
+            None
+            if pace is None
+            else SlowStart(known=pace.known, paced=pace.paced, least=self._least, rtt=self.rtt)
         )  # a crowd on a key the pacer knows nothing of goes out a few at a time at first
 
     def rtt(self) -> float:
@@ -239,9 +243,11 @@ class Sender:
                     if whole.held:  # an answer counts for the table's pace too, if it has one
                         whole.observe(TABLE, outcome, whole_epoch, self._rtt)
             if error is None:
-                took = now() - sent
+                done = now()
+                took = done - sent
                 rtt = self._rtt
                 self._rtt = took if not rtt else rtt + (took - rtt) * 0.125
+                self._least.add(took, done)
                 observers.answered(operation, key, took, response)
                 if more is None:
                     return response

@@ -14,9 +14,16 @@ a key throttled a little, never paced, would then stay at a few writes at once f
 its crowd lasts, under the partition's rate on a slow network.) A gate is kept
 only while its key has writes inside the sender: memory follows the keys being written.
 
-The gate stops growing at what carries `KEY_RATE` writes a second at the pool's round trip
-(``KEY_RATE * rtt``, at least `START`): four times what one partition serves, and all that a
-warm on-demand table takes, so no key that DynamoDB could serve is held back by it. A partition
+The gate stops growing at what carries `KEY_RATE` writes a second at the pool's least round trip
+lately, or `PARTITION_RATE` at its smoothed round trip, whichever is wider (at least `START`).
+`KEY_RATE` is four times what one partition serves, and all that a warm on-demand table takes;
+`PARTITION_RATE` is one partition's 1,000 WCU/s, which no key of DynamoDB's can pass: so no
+write that DynamoDB could take is held back. The least round trip, not the smoothed one, for
+the wide term: a crowd on the wire makes its own queue, in the client, the network and the
+server, and the smoothed round trip grows with it. A ceiling of 4,000/s at that grew with the
+crowd it let through (to 180 writes at once, where the round trip was 6 ms unloaded and 45 ms
+loaded), and every one of them was throttled when a bucket ran out. The least is kept over
+`LEAST_SECONDS`, so a path that got slower for good is followed within that. A partition
 with a deep bucket (DynamoDB keeps up to 300 s of unused capacity) takes a crowd at any rate
 until the bucket runs out, and then throttles every write on the wire at once: without a
 ceiling, a thousand callers lose a thousand requests in that instant, and their retries queue
@@ -33,15 +40,43 @@ from typing import Final
 
 from .slots import Slots
 
-__all__ = ["KEY_RATE", "START", "SlowStart"]
+__all__ = ["KEY_RATE", "LEAST_SECONDS", "PARTITION_RATE", "START", "LeastRoundTrip", "SlowStart"]
 
 #: Writes of one key that may be sent at once before its partition has acknowledged any.
 START: Final = 8
 #: A gate this wide is no longer a limit: it opens for good (until its key goes idle).
 WIDE: Final = 4_096
-#: Writes per second one key's gate carries at most, at the pool's round trip: 4 x the 1,000
-#: WCU/s of one partition, the whole of a warm on-demand table's 4,000 WRU/s.
+#: Writes per second one key's gate carries at most, at the pool's least round trip: 4 x the
+#: 1,000 WCU/s of one partition, the whole of a warm on-demand table's 4,000 WRU/s.
 KEY_RATE: Final = 4_000.0
+#: Writes per second one key's gate carries at least, at the pool's smoothed round trip: the
+#: 1,000 WCU/s of one partition, all that one item can take however long the round trip.
+PARTITION_RATE: Final = 1_000.0
+#: The least round trip is the least of the samples of the last one or two spans this long.
+LEAST_SECONDS: Final = 10.0
+
+
+class LeastRoundTrip:
+    """The least round trip of answered requests lately: over the current span of
+    `LEAST_SECONDS` and the one before it (0 before the first answer)."""
+
+    __slots__ = ("_before", "_now", "_since", "_span")
+
+    def __init__(self) -> None:
+        self._span = math.inf  # the least of this span
+        self._before = math.inf  # the least of the span before
+        self._since = -math.inf  # when this span began
+        self._now = 0.0
+
+    def add(self, took: float, now: float) -> None:
+        if now - self._since >= LEAST_SECONDS:
+            self._before, self._span, self._since = self._span, took, now
+        elif took < self._span:
+            self._span = took
+        self._now = min(self._span, self._before)
+
+    def __call__(self) -> float:
+        return self._now
 
 
 class _Gate:
@@ -64,27 +99,32 @@ class SlowStart:
     """The gates of the keys being written by a crowd (see the module docstring).
 
     ``known(key)``: whether the pacer holds state for ``key`` (it was throttled lately),
-    ``paced(key)``: whether the key has a pace, which then replaces the gate, and ``rtt()``: the
-    pool's round trip lately (seconds), which sets how wide a gate may grow.
+    ``paced(key)``: whether the key has a pace, which then replaces the gate, and ``least()``
+    and ``rtt()``: the pool's least round trip lately (`LeastRoundTrip`) and its smoothed one
+    (seconds), which set how wide a gate may grow.
     """
 
-    __slots__ = ("_known", "_paced", "_rtt", "gates")
+    __slots__ = ("_known", "_least", "_paced", "_rtt", "gates")
 
     def __init__(
         self,
         *,
         known: Callable[[str], bool],
         paced: Callable[[str], bool],
+        least: Callable[[], float],
         rtt: Callable[[], float],
     ) -> None:
         self.gates: dict[str, _Gate] = {}  # the sender calls `leave` only while this is not empty
         self._known = known
         self._paced = paced
+        self._least = least
         self._rtt = rtt
 
     def ceiling(self) -> int:
-        """How wide a gate may grow: `KEY_RATE` writes a second at the round trip."""
-        return max(START, math.ceil(KEY_RATE * self._rtt()))
+        """How wide a gate may grow: `KEY_RATE` writes a second at the least round trip, or
+        `PARTITION_RATE` at the smoothed one."""
+        wide = max(KEY_RATE * self._least(), PARTITION_RATE * self._rtt())
+        return max(START, math.ceil(wide))
 
     async def enter(self, key: str, writes: int) -> None:
         """Pass the gate of ``key``, whose ``writes`` inside the sender include this one."""

@@ -70,7 +70,8 @@ class Counts:
 
 class Partitions(MemoryTransport):
     """Items capped at ``rate`` writes/s each (``UpdateItem``), or the whole table at it
-    (``scope``), ``latency`` +- ``jitter``."""
+    (``scope``), ``latency`` +- ``jitter``, plus ``queueing`` for each write already on the wire
+    (a server, or a client, busier the more it holds: the round trip grows with the crowd)."""
 
     def __init__(
         self,
@@ -83,9 +84,12 @@ class Partitions(MemoryTransport):
         seed: int = 1,
         scope: Scope = "partition",
         random_throttles: float = 0.0,
+        queueing: float = 0.0,
     ) -> None:
         super().__init__()
         self.random_throttles = random_throttles
+        self.queueing = queueing
+        self.on_wire = 0
         self.shape = shape
         self.scope = scope
         self.rate = rate
@@ -97,7 +101,8 @@ class Partitions(MemoryTransport):
         self.counts = Counts()
 
     def _delay(self) -> float:
-        return max(0.0, self.base_latency + self.rng.uniform(-self.jitter, self.jitter))
+        latency = self.base_latency + self.queueing * self.on_wire
+        return max(0.0, latency + self.rng.uniform(-self.jitter, self.jitter))
 
     def _throttle(self) -> TransportError:
         self.counts.throttled += 1
@@ -125,12 +130,20 @@ class Partitions(MemoryTransport):
             if not bucket.admit(loop.time()):
                 await asyncio.sleep(0.0002)
                 raise self._throttle()
-            await asyncio.sleep(self._delay())
+            await self._wire()
         else:  # the server: latency first, then the bucket
-            await asyncio.sleep(self._delay())
+            await self._wire()
             if not bucket.admit(loop.time()):
                 raise self._throttle()
         return await super().call(operation, params)
+
+    async def _wire(self) -> None:
+        delay = self._delay()
+        self.on_wire += 1
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self.on_wire -= 1
 
 
 @dataclass
@@ -192,6 +205,7 @@ async def load(
     random_throttles: float = 0.0,
     adaptive: bool = True,
     cycle: bool = False,
+    queueing: float = 0.0,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
     modulo ``keys``; with ``cycle``, caller i's j-th call the (i + j)-th: a caller held up on
@@ -206,6 +220,7 @@ async def load(
         latency=latency,
         scope=scope,
         random_throttles=random_throttles,
+        queueing=queueing,
     )
     await transport.create_table(TABLE)
     retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random, deadline=deadline)

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from async_counters import CounterPool, RetryPolicy, slowstart
-from async_counters.slowstart import KEY_RATE, START
+from async_counters.slowstart import (
+    KEY_RATE,
+    LEAST_SECONDS,
+    PARTITION_RATE,
+    START,
+    LeastRoundTrip,
+)
 
 from .fake import FakeTransport
 from .partition_sim import TABLE, Partitions, load
@@ -74,6 +80,63 @@ def test_a_deep_bucket_running_out_under_a_crowd_throttles_a_ceiling_not_the_cro
     assert result.failed == 0, result.line()
     assert result.value == result.acks_total
     assert result.per_ack <= 1.05, result.line()  # the whole run, the burst's end included
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_crowd_that_slows_its_own_round_trip_does_not_widen_the_gate(seed: int) -> None:
+    """Each write on the wire adds 0.3 ms to every round trip (a busy server or client): 5 ms
+    unloaded, 35 ms under 100 at once. A ceiling read from the smoothed round trip grew with the
+    crowd it let through, to 256 writes at once, all throttled when the 1 s burst ran out:
+    1.21-1.23 requests per ack over 8 s. At the least round trip it stays near 20."""
+    result = run_virtual(
+        load(
+            shape="gcra",
+            rate=100.0,
+            burst=1.0,
+            callers=256,
+            seconds=8.0,
+            warmup=3.0,
+            seed=seed,
+            queueing=0.0003,
+        )
+    )
+    assert result.failed == 0, result.line()
+    assert result.value == result.acks_total
+    assert result.steady_goodput >= 0.95, result.line()
+    assert result.per_ack <= 1.10, result.line()  # the whole run, the burst's end included
+
+
+def test_a_crowd_that_slows_its_own_round_trip_still_gets_a_partitions_rate() -> None:
+    """The same queueing on a partition that takes everything: at the least round trip the
+    gate still carries more than the 1,000 writes/s one partition can serve."""
+    transport = Partitions(
+        shape="gcra", rate=1e6, burst=1.0, latency=0.005, jitter=0.0, queueing=0.0003
+    )
+    results, elapsed, value = run_virtual(_crowd(transport, 1_024))
+    assert all(isinstance(r, int) for r in results) and value == 1_024
+    assert elapsed <= 1_024 / 1_000.0, elapsed  # seconds of virtual time, not a speed
+
+
+def test_a_round_trip_that_varies_widely_still_carries_a_partitions_rate() -> None:
+    """50 ms +- 49 ms: the least round trip (about 1 ms) would hold the gate to 8 writes at once,
+    160/s at the 50 ms they take on average. The gate still carries one partition's 1,000/s at
+    the smoothed round trip."""
+    transport = Partitions(shape="gcra", rate=1e6, burst=1.0, latency=0.05, jitter=0.049)
+    results, elapsed, value = run_virtual(_crowd(transport, 1_024))
+    assert all(isinstance(r, int) for r in results) and value == 1_024
+    assert elapsed <= 1.5 * 1_024 / PARTITION_RATE, elapsed  # virtual seconds, not a speed
+
+
+def test_the_least_round_trip_follows_a_path_that_got_slower_for_good() -> None:
+    least = LeastRoundTrip()
+    assert least() == 0.0  # no answer yet
+    least.add(0.005, 0.0)
+    least.add(0.040, 1.0)  # a loaded round trip does not raise it
+    assert least() == 0.005
+    least.add(0.030, LEAST_SECONDS)  # a new span: the one before still counts
+    assert least() == 0.005
+    least.add(0.030, 2 * LEAST_SECONDS)  # two spans on, the unloaded 5 ms is forgotten
+    assert least() == 0.030
 
 
 def test_callers_cancelled_at_the_gate_are_not_sent_and_free_their_place() -> None:
