@@ -17,17 +17,18 @@ only while its key has writes inside the sender: memory follows the keys being w
 The gate stops growing at what carries `KEY_RATE` writes a second at the pool's least round trip
 lately, or `PARTITION_RATE` at its smoothed round trip, whichever is wider (at least `START`).
 `KEY_RATE` is four times what one partition serves, and all that a warm on-demand table takes;
-`PARTITION_RATE` is one partition's 1,000 WCU/s, which no key of DynamoDB's can pass: so no
-write that DynamoDB could take is held back. The least round trip, not the smoothed one, for
-the wide term: a crowd on the wire makes its own queue, in the client, the network and the
-server, and the smoothed round trip grows with it. A ceiling of 4,000/s at that grew with the
-crowd it let through (to 180 writes at once, where the round trip was 6 ms unloaded and 45 ms
-loaded), and every one of them was throttled when a bucket ran out. The least is kept over
-`LEAST_SECONDS`, so a path that got slower for good is followed within that. A partition
-with a deep bucket (DynamoDB keeps up to 300 s of unused capacity) takes a crowd at any rate
-until the bucket runs out, and then throttles every write on the wire at once: without a
-ceiling, a thousand callers lose a thousand requests in that instant, and their retries queue
-behind the partition's rate for longer than a retry deadline.
+`PARTITION_RATE` is one partition's 1,000 WCU/s, more than any one item can take: so no write
+that DynamoDB could take is held back. A partition with a deep bucket (DynamoDB keeps up to 300 s
+of unused capacity) takes a crowd at any rate until the bucket runs out, and then throttles every
+write on the wire at once: without a ceiling, a thousand callers lose a thousand requests in that
+instant, and their retries queue behind the partition's rate for longer than a retry deadline.
+
+The least round trip, not the smoothed one, for the wide term: a crowd on the wire makes its own
+queue, in the client, the network and the server, and the smoothed round trip grows with it. A
+ceiling of 4,000/s at that grew with the crowd it let through (to 180 writes at once at a 45 ms
+round trip, where the server added 5 ms), and every one of them was throttled when the bucket
+ran out. The least is kept over `LEAST_SECONDS`, so a path that got slower for good is followed
+within that.
 
 Keys with at most `START` writes at once never meet a gate, and pay one comparison per write.
 """
