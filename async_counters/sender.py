@@ -101,12 +101,13 @@ class Sender:
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
         self._rtt = 0.0  # the round trip of answered requests, smoothed (0: none yet)
-        self._least = LeastRoundTrip()  # what the round trip is unloaded, for the gates' ceiling
-        self._start = (
-            None
-            if pace is None
-            else SlowStart(known=pace.known, paced=pace.paced, least=self._least, rtt=self.rtt)
-        )  # a crowd on a key the pacer knows nothing of goes out a few at a time at first
+        # A crowd on a key the pacer knows nothing of goes out a few at a time at first, through
+        # gates whose ceiling is set by the round trip unloaded (kept only where there are gates).
+        self._least: LeastRoundTrip | None = None
+        self._start: SlowStart | None = None
+        if pace is not None:
+            least = self._least = LeastRoundTrip()
+            self._start = SlowStart(known=pace.known, paced=pace.paced, least=least, rtt=self.rtt)
 
     def rtt(self) -> float:
         """The round trip of answered requests lately (seconds; 0 before the first answer),
@@ -247,7 +248,8 @@ class Sender:
                 took = done - sent
                 rtt = self._rtt
                 self._rtt = took if not rtt else rtt + (took - rtt) * 0.125
-                self._least.add(took, done)
+                if self._least is not None:
+                    self._least.add(took, done)
                 observers.answered(operation, key, took, response)
                 if more is None:
                     return response

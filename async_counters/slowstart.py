@@ -61,23 +61,22 @@ class LeastRoundTrip:
     """The least round trip of answered requests lately: over the current span of
     `LEAST_SECONDS` and the one before it (0 before the first answer)."""
 
-    __slots__ = ("_before", "_now", "_since", "_span")
+    __slots__ = ("_before", "_since", "_span")
 
     def __init__(self) -> None:
         self._span = math.inf  # the least of this span
         self._before = math.inf  # the least of the span before
         self._since = -math.inf  # when this span began
-        self._now = 0.0
 
     def add(self, took: float, now: float) -> None:
         if now - self._since >= LEAST_SECONDS:
             self._before, self._span, self._since = self._span, took, now
         elif took < self._span:
             self._span = took
-        self._now = min(self._span, self._before)
 
     def __call__(self) -> float:
-        return self._now
+        least = min(self._span, self._before)  # read only while a gate grows: not per answer
+        return 0.0 if least == math.inf else least
 
 
 class _Gate:

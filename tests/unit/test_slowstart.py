@@ -114,7 +114,7 @@ def test_a_crowd_that_slows_its_own_round_trip_still_gets_a_partitions_rate() ->
     )
     results, elapsed, value = run_virtual(_crowd(transport, 1_024))
     assert all(isinstance(r, int) for r in results) and value == 1_024
-    assert elapsed <= 1_024 / 1_000.0, elapsed  # seconds of virtual time, not a speed
+    assert elapsed <= 1_024 / PARTITION_RATE, elapsed  # seconds of virtual time, not a speed
 
 
 def test_a_round_trip_that_varies_widely_still_carries_a_partitions_rate() -> None:
