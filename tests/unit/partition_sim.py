@@ -13,6 +13,7 @@ are spread over ``keys`` of them.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 from collections.abc import Mapping
@@ -68,6 +69,24 @@ class Counts:
     throttled: int = 0
 
 
+class Timeline:
+    """Requests and throttles counted by when they were answered, in bins that widen with time
+    since the first request (``edges``, seconds): where a cold start spends its throttles."""
+
+    def __init__(self, edges: tuple[float, ...]) -> None:
+        self.edges = edges
+        self.requests = [0] * len(edges)
+        self.throttled = [0] * len(edges)
+        self.start: float | None = None
+
+    def answered(self, now: float, *, throttled: bool) -> None:
+        if self.start is None:
+            self.start = now
+        i = bisect.bisect_right(self.edges, now - self.start) - 1
+        self.requests[i] += 1
+        self.throttled[i] += throttled
+
+
 class Partitions(MemoryTransport):
     """Items capped at ``rate`` writes/s each (``UpdateItem``), or the whole table at it
     (``scope``), ``latency`` +- ``jitter``, plus ``queueing`` for each write already on the wire
@@ -85,8 +104,10 @@ class Partitions(MemoryTransport):
         scope: Scope = "partition",
         random_throttles: float = 0.0,
         queueing: float = 0.0,
+        timeline: Timeline | None = None,
     ) -> None:
         super().__init__()
+        self.timeline = timeline
         self.random_throttles = random_throttles
         self.queueing = queueing
         self.on_wire = 0
@@ -115,6 +136,18 @@ class Partitions(MemoryTransport):
         )
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if operation != "UpdateItem" or self.timeline is None:
+            return await self._call(operation, params)
+        try:
+            response = await self._call(operation, params)
+        except TransportError as exc:
+            now = asyncio.get_running_loop().time()
+            self.timeline.answered(now, throttled=exc.outcome is Outcome.THROTTLED)
+            raise
+        self.timeline.answered(asyncio.get_running_loop().time(), throttled=False)
+        return response
+
+    async def _call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if operation != "UpdateItem":
             return await super().call(operation, params)
         self.counts.requests += 1
@@ -206,11 +239,12 @@ async def load(
     adaptive: bool = True,
     cycle: bool = False,
     queueing: float = 0.0,
+    timeline: Timeline | None = None,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
     modulo ``keys``; with ``cycle``, caller i's j-th call the (i + j)-th: a caller held up on
     one key writes to none of the others meanwhile) for ``seconds`` of virtual time;
-    ``adaptive=False``: the pool unpaced."""
+    ``adaptive=False``: the pool unpaced; ``timeline``: counts the writes' answers by when."""
     loop = asyncio.get_running_loop()
     transport = Partitions(
         shape=shape,
@@ -221,6 +255,7 @@ async def load(
         scope=scope,
         random_throttles=random_throttles,
         queueing=queueing,
+        timeline=timeline,
     )
     await transport.create_table(TABLE)
     retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random, deadline=deadline)
