@@ -58,8 +58,9 @@ def soonest(load: Load, *, rng: random.Random | None = None) -> Pick:
 
     Shards are looked at from a random one on, and the first with nothing ahead of it is taken
     at once (under light load that is a uniform spread); otherwise the one with the least ahead.
+    Without ``rng``, the draws are the `random` module's: a run seeded there repeats.
     """
-    draw = (rng or random.Random()).randrange
+    draw = rng.randrange if rng is not None else random.randrange
     names: dict[str, list[str]] = {}
 
     def pick(key: str, n: int) -> int:

@@ -10,9 +10,8 @@ A case is ``cap:burst:callers:seconds:warmup:shards:shape:seed``: one key (or a 
 bucket (``tokens``: the embedded server's, ``gcra``: the proxy's). Each runs a real `CounterPool`
 against `tests/unit/partition_sim.py` on the virtual loop, so a run is the same on any machine, at
 any load: the grid tells what a change to the pacer does everywhere in a few minutes, where real
-runs take hours and vary. (Real runs stay the measure: `benchmarks/throttling.py`.) The cases of
-one key repeat exactly; those of 8 shards move by a point or two between runs, as the pool picks
-a shard at random among those equally ready.
+runs take hours and vary. (Real runs stay the measure: `benchmarks/throttling.py`.) The runs of
+a case repeat exactly: the simulator seeds the pool's draws (which of a counter's shards) too.
 
 A case misses a target when it makes under 95 % of the cap over the whole window or its steady
 part, more than 1.10 requests per acknowledged increment over the whole window, or fails an
@@ -265,4 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # its output went to a reader that stopped early (head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

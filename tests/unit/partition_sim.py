@@ -246,6 +246,7 @@ async def load(
     one key writes to none of the others meanwhile) for ``seconds`` of virtual time;
     ``adaptive=False``: the pool unpaced; ``timeline``: counts the writes' answers by when."""
     loop = asyncio.get_running_loop()
+    random.seed(seed)  # the pool's own draws (which of a counter's shards): a run repeats
     transport = Partitions(
         shape=shape,
         rate=rate,

@@ -82,3 +82,16 @@ def test_a_trace_counts_every_request_of_its_case_once() -> None:
     assert sum(timeline.requests) == result.requests
     assert sum(timeline.throttled) == result.requests - result.acks_total
     assert timeline.throttled[0] == 0  # the bucket starts full: its first writes pass
+
+
+def test_a_sharded_run_repeats_exactly() -> None:
+    """The pool picks among equally ready shards at random: the simulator seeds that too, so a
+    change to the pacer is read against the same runs, and a test of shards cannot flake."""
+
+    def run() -> tuple[int, int, float, float]:
+        result = run_virtual(
+            load(shape="gcra", rate=20.0, burst=0.05, callers=64, seconds=3.0, warmup=1.0, shards=8)
+        )
+        return result.requests, result.acks_total, result.latency.max, result.drain
+
+    assert run() == run()
