@@ -41,7 +41,7 @@ MOVED_PER_ACK = 0.03
 MOVED_STEADY_PER_ACK = 0.02
 #: The trace's bins (seconds since the first request): fine where a cold start spends its
 #: throttles, then a second each.
-EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, *range(2, 61))
+EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, *(float(s) for s in range(2, 61)))
 SHAPES: dict[str, Shape] = {"tokens": "tokens", "gcra": "gcra"}
 
 
@@ -202,7 +202,7 @@ def compare(before: dict[str, Row], after: dict[str, Row]) -> list[str]:
 
 
 def trace(case: str) -> None:
-    timeline = Timeline(tuple(float(edge) for edge in EDGES))
+    timeline = Timeline(EDGES)
     result = parse_case(case).run(timeline)
     print(f"{case}  {result.line()}")
     print(f"{'answered from s':>16} {'to s':>6} {'requests':>9} {'throttled':>10}")

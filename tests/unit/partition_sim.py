@@ -136,20 +136,21 @@ class Partitions(MemoryTransport):
         )
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        if operation != "UpdateItem" or self.timeline is None:
-            return await self._call(operation, params)
-        try:
-            response = await self._call(operation, params)
-        except TransportError as exc:
-            now = asyncio.get_running_loop().time()
-            self.timeline.answered(now, throttled=exc.outcome is Outcome.THROTTLED)
-            raise
-        self.timeline.answered(asyncio.get_running_loop().time(), throttled=False)
-        return response
-
-    async def _call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if operation != "UpdateItem":
             return await super().call(operation, params)
+        timeline = self.timeline
+        if timeline is None:
+            return await self._update(params)
+        loop = asyncio.get_running_loop()
+        try:
+            response = await self._update(params)
+        except TransportError as exc:
+            timeline.answered(loop.time(), throttled=exc.outcome is Outcome.THROTTLED)
+            raise
+        timeline.answered(loop.time(), throttled=False)
+        return response
+
+    async def _update(self, params: Mapping[str, Any]) -> dict[str, Any]:
         self.counts.requests += 1
         key = next(iter(params["Key"].values()))["S"] if self.scope == "partition" else ""
         loop = asyncio.get_running_loop()
@@ -168,7 +169,7 @@ class Partitions(MemoryTransport):
             await self._wire()
             if not bucket.admit(loop.time()):
                 raise self._throttle()
-        return await super().call(operation, params)
+        return await super().call("UpdateItem", params)
 
     async def _wire(self) -> None:
         delay = self._delay()

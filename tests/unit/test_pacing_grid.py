@@ -67,7 +67,7 @@ def test_a_case_written_wrong_is_one_line_that_says_the_form(case: str) -> None:
 
 
 def test_a_trace_counts_every_request_of_its_case_once() -> None:
-    timeline = Timeline(tuple(float(edge) for edge in pacing_grid.EDGES))
+    timeline = Timeline(pacing_grid.EDGES)
     result = run_virtual(
         load(
             shape="gcra",
