@@ -3,11 +3,16 @@
     python -m tests.pacing_grid --out grid.txt                   # all 196 cases, a line each
     python -m tests.pacing_grid --only 10:,25: --against grid.txt  # some, against a saved run
     python -m tests.pacing_grid --trace 10:1:16:30:10:1:gcra:2     # where one case's throttles go
+    python -m tests.pacing_grid --table                          # a provisioned table's 144
 
 A case is ``cap:burst:callers:seconds:warmup:shards:shape:seed``: one key (or a counter over
 ``shards``) capped at ``cap`` writes/s a partition, holding ``burst`` seconds of it, under
 ``callers`` closed-loop callers for ``seconds``, the steady part after ``warmup``; ``shape`` is the
-bucket (``tokens``: the embedded server's, ``gcra``: the proxy's). Each runs a real `CounterPool`
+bucket (``tokens``: the embedded server's, ``gcra``: the proxy's). Written ``tN`` in place of
+``shards``, the cap is a provisioned table's instead, shared by ``N`` keys (caller i writes the
+i-th modulo N), and its throttles name the table: what the pool's table pace answers, not a
+key's. ``--table`` runs a grid of those (caps of 10, 25 and 100/s, one key or 32), apart from the
+196 of one partition, which stay what the README cites. Each runs a real `CounterPool`
 against `tests/unit/partition_sim.py` on the virtual loop, so a run is the same on any machine, at
 any load: the grid tells what a change to the pacer does everywhere in a few minutes, where real
 runs take hours and vary. (Real runs stay the measure: `benchmarks/throttling.py`.) The runs of
@@ -29,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.unit.partition_sim import Result, Shape, Timeline, load
+from tests.unit.partition_sim import Result, Scope, Shape, Timeline, load
 from tests.unit.virtual_loop import run_virtual
 
 #: The targets of a case (issue 17): goodput over the whole window and steady, requests per ack.
@@ -62,6 +67,16 @@ def cases() -> Iterator[str]:
             yield f"20:1:64:30:10:8:{shape}:{seed}"
 
 
+def table_cases() -> Iterator[str]:
+    """A provisioned table's capacity, shared by one key or 32: caps of the free tier's order."""
+    for cap in (10, 25, 100):
+        for burst in (0.05, 1, 10, 300):
+            for callers in (16, 256, 1024):
+                for keys in (1, 32):
+                    for shape in ("tokens", "gcra"):
+                        yield f"{cap}:{burst}:{callers}:30:10:t{keys}:{shape}:1"
+
+
 @dataclass(frozen=True)
 class Case:
     rate: float
@@ -72,6 +87,8 @@ class Case:
     shards: int
     shape: Shape
     seed: int
+    scope: Scope = "partition"
+    keys: int = 1
 
     def run(self, timeline: Timeline | None = None) -> Result:
         return run_virtual(
@@ -84,34 +101,40 @@ class Case:
                 warmup=self.warmup,
                 shards=self.shards,
                 seed=self.seed,
+                scope=self.scope,
+                keys=self.keys,
                 timeline=timeline,
             )
         )
 
 
 def parse_case(case: str) -> Case:
+    form = f"pacing_grid: {case!r} is not cap:burst:callers:seconds:warmup:shards:shape:seed"
     fields = case.split(":")
     shape = SHAPES.get(fields[6]) if len(fields) == 8 else None
     if shape is None:
-        raise SystemExit(
-            f"pacing_grid: {case!r} is not cap:burst:callers:seconds:warmup:shards:shape:seed,"
-            " shape tokens or gcra"
-        )
+        raise SystemExit(f"{form}, shape tokens or gcra")
+    where = fields[5]
+    table = where.startswith("t")
     try:
-        return Case(
+        count = int(where[1:] if table else where)
+        parsed = Case(
             rate=float(fields[0]),
             burst=float(fields[1]),
             callers=int(fields[2]),
             seconds=float(fields[3]),
             warmup=float(fields[4]),
-            shards=int(fields[5]),
+            shards=1 if table else count,
             shape=shape,
             seed=int(fields[7]),
+            scope="table" if table else "partition",
+            keys=count if table else 1,
         )
     except ValueError:
-        raise SystemExit(
-            f"pacing_grid: {case!r} is not cap:burst:callers:seconds:warmup:shards:shape:seed"
-        ) from None
+        raise SystemExit(form) from None
+    if count < 1:
+        raise SystemExit(f"{form}, shards (or keys of a table, tN) at least 1")
+    return parsed
 
 
 def run_case(case: str) -> str:
@@ -225,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, help="a saved run to compare with")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--trace", metavar="CASE", help="one case's throttles by time")
+    parser.add_argument(
+        "--table", action="store_true", help="the grid of a provisioned table's cases instead"
+    )
     args = parser.parse_args(argv)
     if args.trace:
         trace(args.trace)
@@ -240,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         if not before:
             parser.error(f"--against {args.against} holds no line of a grid run")
     prefixes = [p for p in args.only.split(",") if p]
-    selected = [c for c in cases() if not prefixes or any(c.startswith(p) for p in prefixes)]
+    grid = table_cases() if args.table else cases()
+    selected = [c for c in grid if not prefixes or any(c.startswith(p) for p in prefixes)]
     if not selected:
         parser.error(f"--only {args.only} selects no case")
     out = args.out.open("w") if args.out is not None else None

@@ -58,8 +58,38 @@ def test_the_grid_is_the_one_the_readme_cites() -> None:
         pacing_grid.parse_case(case)
 
 
+def test_the_table_grid_shares_one_cap_among_its_keys() -> None:
+    cases = list(pacing_grid.table_cases())
+    assert len(cases) == len(set(cases)) == 144
+    parsed = [pacing_grid.parse_case(case) for case in cases]
+    assert {(c.scope, c.shards) for c in parsed} == {("table", 1)}
+    assert {c.keys for c in parsed} == {1, 32}
+    assert not set(cases) & set(pacing_grid.cases())  # apart from the grid the README cites
+    one = pacing_grid.parse_case("20:1:64:30:10:8:gcra:1")
+    assert (one.scope, one.shards, one.keys) == ("partition", 8, 1)
+
+
+def test_a_table_case_caps_its_keys_together() -> None:
+    """The cap of a ``tN`` case is the table's: its keys share it, where each key of a
+    partition case has its own."""
+    case = pacing_grid.parse_case("20:0.05:64:3:1:t4:gcra:1")
+    result = case.run()
+    assert result.value == result.acks_total  # exact, read back over every key
+    assert result.requests > result.acks_total  # it was throttled
+    # 4 keys of 20/s each would take 240 in 3 s: the table's 20/s (and a token of burst) bind
+    # them, and the 64 calls pending at the end drain after it.
+    assert result.acks_total <= 20.0 * 3.0 + 1 + 64, result.line()
+
+
 @pytest.mark.parametrize(
-    "case", ["10:x:16:30:10:1:gcra:2", "10:1:16:30:10:1:gcra", "10:1:16:30:10:1:fifo:1"]
+    "case",
+    [
+        "10:x:16:30:10:1:gcra:2",
+        "10:1:16:30:10:1:gcra",
+        "10:1:16:30:10:1:fifo:1",
+        "10:1:16:30:10:tx:gcra:1",
+        "10:1:16:30:10:t0:gcra:1",
+    ],
 )
 def test_a_case_written_wrong_is_one_line_that_says_the_form(case: str) -> None:
     with pytest.raises(SystemExit, match=r"pacing_grid: .* is not cap:burst:callers"):
