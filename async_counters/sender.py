@@ -23,7 +23,7 @@ from .limiter import KeyLimiter
 from .observers import Observers
 from .retry import Backoff, RetryPolicy, is_retryable
 from .slots import Slots
-from .slowstart import START, LeastRoundTrip, SlowStart
+from .slowstart import START, TABLE_START, LeastRoundTrip, SlowStart
 from .transport import Outcome, Transport, TransportError
 
 __all__ = ["Failed", "Sender", "Wire", "public_error"]
@@ -74,7 +74,9 @@ class Sender:
         "_rtt",
         "_slots",
         "_start",
+        "_table_start",
         "_whole",
+        "_writes",
         "in_flight",
         "transport",
     )
@@ -96,18 +98,31 @@ class Sender:
         self._pace = pace
         # The table's own pace, for throttles that name a limit every key shares (a provisioned
         # table's capacity): one more key of a limiter of its own, passed by every paced write.
-        self._whole = None if pace is None else KeyLimiter(clock=clock.now, sleep=clock.sleep)
+        whole = None if pace is None else KeyLimiter(clock=clock.now, sleep=clock.sleep)
+        self._whole = whole
         self.transport = transport
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
         self._rtt = 0.0  # the round trip of answered requests, smoothed (0: none yet)
         # A crowd on a key the pacer knows nothing of goes out a few at a time at first, through
-        # gates whose ceiling is set by the round trip unloaded (kept only where there are gates).
+        # gates whose ceiling is set by the round trip unloaded (kept only where there are gates);
+        # a crowd over many keys, through the table's gate (see `slowstart`).
         self._least: LeastRoundTrip | None = None
         self._start: SlowStart | None = None
-        if pace is not None:
+        self._table_start: SlowStart | None = None
+        self._writes = 0  # writes inside `send` that met no gate of their key
+        if pace is not None and whole is not None:
             least = self._least = LeastRoundTrip()
             self._start = SlowStart(known=pace.known, paced=pace.paced, least=least, rtt=self.rtt)
+            if slots.free > TABLE_START:  # a gate as wide as the pool's bound would hold nothing
+                self._table_start = SlowStart(
+                    known=whole.known,
+                    paced=whole.paced,
+                    least=least,
+                    rtt=self.rtt,
+                    start=TABLE_START,
+                    top=slots.free,
+                )
 
     def rtt(self) -> float:
         """The round trip of answered requests lately (seconds; 0 before the first answer),
@@ -146,12 +161,18 @@ class Sender:
             return await self._send(operation, params, idempotent, key, wire, more)
         outstanding = self._outstanding
         writes = outstanding[key] = outstanding.get(key, 0) + 1
-        start = self._start
-        passed = acknowledged = False
+        start, table = self._start, self._table_start
+        passed = keyed = counted = passed_table = acknowledged = False
         try:
             if start is not None and (writes > START or start.gates):
-                await start.enter(key, writes)  # a gate standing counts every write of its key
+                keyed = await start.enter(key, writes)  # a gate standing counts every write
             passed = True
+            if table is not None and not keyed:  # a key's gate holds its crowd back already
+                counted = True
+                ungated = self._writes = self._writes + 1
+                if ungated > TABLE_START or table.gates:
+                    await table.enter(TABLE, ungated)
+            passed_table = True
             response = await self._send(operation, params, idempotent, key, wire, more)
             acknowledged = True
             return response
@@ -161,8 +182,14 @@ class Sender:
                 outstanding[key] = left
             else:
                 del outstanding[key]  # memory follows the keys being written, not all keys
+            if counted:
+                self._writes -= 1
             if start is not None and start.gates:
                 start.leave(key, passed=passed, acknowledged=acknowledged, writes_left=left)
+            if counted and table is not None and table.gates:
+                table.leave(
+                    TABLE, passed=passed_table, acknowledged=acknowledged, writes_left=self._writes
+                )
 
     async def _send(
         self,
@@ -225,6 +252,10 @@ class Sender:
                     # A throttle names its limits: the key's partition (or none named), and the
                     # table's (or an index's, or the account's), which every key's writes share.
                     partition, table = throttled_by(error)
+                    if partition and not table and self._table_start is not None:
+                        # The limit is a key's, paced per key: the table's gate would hold the
+                        # other keys back with it.
+                        self._table_start.end(TABLE)
                     # A refusal back sooner than an ack could be (a bucket in front of the
                     # server) waits until that ack would be: counted at once, it makes its window
                     # read as more throttled, and slower, than it is.

@@ -31,6 +31,20 @@ ran out. The least is kept over `LEAST_SECONDS`, so a path that got slower for g
 within that.
 
 Keys with at most `START` writes at once never meet a gate, and pay one comparison per write.
+
+**The table's gate.** A crowd spread over many keys, with at most `START` writes on each, meets no
+key's gate: 256 callers over 32 keys send 256 writes at once, and a provisioned table of 10 WCU/s
+holding a second of it throttles all but 10, whose retries come back before the table's pace can
+take over (1.4-1.8 requests per increment over 30 s in virtual time). So the writes that met no
+gate of their key pass one gate for the whole table, kept by the sender with ``top`` set: it
+starts at `TABLE_START` writes at once and grows by one for each acknowledged, as a key's does,
+up to `WIDE`. A write holds its place through its retries, so a round throttled at once does not
+come back before the table's pace has a measure. It opens for good once the table's pace takes
+over, or at the first throttle naming a key's partition (that limit is paced per key, and a
+gate across all keys would hold the others back with it); and once it grew to ``top``, the
+pool's bound, none stands again in that pool. A crowd over at most four keys is held by their
+gates alone (4 x `START` is `TABLE_START`), as before; on an on-demand table the cost is the
+first crowd of a pool's life: 32 writes at once, then 64 (the default bound) a round trip later.
 """
 
 from __future__ import annotations
@@ -41,10 +55,21 @@ from typing import Final
 
 from .slots import Slots
 
-__all__ = ["KEY_RATE", "LEAST_SECONDS", "PARTITION_RATE", "START", "LeastRoundTrip", "SlowStart"]
+__all__ = [
+    "KEY_RATE",
+    "LEAST_SECONDS",
+    "PARTITION_RATE",
+    "START",
+    "TABLE_START",
+    "LeastRoundTrip",
+    "SlowStart",
+]
 
 #: Writes of one key that may be sent at once before its partition has acknowledged any.
 START: Final = 8
+#: Writes of all keys, each under its own gate's `START`, that may be sent at once before the
+#: table has acknowledged any: four keys' first gates.
+TABLE_START: Final = 4 * START
 #: A gate this wide is no longer a limit: it opens for good (until its key goes idle).
 WIDE: Final = 4_096
 #: Writes per second one key's gate carries at most, at the pool's least round trip: 4 x the
@@ -82,9 +107,9 @@ class LeastRoundTrip:
 class _Gate:
     __slots__ = ("open", "size", "slots")
 
-    def __init__(self, past: int) -> None:
-        self.size = START
-        self.slots = Slots(START - past)  # the writes already inside went through no gate
+    def __init__(self, start: int, past: int) -> None:
+        self.size = start
+        self.slots = Slots(start - past)  # the writes already inside went through no gate
         self.open = False
 
     def open_all(self) -> None:
@@ -104,7 +129,7 @@ class SlowStart:
     (seconds), which set how wide a gate may grow.
     """
 
-    __slots__ = ("_known", "_least", "_paced", "_rtt", "gates")
+    __slots__ = ("_known", "_least", "_paced", "_rtt", "gates", "spent", "start", "top")
 
     def __init__(
         self,
@@ -113,8 +138,15 @@ class SlowStart:
         paced: Callable[[str], bool],
         least: Callable[[], float],
         rtt: Callable[[], float],
+        start: int = START,
+        top: int | None = None,
     ) -> None:
         self.gates: dict[str, _Gate] = {}  # the sender calls `leave` only while this is not empty
+        self.start = start  # more writes than this at once meet a gate, of this size at first
+        # A gate with a ``top`` grows to `WIDE`, and once it grew to ``top`` none stands after
+        # it: the table's gate, whose capacity is not one partition's (None: a key's gate).
+        self.top = top
+        self.spent = False  # no gate stands again
         self._known = known
         self._paced = paced
         self._least = least
@@ -122,24 +154,28 @@ class SlowStart:
 
     def ceiling(self) -> int:
         """How wide a gate may grow: `KEY_RATE` writes a second at the least round trip, or
-        `PARTITION_RATE` at the smoothed one."""
+        `PARTITION_RATE` at the smoothed one (`WIDE` with a ``top``)."""
+        if self.top is not None:
+            return WIDE
         wide = max(KEY_RATE * self._least(), PARTITION_RATE * self._rtt())
-        return max(START, math.ceil(wide))
+        return max(self.start, math.ceil(wide))
 
-    async def enter(self, key: str, writes: int) -> None:
-        """Pass the gate of ``key``, whose ``writes`` inside the sender include this one."""
+    async def enter(self, key: str, writes: int) -> bool:
+        """Pass the gate of ``key``, whose ``writes`` inside the sender include this one.
+        Returns whether a gate of ``key`` stands (open or not)."""
         gate = self.gates.get(key)
         if gate is None:
-            if writes <= START or self._known(key):
-                return  # not a crowd, or one the pacer already knows of
-            gate = self.gates[key] = _Gate(writes - 1)
+            if writes <= self.start or self.spent or self._known(key):
+                return False  # not a crowd, one the pacer already knows of, or no more gates
+            gate = self.gates[key] = _Gate(self.start, writes - 1)
         if gate.open:
-            return
+            return True
         if self._paced(key):
             gate.open_all()
-            return
+            return True
         if not gate.slots.try_take():
             await gate.slots.take()
+        return True
 
     def leave(self, key: str, *, passed: bool, acknowledged: bool, writes_left: int) -> None:
         """A write of ``key`` left the sender; ``writes_left`` are still inside. ``passed``: it
@@ -158,7 +194,16 @@ class SlowStart:
         gate.slots.release()
         if acknowledged and gate.size < self.ceiling():  # the partition took it: one more
             gate.size += 1
+            if gate.size == self.top:
+                self.spent = True
             if gate.size >= WIDE:
                 gate.open_all()
             else:
                 gate.slots.release()
+
+    def end(self, key: str) -> None:
+        """Open the gate of ``key`` for good, if one stands, and let none stand again."""
+        self.spent = True
+        gate = self.gates.get(key)
+        if gate is not None:
+            gate.open_all()

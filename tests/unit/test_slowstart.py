@@ -16,11 +16,13 @@ from async_counters.slowstart import (
     LEAST_SECONDS,
     PARTITION_RATE,
     START,
+    TABLE_START,
     LeastRoundTrip,
 )
+from async_counters.transport import Outcome, TransportError
 
 from .fake import FakeTransport
-from .partition_sim import TABLE, Partitions, load
+from .partition_sim import REASONS, TABLE, Partitions, Timeline, load
 from .virtual_loop import run_virtual
 
 
@@ -278,3 +280,122 @@ def test_a_bucket_that_runs_out_under_a_crowd_is_paced_within_a_few_throttles() 
     )
     assert result.failed == 0 and result.value == result.acks_total
     assert result.per_ack <= 1.12, result.line()  # the whole run; before: 1.20
+
+
+def test_a_crowd_over_many_keys_into_a_small_table_loses_a_round_not_a_request_each() -> None:
+    """256 callers over 32 keys (8 each: no key's gate stands) on a provisioned table of 10/s
+    holding a second of it. Before the table's gate, all 256 went out at once: 294 throttles
+    came back in the first 5 ms, and 1.43-1.73 requests per increment over the 30 s."""
+    timeline = Timeline((0.0, 0.005, 30.0))
+    result = run_virtual(
+        load(
+            shape="gcra",
+            rate=10.0,
+            burst=1.0,
+            callers=256,
+            seconds=30.0,
+            warmup=10.0,
+            scope="table",
+            keys=32,
+            timeline=timeline,
+        )
+    )
+    assert result.failed == 0 and result.value == result.acks_total, result.line()
+    # Answered in the first 5 ms: the first round, and the two writes each of its 10 acks let
+    # through (its place, and one more). Before: 300.
+    assert timeline.requests[0] <= TABLE_START + 2 * 10, timeline.requests
+    assert result.per_ack <= 1.20, result.line()  # the whole run, cold start included
+
+
+async def test_the_first_crowd_over_many_keys_grows_to_the_pools_bound_and_no_gate_follows() -> (
+    None
+):
+    """On a table that takes everything, a crowd of one write per key goes out `TABLE_START`
+    at once, then one more per ack up to the pool's bound; after that, none waits again."""
+    transport = _Held()
+    async with CounterPool("ttt", transport=transport, max_in_flight=64) as pool:
+        first = [asyncio.create_task(pool.increment(f"a{i}")) for i in range(100)]
+        second: list[asyncio.Task[int]] = []
+        try:
+            await transport.on_the_wire(TABLE_START)
+            await _settle()
+            assert transport.in_flight == TABLE_START  # the rest wait at the table's gate
+            transport.answer(TABLE_START)  # 32 acknowledged: 64 wide, the pool's bound
+            await _settle()
+            assert transport.in_flight == 64
+            while transport.held:
+                transport.answer(len(transport.held))
+                await _settle()
+            await asyncio.gather(*first)
+            second = [asyncio.create_task(pool.increment(f"b{i}")) for i in range(100)]
+            await _settle()
+            assert transport.in_flight == 64  # at once: the gate grew to the bound, none since
+        finally:  # answer everything, so that a failed check does not leave the close waiting
+            while transport.held:
+                transport.answer(len(transport.held))
+                await _settle()
+        results = await asyncio.gather(*first, *second)
+    assert results == [1] * 200
+    assert sum(transport.values.values()) == 200  # exact: read from the transport's items
+
+
+class _PartitionThrottle(_Held):
+    """Holds writes as `_Held` does; the first is throttled at once, naming its partition."""
+
+    throttled = False
+
+    async def call(self, operation: str, params: Any) -> dict[str, Any]:
+        if operation == "UpdateItem" and not self.throttled:
+            self.throttled = True
+            raise TransportError(
+                Outcome.THROTTLED,
+                "ProvisionedThroughputExceededException",
+                "capped",
+                status=400,
+                reasons=(REASONS["partition"],),
+            )
+        return await super().call(operation, params)
+
+
+async def test_a_throttle_naming_a_partition_opens_the_tables_gate() -> None:
+    """A key's partition is paced per key: a gate over all keys would hold the others back
+    with it. The first throttle naming one opens the table's gate for good."""
+    transport = _PartitionThrottle()
+    async with CounterPool("ttt", transport=transport, max_in_flight=128) as pool:
+        writes = [asyncio.create_task(pool.increment(f"a{i}")) for i in range(100)]
+        try:
+            await transport.on_the_wire(TABLE_START - 1)
+            await _settle()
+            # The throttled write waits out its backoff; the gate opened at its answer: all
+            # the others are on the wire without one acknowledged.
+            assert transport.in_flight == 99
+        finally:
+            while transport.held or not all(w.done() for w in writes):
+                transport.answer(len(transport.held))
+                await _settle()
+                await asyncio.sleep(0.01)
+        results = await asyncio.gather(*writes)
+    assert results == [1] * 100
+    assert sum(transport.values.values()) == 100
+
+
+async def test_a_write_cancelled_at_the_tables_gate_is_not_sent_and_frees_its_place() -> None:
+    transport = _Held()
+    async with CounterPool("ttt", transport=transport, max_in_flight=64) as pool:
+        writes = [asyncio.create_task(pool.increment(f"a{i}")) for i in range(TABLE_START + 2)]
+        try:
+            await transport.on_the_wire(TABLE_START)
+            await _settle()
+            writes[-1].cancel()  # waiting at the gate: never sent
+            await _settle()
+            transport.answer(1)  # one place for the one write still waiting
+            await _settle()
+            assert transport.in_flight == TABLE_START
+        finally:
+            while transport.held:
+                transport.answer(len(transport.held))
+                await _settle()
+        done = await asyncio.gather(*writes, return_exceptions=True)
+    assert [isinstance(r, asyncio.CancelledError) for r in done].count(True) == 1
+    assert sum(transport.values.values()) == TABLE_START + 1  # the cancelled one never applied
+    assert not pool._sender._table_start.gates  # type: ignore[union-attr]  # idle: nothing kept
