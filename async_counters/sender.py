@@ -75,8 +75,8 @@ class Sender:
         "_slots",
         "_start",
         "_table_start",
+        "_ungated",
         "_whole",
-        "_writes",
         "in_flight",
         "transport",
     )
@@ -110,7 +110,7 @@ class Sender:
         self._least: LeastRoundTrip | None = None
         self._start: SlowStart | None = None
         self._table_start: SlowStart | None = None
-        self._writes = 0  # writes inside `send` that met no gate of their key
+        self._ungated = 0  # writes inside `send` that met no gate of their key
         if pace is not None and whole is not None:
             least = self._least = LeastRoundTrip()
             self._start = SlowStart(known=pace.known, paced=pace.paced, least=least, rtt=self.rtt)
@@ -169,7 +169,7 @@ class Sender:
             passed = True
             if table is not None and not keyed:  # a key's gate holds its crowd back already
                 counted = True
-                ungated = self._writes = self._writes + 1
+                ungated = self._ungated = self._ungated + 1
                 if ungated > TABLE_START or table.gates:
                     await table.enter(TABLE, ungated)
             passed_table = True
@@ -183,12 +183,12 @@ class Sender:
             else:
                 del outstanding[key]  # memory follows the keys being written, not all keys
             if counted:
-                self._writes -= 1
+                self._ungated -= 1
             if start is not None and start.gates:
                 start.leave(key, passed=passed, acknowledged=acknowledged, writes_left=left)
             if counted and table is not None and table.gates:
                 table.leave(
-                    TABLE, passed=passed_table, acknowledged=acknowledged, writes_left=self._writes
+                    TABLE, passed=passed_table, acknowledged=acknowledged, writes_left=self._ungated
                 )
 
     async def _send(

@@ -366,9 +366,9 @@ async def test_a_throttle_naming_a_partition_opens_the_tables_gate() -> None:
         try:
             await transport.on_the_wire(TABLE_START - 1)
             await _settle()
-            # The throttled write waits out its backoff; the gate opened at its answer: all
-            # the others are on the wire without one acknowledged.
-            assert transport.in_flight == 99
+            # The gate opened at the throttle's answer: all the others are on the wire without
+            # one acknowledged (and the throttled write too, if its backoff is already over).
+            assert transport.in_flight >= 99
         finally:
             while transport.held or not all(w.done() for w in writes):
                 transport.answer(len(transport.held))
