@@ -98,8 +98,7 @@ class Sender:
         self._pace = pace
         # The table's own pace, for throttles that name a limit every key shares (a provisioned
         # table's capacity): one more key of a limiter of its own, passed by every paced write.
-        whole = None if pace is None else KeyLimiter(clock=clock.now, sleep=clock.sleep)
-        self._whole = whole
+        self._whole: KeyLimiter | None = None
         self.transport = transport
         self.in_flight = 0
         self._outstanding: dict[str, int] = {}  # writes per key inside `send` (paced, on the wire)
@@ -111,7 +110,8 @@ class Sender:
         self._start: SlowStart | None = None
         self._table_start: SlowStart | None = None
         self._ungated = 0  # writes inside `send` that met no gate of their key
-        if pace is not None and whole is not None:
+        if pace is not None:
+            whole = self._whole = KeyLimiter(clock=clock.now, sleep=clock.sleep)
             least = self._least = LeastRoundTrip()
             self._start = SlowStart(known=pace.known, paced=pace.paced, least=least, rtt=self.rtt)
             if slots.free > TABLE_START:  # a gate as wide as the pool's bound would hold nothing

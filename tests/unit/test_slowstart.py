@@ -242,6 +242,13 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _answer_all(transport: _Held) -> None:
+    """Answer every held write, and those its answers let out, until none is held."""
+    while transport.held:
+        transport.answer(len(transport.held))
+        await _settle()
+
+
 async def test_writes_arriving_while_a_gate_stands_pass_it_however_few_are_inside(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -263,9 +270,7 @@ async def test_writes_arriving_while_a_gate_stands_pass_it_however_few_are_insid
             await _settle()
             assert transport.in_flight == START + START - 1  # 15, the gate's width (was 21)
         finally:  # answer everything, so that a failed check does not leave the close waiting
-            while transport.held:
-                transport.answer(len(transport.held))
-                await _settle()
+            await _answer_all(transport)
         results = await asyncio.gather(*first, *more)
     assert sorted(results) == list(range(1, START + 22))
     assert transport.values == {"a": START + 21}
@@ -323,17 +328,13 @@ async def test_the_first_crowd_over_many_keys_grows_to_the_pools_bound_and_no_ga
             transport.answer(TABLE_START)  # 32 acknowledged: 64 wide, the pool's bound
             await _settle()
             assert transport.in_flight == 64
-            while transport.held:
-                transport.answer(len(transport.held))
-                await _settle()
+            await _answer_all(transport)
             await asyncio.gather(*first)
             second = [asyncio.create_task(pool.increment(f"b{i}")) for i in range(100)]
             await _settle()
             assert transport.in_flight == 64  # at once: the gate grew to the bound, none since
         finally:  # answer everything, so that a failed check does not leave the close waiting
-            while transport.held:
-                transport.answer(len(transport.held))
-                await _settle()
+            await _answer_all(transport)
         results = await asyncio.gather(*first, *second)
     assert results == [1] * 200
     assert sum(transport.values.values()) == 200  # exact: read from the transport's items
@@ -392,9 +393,7 @@ async def test_a_write_cancelled_at_the_tables_gate_is_not_sent_and_frees_its_pl
             await _settle()
             assert transport.in_flight == TABLE_START
         finally:
-            while transport.held:
-                transport.answer(len(transport.held))
-                await _settle()
+            await _answer_all(transport)
         done = await asyncio.gather(*writes, return_exceptions=True)
     assert [isinstance(r, asyncio.CancelledError) for r in done].count(True) == 1
     assert sum(transport.values.values()) == TABLE_START + 1  # the cancelled one never applied
