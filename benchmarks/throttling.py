@@ -19,6 +19,12 @@ botocore), and the SDKs' 2026 retry defaults: aiobotocore's ``update_item`` in t
 environment with ``AWS_NEW_RETRIES_2026=true`` (the installed botocore honours it: standard
 mode, 4 attempts, 25 ms / 1 s bases, a 500-token quota; the row says if it did not).
 
+And a yardstick, ``fixed``: no client, but a pace told the cap, run at each of
+``--fixed-shares`` of it (a row each) over as many keys as ``--shards`` (or the table), a
+throttled write sent again at its key's next slot. It has nothing to learn and no cold start,
+so its best row shows what arrival jitter leaves of a shallow bucket: the yardstick for a
+pacer that has to learn the cap.
+
 Goodput counts increments acknowledged inside the window; "drain" is how long the callers
 still waiting at its end took to finish. Latency is that of acknowledged increments (a
 histogram with 2 % buckets, no record per operation). Requests and throttles are counted by the
@@ -29,7 +35,7 @@ and with the server's ledger of what it applied.
 
     python benchmarks/throttling.py [--seconds 20] [--caps 1000,100] [--bursts 1]
         [--callers 256] [--buckets server,proxy] [--only pool,retry-2026] [--quick]
-        [--scopes partition,table] [--keys 32]
+        [--scopes partition,table] [--keys 32] [--only fixed --fixed-shares 0.9,0.95]
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ CONTENDERS: dict[str, str] = {
     "standard": "aioboto3, standard retries",
     "adaptive": "aioboto3, adaptive retries",
     "retry-2026": "aiobotocore, 2026 retry defaults",
+    "fixed": "fixed pace told the cap",
 }
 PEER_CONTENDERS = ("legacy", "standard", "adaptive")
 QUOTA = "RetryQuotaExceeded"
@@ -203,6 +210,38 @@ def update_params(key: str) -> dict[str, Any]:
     }
 
 
+async def run_fixed(args: argparse.Namespace) -> dict[str, Any]:
+    """A yardstick, not a client: told the cap, it paces each item (or the table) at a fixed
+    share of it from the first write, and sends a throttled write again at its item's next slot.
+    Nothing to learn and no cold start: what arrival jitter leaves of a shallow bucket."""
+    from async_counters import CounterPool, RetryPolicy, ThrottledError
+
+    loop = asyncio.get_running_loop()
+    keys = contender_keys(args.key, args.keys)
+    interval = 1.0 / (args.fixed_share * args.cap)
+    # The next free slot of each item, or of the whole table (one lane, its keys in turn).
+    lanes = [loop.time()] * (len(keys) if args.scope == "partition" else 1)
+
+    async with CounterPool(
+        TABLE, endpoint_url=args.endpoint, adaptive=False, retry=RetryPolicy(attempts=1)
+    ) as pool:
+
+        async def increment(i: int) -> int:
+            while True:
+                lane = min(range(len(lanes)), key=lanes.__getitem__)  # the one free soonest
+                now = loop.time()
+                at = max(lanes[lane], now)
+                lanes[lane] = at + interval
+                if at > now:
+                    await asyncio.sleep(at - now)
+                try:
+                    return await pool.increment(keys[lane if len(lanes) > 1 else i % len(keys)])
+                except ThrottledError:
+                    continue  # not applied: the next slot
+
+        return await run_callers(args.callers, args.seconds, increment, args)
+
+
 async def run_aioboto3(args: argparse.Namespace) -> dict[str, Any]:
     import aioboto3
     from botocore.config import Config
@@ -257,6 +296,7 @@ async def run_retry_2026(args: argparse.Namespace) -> dict[str, Any]:
 def contender_main(args: argparse.Namespace) -> None:
     runs: dict[str, Callable[[argparse.Namespace], Any]] = {
         "retry-2026": run_retry_2026,
+        "fixed": run_fixed,
         **dict.fromkeys(PEER_CONTENDERS, run_aioboto3),
     }
     coroutine = runs.get(args.contender, run_pool)(args)
@@ -291,6 +331,7 @@ class Row:
     value: int
     ledger_sum: int
     shards: int
+    share: float = 0.0  # the fixed pace's share of the cap
 
 
 def get_json(url: str) -> Any:
@@ -356,10 +397,12 @@ def bucket(args: argparse.Namespace, case: Case) -> Iterator[tuple[str, Callable
             process.wait(timeout=30)
 
 
-def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
+def measure(args: argparse.Namespace, case: Case, name: str, peer: str, share: float = 0.0) -> Row:
     shards = args.shards if name == "pool-sharded" else 1
     key = f"hot:{name}"
-    keys = contender_keys(key, 1 if case.scope == "partition" else args.keys)
+    # The fixed pace writes items of its own, as many as the sharded pool's shards.
+    own = args.shards if name == "fixed" else 1
+    keys = contender_keys(key, own if case.scope == "partition" else args.keys)
     with bucket(args, case) as (endpoint, counts):
         asyncio.run(prepare_and_read(endpoint, keys, shards))
         before = counts()
@@ -370,7 +413,8 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
                 *("--contender", name, "--endpoint", endpoint, "--key", key),
                 *("--callers", str(case.callers), "--seconds", str(args.seconds)),
                 *("--shards", str(args.shards), "--steady-from", str(args.steady_from)),
-                *("--keys", str(len(keys))),
+                *("--keys", str(len(keys)), "--scope", case.scope),
+                *("--cap", str(case.cap), "--fixed-share", str(share or 1.0)),
                 *(
                     ("--stats-url", f"{endpoint}/_local/stats")
                     if case.bucket == "server"
@@ -405,7 +449,21 @@ def measure(args: argparse.Namespace, case: Case, name: str, peer: str) -> Row:
         throttled=after["throttled"] - before["throttled"],
         value=value,
         ledger_sum=ledger_sum,
-        shards=shards if case.scope == "partition" else 1,  # shards share a table's cap
+        # Shards (and the fixed pace's items) share a table's cap.
+        shards=(shards * own) if case.scope == "partition" else 1,
+        share=share,
+    )
+
+
+def fixed_label(row: Row) -> str:
+    """What the fixed pace was told, and over what."""
+    if row.case.scope == "table":
+        return f"fixed pace told the table's cap: {row.share:.0%} of it"
+    if row.shards == 1:
+        return f"fixed pace told the cap: {row.share:.0%} of it"
+    return (
+        f"fixed pace told the cap: {row.share:.0%} of it on each of {row.shards} keys "
+        f"(% of {row.shards} x cap)"
     )
 
 
@@ -428,6 +486,8 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         acked = result["acked"]
         acknowledged = acked + result["acked_late"]
         label = CONTENDERS[row.contender].format(shards=args.shards)
+        if row.contender == "fixed":
+            label = fixed_label(row)
         if row.contender == "retry-2026" and not result.get("new_retries"):
             label += " (NOT honoured by this botocore)"
         goodput = acked / result["window"] / (case.cap * row.shards)
@@ -510,7 +570,16 @@ def main() -> None:
         help="seconds left out of the steady columns (the cold start; default: a quarter "
         "of the window, at most 5)",
     )
+    parser.add_argument(
+        "--fixed-shares",
+        default="0.9,0.95",
+        help="shares of the cap the fixed pace (--only fixed) is run at, a row each: a "
+        "yardstick told the cap, over as many keys as --shards",
+    )
     parser.add_argument("--contender", help=argparse.SUPPRESS)
+    parser.add_argument("--scope", default="partition", help=argparse.SUPPRESS)
+    parser.add_argument("--cap", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--fixed-share", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--stats-url", help=argparse.SUPPRESS)
     parser.add_argument("--stats-totals", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -540,6 +609,9 @@ def main() -> None:
     if any(not 0.05 <= b <= 300 for b in bursts):
         parser.error("--bursts must be from 0.05 to 300 seconds")
     callers = numbers(args.callers, int, "--callers")
+    shares = numbers(args.fixed_shares, float, "--fixed-shares")
+    if any(share > 2 for share in shares):
+        parser.error("--fixed-shares are shares of the cap: from 0 to 2, e.g. 0.9,0.95")
     buckets = [b for b in args.buckets.split(",") if b]
     if not buckets or set(buckets) - set(BUCKETS):
         parser.error(f"--buckets takes {' and/or '.join(BUCKETS)}, got {args.buckets!r}")
@@ -558,7 +630,9 @@ def main() -> None:
                 for burst in bursts:
                     for n in callers:
                         case = Case(bucket=b, scope=scope, cap=cap, burst=burst, callers=n)
-                        rows += [measure(args, case, name, peer) for name in chosen]
+                        for name in chosen:
+                            for share in shares if name == "fixed" else (0.0,):
+                                rows.append(measure(args, case, name, peer, share))
     print_table(rows, args)
 
 
