@@ -195,7 +195,8 @@ FELL_QUIETLY = 0.75
 EVIDENCE = 40
 EVIDENCE_MAX = 400
 #: ... unless the last windows near the pace that held were throttled more than this many times
-#: its share there: a partition whose capacity fell, or a deep bucket that ran dry.
+#: its share there: a partition whose capacity fell, or a deep bucket that ran dry. (Their share
+#: is weighed by their responses: a window cut short at its third throttle says less.)
 RECENT_KEPT = 2.0
 #: During a restore's hold, the last `TRIAL_MAX` responses (at least a window's) throttled
 #: beyond `UNDO_SHARE`, and beyond what random throttles at the share the restore was judged on
@@ -315,7 +316,8 @@ class _Key:
         "held",
         "held_at",
         "high_n",
-        "high_recent",
+        "high_recent_n",
+        "high_recent_t",
         "high_t",
         "hold",
         "hold_until",
@@ -355,7 +357,10 @@ class _Key:
         self.held_at = now
         # Responses and throttles of windows paced near the pace that held, and far under it.
         self.high_n = self.high_t = self.low_n = self.low_t = 0.0
-        self.high_recent = -1.0  # the share throttled in the last windows at it (-1: none yet)
+        # ... and in the last windows at it: their responses and throttles, each window's halved
+        # at the next (a share weighed by how much it heard: a window cut short by three
+        # throttles holds a few responses, and says less than a full one).
+        self.high_recent_n = self.high_recent_t = 0.0
         # After a restore, until a window at it closes: the pace to go back to if that window
         # is throttled well beyond the share the restore was judged on (0: no trial).
         self.trial = 0.0
@@ -626,7 +631,7 @@ class KeyLimiter:
                 state.base, state.cut_at, state.hold_until = back, now, -math.inf
                 state.held, state.held_at = back, now
                 state.high_n = state.high_t = state.low_n = state.low_t = 0.0
-                state.high_recent = -1.0
+                state.high_recent_n = state.high_recent_t = 0.0
                 state.next_send = max(state.next_send, state.last_sent + 1.0 / back)
                 state.epoch += 1
                 return
@@ -755,7 +760,7 @@ class KeyLimiter:
                 prior = max(prior, before)
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
             state.high_n = state.high_t = state.low_n = state.low_t = 0.0
-            state.high_recent = -1.0
+            state.high_recent_n = state.high_recent_t = 0.0
             # A cut by a little (a deep bucket drained) probes slowly; a deep one fast, as the
             # accepted rate of an overrun shallow bucket may be half its capacity.
             near = base >= NEAR_CUT * current
@@ -833,7 +838,7 @@ class KeyLimiter:
             or high_n < EVIDENCE
             or high_t == 0
             or state.low_t * high_n < SHARE_KEPT * high_t * state.low_n
-            or state.high_recent * high_n > RECENT_KEPT * high_t
+            or state.high_recent_t * high_n > RECENT_KEPT * high_t * state.high_recent_n
         ):
             return False
         self._on_trial(state, high, state.low_t / state.low_n)
@@ -860,9 +865,8 @@ class KeyLimiter:
     @staticmethod
     def _count_high(state: _Key, responses: int, throttled: int) -> None:
         """Count a window paced near the pace that held (held there, or overrun)."""
-        share = throttled / responses
-        recent = state.high_recent
-        state.high_recent = 0.5 * (recent + share) if recent >= 0 else share
+        state.high_recent_n = 0.5 * state.high_recent_n + responses
+        state.high_recent_t = 0.5 * state.high_recent_t + throttled
         state.high_n += responses
         state.high_t += throttled
         if state.high_n > EVIDENCE_MAX:
