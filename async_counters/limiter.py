@@ -672,10 +672,17 @@ class KeyLimiter:
                 state.held, state.held_at = held, now
             if window_rate >= HIGH_BAND * state.held_now(now):  # the window that set it, too
                 self._count_high(state, state.responses_closed, throttled)
-            if throttled and state.waiting and paced >= (1.0 - EDGE_BAND) * state.peak:
+            if (
+                throttled
+                and state.waiting
+                and paced >= (1.0 - EDGE_BAND) * state.peak
+                and now >= state.hold_until
+            ):
                 # Held, but at the edge: each throttle eases the pace a little (a bucket of a
                 # token loses a slot to each). Within a band of the highest pace that held
-                # since the last real cut, so that random throttles cannot wear it down.
+                # since the last real cut, so that random throttles cannot wear it down; and
+                # not while a pace put back holds (pacing was judged not to help: an ease is a
+                # cut too, and a few per cent at random took such a pace back down in 0.4 s).
                 base = max(state.floor(now), paced * (1.0 - EDGE_CUT) ** throttled)
                 state.base, state.cut_at = base, now
                 state.k = max(PROBE_SECONDS, PROBE_REQUESTS / base)
