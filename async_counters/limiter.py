@@ -64,14 +64,16 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   window or two (a window that holds ends a run), and each window eases or steps the pace a
   little. So throttles are also counted at two levels of the pace that held lately: near it,
   and a quarter or more under it. When the lower is throttled at least half as much as the
-  higher, the pace that held is put back (and held `HOLD` seconds), unless the last windows
-  near it were throttled well beyond its share there (a partition that lost capacity, or a
-  deep bucket that ran dry: its new edge is throttled a few per cent, as the old one was). If
-  the first window at the pace put back is overrun, the capacity did fall, a few per cent at a
-  time: the restore is undone, and the pace it came from becomes the one that held. A measured
-  cut starts both counts again. A pace put back after a run of cuts that seemed not to help is
-  on the same trial: a deep bucket run dry under a climbing pace is accepted at its burst's
-  rate in the run's first window, and a pace cut under half of that still overruns it.
+  higher, the pace that held is put back, unless the last windows near it were throttled well
+  beyond its share there (a partition that lost capacity, or a deep bucket that ran dry: its
+  new edge is throttled a few per cent, as the old one was). For `HOLD` seconds no cut follows,
+  no ease at the edge either, but the probe above it goes on: held flat, such a pace stayed far
+  under what the callers asked for. If the windows since are overrun beyond chance, the probe
+  went past a cap, or the capacity did fall: the pace put back becomes the one that held, and
+  cuts follow as usual. A measured cut starts both counts again. A pace put back after a run
+  of cuts that seemed not to help is on a trial too: a deep bucket run dry under a climbing
+  pace is accepted at its burst's rate in the run's first window, and a pace cut under half of
+  that still overruns it.
 - **Retries first.** A paced key's first attempts leave in arrival order; a retry (or a request
   sent back by a cut) takes the next slot of the pace ahead of them, as it already waited its
   turn once. So a throttle costs a caller one slot of the pace, not a second wait behind the
@@ -624,9 +626,10 @@ class KeyLimiter:
                 UNDO_SHARE, self._beyond_chance(state.trial_share, state.trial_n)
             ):
                 # The pace put back is overrun: the capacity did fall (gradually, a few per cent
-                # at a time, as random throttles look, or since the restore). Back to where it
-                # was, which is now the pace that holds, and cuts as usual from there; no more
-                # restores until one holds higher.
+                # at a time, as random throttles look, or since the restore), or the probe
+                # above it went past a cap. Back to `back` (where a run of cuts came from, or
+                # the pace put back itself, without the probe), which is now the pace that
+                # holds, and cuts as usual from there; no more restores until one holds higher.
                 state.trial = 0.0
                 state.base, state.cut_at, state.hold_until = back, now, -math.inf
                 state.held, state.held_at = back, now
@@ -817,8 +820,9 @@ class KeyLimiter:
         """Count a window paced from ``low`` to ``high`` at its level of the pace that held lately;
         when a pace that fell a quarter under it is throttled about as much as the pace that held
         was, the throttles do not come from our rate (faults, random throttles): restore that
-        pace, and make no cut for `HOLD` seconds. (Each window with a throttle or two eased or
-        cut the pace a little, and a window that held ended the run of cuts that could tell.)
+        pace, and make no cut for `HOLD` seconds, while the probe above it goes on. (Each window
+        with a throttle or two eased or cut the pace a little, and a window that held ended the
+        run of cuts that could tell.)
 
         Not when the last windows at the pace that held were throttled well beyond its share
         there: that is a partition that lost capacity, or a deep bucket that ran dry, and the
@@ -848,10 +852,14 @@ class KeyLimiter:
             or state.high_recent_t * high_n > RECENT_KEPT * high_t * state.high_recent_n
         ):
             return False
-        self._on_trial(state, high, state.low_t / state.low_n)
+        # On trial, going back to the pace put back: the probe above it goes on through the hold
+        # (a hold stops cuts, not growth: a pace held flat under random throttles stayed far
+        # under what the callers asked for), and what the trial may find overrun is that probe,
+        # or a capacity that fell, which the cuts after it follow down.
+        self._on_trial(state, held, state.low_t / state.low_n)
         state.base, state.streak = held, None
         state.hold_until = now + HOLD
-        state.cut_at = state.hold_until  # no probing while holding
+        state.cut_at = now
         state.low_n = state.low_t = 0.0
         return True
 

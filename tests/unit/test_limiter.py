@@ -161,11 +161,12 @@ async def test_a_few_random_throttles_do_not_wear_the_pace_down(
     of 1,000/s (2,000/s asked for). Each such window eased or cut the pace a little and each
     window that held ended the run of cuts that could tell: the pace fell to a third (5 %) or a
     tenth (10 %, capped). A pace that fell a quarter under one that held, and is throttled as
-    much as it was there, is put back: 66-89 % of what could be acknowledged, mean of 3 seeds
-    (14-30 % before)."""
+    much as it was there, is put back, and the probe above it goes on while it holds: 85-98 %
+    of what could be acknowledged, mean of 3 seeds (69-89 % with the pace held flat, 14-30 %
+    before it was put back at all)."""
     possible = min(cap, 1 / gap) * (1 - share)
     runs = [await _random_run(cap, gap, share, seed) for seed in (1, 2, 3)]
-    assert sum(runs) / len(runs) >= 0.65 * possible, runs
+    assert sum(runs) / len(runs) >= 0.8 * possible, runs
 
 
 @pytest.mark.xfail(

@@ -206,8 +206,9 @@ def test_a_pace_put_back_under_random_throttles_is_not_eased_down_while_it_holds
     """5 % of writes throttled at random, 64 callers on one key: a pace a quarter under the one
     that held, throttled as much, puts that one back and holds it. Each window held at the edge
     still eased it by 1 % a throttle meanwhile, about 5 % a window of 20, so the pace was back
-    down within 0.4 s of its 3 s hold: 17 % of the unpaced pool's goodput (25 % since). Pacing
-    cannot help here; the known rest of the loss is in the README."""
+    down within 0.4 s of its 3 s hold: 17 % of the unpaced pool's goodput (25 % without the
+    eases). And the pace put back, set while the crowd's slow start still grew, was held flat
+    far under what 64 callers ask for; the probe above it now goes on through the hold: 75 %."""
     runs = {
         adaptive: run_virtual(
             load(
@@ -227,7 +228,7 @@ def test_a_pace_put_back_under_random_throttles_is_not_eased_down_while_it_holds
     }
     paced, unpaced = runs[True], runs[False]
     assert paced.failed == 0 and paced.value == paced.acks_total, paced.line()
-    assert paced.acked_steady >= 0.22 * unpaced.acked_steady, (paced.line(), unpaced.line())
+    assert paced.acked_steady >= 0.5 * unpaced.acked_steady, (paced.line(), unpaced.line())
 
 
 @pytest.mark.parametrize(
