@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from async_counters import CounterPool
 from async_counters.local import LocalDynamo
 from async_counters.local.config import Capacity
@@ -40,6 +42,7 @@ async def values(endpoint: str, keys: list[str]) -> dict[str, int]:
         return await pool.get_many(keys)
 
 
+@pytest.mark.timing
 async def test_the_fixed_pace_sends_its_share_of_the_cap_a_key_and_is_exact() -> None:
     # Deep buckets (2 s of 40/s a key): nothing is throttled, so every request counts.
     capacity = Capacity(partition_write_units=40, burst_seconds=2)
@@ -63,6 +66,7 @@ async def test_the_fixed_pace_sends_its_share_of_the_cap_a_key_and_is_exact() ->
     assert abs(got["hot:0"] - got["hot:1"]) <= 1  # each write to the key free soonest
 
 
+@pytest.mark.timing
 async def test_a_throttled_write_goes_again_at_the_next_slot_and_counts_once() -> None:
     # A provisioned table's cap of 20/s (a shallow bucket: a token), paced at 1.5 times it
     # over three keys: throttles.
