@@ -8,6 +8,8 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,15 @@ def fixed_args(
     )
 
 
+@asynccontextmanager
+async def capped(capacity: Capacity) -> AsyncIterator[LocalDynamo]:
+    """The embedded server with ``capacity``, its table made."""
+    async with LocalDynamo(backend="memory", capacity=capacity) as server:
+        async with CounterPool(TABLE, endpoint_url=server.endpoint_url) as pool:
+            await pool.ensure_table()
+        yield server
+
+
 async def values(endpoint: str, keys: list[str]) -> dict[str, int]:
     async with CounterPool(TABLE, endpoint_url=endpoint) as pool:
         return await pool.get_many(keys)
@@ -45,10 +56,7 @@ async def values(endpoint: str, keys: list[str]) -> dict[str, int]:
 @pytest.mark.timing
 async def test_the_fixed_pace_sends_its_share_of_the_cap_a_key_and_is_exact() -> None:
     # Deep buckets (2 s of 40/s a key): nothing is throttled, so every request counts.
-    capacity = Capacity(partition_write_units=40, burst_seconds=2)
-    async with LocalDynamo(backend="memory", capacity=capacity) as server:
-        async with CounterPool(TABLE, endpoint_url=server.endpoint_url) as pool:
-            await pool.ensure_table()
+    async with capped(Capacity(partition_write_units=40, burst_seconds=2)) as server:
         before = server.stats()["requests"]
         started = time.monotonic()
         result = await run_fixed(
@@ -70,10 +78,7 @@ async def test_the_fixed_pace_sends_its_share_of_the_cap_a_key_and_is_exact() ->
 async def test_a_throttled_write_goes_again_at_the_next_slot_and_counts_once() -> None:
     # A provisioned table's cap of 20/s (a shallow bucket: a token), paced at 1.5 times it
     # over three keys: throttles.
-    capacity = Capacity(table_write_units=20, burst_seconds=0.05)
-    async with LocalDynamo(backend="memory", capacity=capacity) as server:
-        async with CounterPool(TABLE, endpoint_url=server.endpoint_url) as pool:
-            await pool.ensure_table()
+    async with capped(Capacity(table_write_units=20, burst_seconds=0.05)) as server:
         before = server.stats()
         result = await run_fixed(
             fixed_args(server.endpoint_url, share=1.5, cap=20, scope="table", keys=3)

@@ -9,9 +9,11 @@ answer can tell them), so the targets are judged on the window after the start.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from .partition_sim import Partitions, load
+from .partition_sim import Partitions, Result, load
 from .virtual_loop import run_virtual
 
 CASES = [
@@ -202,6 +204,19 @@ def test_a_provisioned_tables_limit_is_paced_as_a_whole(
     assert result.latency.percentile(0.99) <= 1.5 * callers / cap + 0.5, result.line()
 
 
+def paced_and_unpaced(**load_args: Any) -> tuple[Result, Result]:
+    """The same load on an uncapped key (throttled only at random), by a pool pacing and by one
+    not: the paced run exact and without a failure."""
+    paced, unpaced = (
+        run_virtual(
+            load(shape="tokens", rate=1e9, burst=1.0, seed=1, adaptive=adaptive, **load_args)
+        )
+        for adaptive in (True, False)
+    )
+    assert paced.failed == 0 and paced.value == paced.acks_total, paced.line()
+    return paced, unpaced
+
+
 def test_a_pace_put_back_under_random_throttles_is_not_eased_down_while_it_holds() -> None:
     """5 % of writes throttled at random, 64 callers on one key: a pace a quarter under the one
     that held, throttled as much, puts that one back and holds it. Each window held at the edge
@@ -209,25 +224,9 @@ def test_a_pace_put_back_under_random_throttles_is_not_eased_down_while_it_holds
     down within 0.4 s of its 3 s hold: 17 % of the unpaced pool's goodput (25 % without the
     eases). And the pace put back, set while the crowd's slow start still grew, was held flat
     far under what 64 callers ask for; the probe above it now goes on through the hold: 75 %."""
-    runs = {
-        adaptive: run_virtual(
-            load(
-                shape="tokens",
-                rate=1e9,
-                burst=1.0,
-                callers=64,
-                keys=1,
-                seconds=4.0,
-                warmup=1.0,
-                seed=1,
-                random_throttles=0.05,
-                adaptive=adaptive,
-            )
-        )
-        for adaptive in (True, False)
-    }
-    paced, unpaced = runs[True], runs[False]
-    assert paced.failed == 0 and paced.value == paced.acks_total, paced.line()
+    paced, unpaced = paced_and_unpaced(
+        callers=64, keys=1, seconds=4.0, warmup=1.0, random_throttles=0.05
+    )
     assert paced.acked_steady >= 0.5 * unpaced.acked_steady, (paced.line(), unpaced.line())
 
 
@@ -247,26 +246,9 @@ def test_a_storm_of_random_throttles_on_slow_round_trips_does_not_pace_keys_down
     measure the few writes that still reach them, their paces fall to that, and the slowest
     key holds every caller. A key found again and again where pacing does not help is let
     loose for longer each time (3 s, doubling); 0.08 s is still a known loss (README)."""
-    runs = {
-        adaptive: run_virtual(
-            load(
-                shape="tokens",
-                rate=1e9,
-                burst=1.0,
-                callers=200,
-                keys=4,
-                seconds=20.0,
-                seed=1,
-                latency=latency,
-                random_throttles=0.3,
-                adaptive=adaptive,
-                cycle=cycle,
-            )
-        )
-        for adaptive in (True, False)
-    }
-    paced, unpaced = runs[True], runs[False]
-    assert paced.failed == 0 and paced.value == paced.acks_total, paced.line()
+    paced, unpaced = paced_and_unpaced(
+        callers=200, keys=4, seconds=20.0, latency=latency, random_throttles=0.3, cycle=cycle
+    )
     assert paced.acked_steady >= kept * unpaced.acked_steady, (paced.line(), unpaced.line())
     # Before, at 0.08 s: the last calls took 64 s to drain (0.8 s unpaced), the slowest 67 s;
     # with cycle, 57-276 s, and some failed.
