@@ -220,7 +220,8 @@ async def run_fixed(args: argparse.Namespace) -> dict[str, Any]:
     keys = contender_keys(args.key, args.keys)
     interval = 1.0 / (args.fixed_share * args.cap)
     # The next free slot of each item, or of the whole table (one lane, its keys in turn).
-    lanes = [loop.time()] * (len(keys) if args.scope == "partition" else 1)
+    per_key = args.scope == "partition"
+    lanes = [loop.time()] * (len(keys) if per_key else 1)
 
     async with CounterPool(
         TABLE, endpoint_url=args.endpoint, adaptive=False, retry=RetryPolicy(attempts=1)
@@ -235,7 +236,7 @@ async def run_fixed(args: argparse.Namespace) -> dict[str, Any]:
                 if at > now:
                     await asyncio.sleep(at - now)
                 try:
-                    return await pool.increment(keys[lane if len(lanes) > 1 else i % len(keys)])
+                    return await pool.increment(keys[lane] if per_key else keys[i % len(keys)])
                 except ThrottledError:
                     continue  # not applied: the next slot
 
