@@ -8,7 +8,8 @@ Concurrency alone cannot respect that: one request in flight at a 5 ms round tri
   window is throttled beyond `THROTTLE_SHARE`, it is paced at the rate the server *accepted*
   in that window, times ``1 + PROBE``: under capacity throttling that is the partition's rate,
   whatever was sent. A window too throttled, or too short, to measure cuts by the share that
-  got through instead, so that a crowd of callers on a cold key is reined in within milliseconds.
+  got through instead, so that a crowd of callers on a cold key is reined in within milliseconds
+  (within the round trip that brought the first throttles, for a crowd wider than two windows).
   The first measured cut of a run after such a guess, at most `STEP_SHARE` throttled, goes only
   halfway to the accepted rate: a bucket of a token paced a few per cent over takes every other
   request, and reads as half its capacity.
@@ -110,8 +111,13 @@ EARLY_REFUSAL = 0.5
 #: `EARLY_SHARE` of it (a shallow bucket overrun: one slot in two lost); and after
 #: `WINDOW_MAX` seconds in any case.
 WINDOW_MIN = 0.05
-#: ... but an unpaced key's window (a crowd let loose on a cold key) may end this soon.
+#: ... but an unpaced key's window (a crowd let loose on a cold key) may end this soon; and
+#: sooner, at once, when it heard `CROWD_RESPONSES`, more than `BLIND_SHARE` of them throttled.
+#: A crowd that wide is on the wire at once (a key's gate holds its own under it; the table's
+#: does not, at the pool's bound): waiting out the 10 ms, two round trips of 5 ms, sends a second
+#: round into the empty bucket. Its rate sent is then counted over a round trip at least.
 FIRST_WINDOW_MIN = 0.01
+CROWD_RESPONSES = 40
 WINDOW_RESPONSES = 20
 MIN_ACKED = 10
 WINDOW_MAX = 1.0
@@ -579,6 +585,12 @@ class KeyLimiter:
                 and (state.acked >= MIN_ACKED or state.throttled > BLIND_SHARE * state.responses)
             )
             or (
+                state.base is None
+                and elapsed > 0
+                and state.responses >= CROWD_RESPONSES
+                and state.throttled > BLIND_SHARE * state.responses
+            )
+            or (
                 # Overrun early; or three throttles while nothing sent since a first pace or a
                 # guess was acknowledged, for longer than an ack takes (elapsed > 0: a window
                 # needs time to measure, and a coarse clock may not have moved).
@@ -606,7 +618,8 @@ class KeyLimiter:
         share = throttled / state.responses
         state.responses_closed = state.responses
         accepted = state.acked / elapsed
-        sent = state.responses / elapsed
+        # A crowd's first window may be shorter than the round trip its writes took.
+        sent = state.responses / (elapsed if state.base is not None else max(elapsed, self._rtt))
         measured = state.acked >= MIN_ACKED or (
             state.acked >= MIN_ACKED_SLOW and elapsed >= SLOW_WINDOW
         )

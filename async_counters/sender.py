@@ -234,46 +234,24 @@ class Sender:
                 wire.on_wire = True
             self.in_flight += 1
             try:
-                response = await transport.call(operation, params)
-            except TransportError as exc:
-                error: TransportError | None = exc
-            else:
-                error = None
-            finally:
-                self.in_flight -= 1
-                slots.release()
-            outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
-            if wire is not None and outcome is not Outcome.AMBIGUOUS:
-                # Not on cancellation, nor after an ambiguous answer: the write may still apply.
-                wire.on_wire = False
-            if pace is not None:
-                assert key is not None and whole is not None
-                if error is not None and outcome is Outcome.THROTTLED:
-                    # A throttle names its limits: the key's partition (or none named), and the
-                    # table's (or an index's, or the account's), which every key's writes share.
-                    partition, table = throttled_by(error)
-                    if partition and not table and self._table_start is not None:
-                        # The limit is a key's, paced per key: the table's gate would hold the
-                        # other keys back with it.
-                        self._table_start.end(TABLE)
-                    # A refusal back sooner than an ack could be (a bucket in front of the
-                    # server) waits until that ack would be: counted at once, it makes its window
-                    # read as more throttled, and slower, than it is.
-                    took, rtt = now() - sent, self._rtt
-                    wait = max(
-                        pace.refusal_wait(key, took, rtt) if partition else 0.0,
-                        whole.refusal_wait(TABLE, took, rtt) if table else 0.0,
-                    )
-                    if wait > 0.0:
-                        await self._clock.sleep(wait)
-                    if partition:
-                        pace.observe(key, outcome, epoch, self._rtt)
-                    if table:
-                        whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+                try:
+                    response = await transport.call(operation, params)
+                except TransportError as exc:
+                    error: TransportError | None = exc
                 else:
-                    pace.observe(key, outcome, epoch, self._rtt)
-                    if whole.held:  # an answer counts for the table's pace too, if it has one
-                        whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+                    error = None
+                finally:
+                    self.in_flight -= 1
+                outcome = Outcome.ACKNOWLEDGED if error is None else error.outcome
+                if wire is not None and outcome is not Outcome.AMBIGUOUS:
+                    # Not on cancellation, nor after an ambiguous answer: the write may still
+                    # apply.
+                    wire.on_wire = False
+                if pace is not None:
+                    took = now() - sent
+                    await self._answered(pace, key, error, outcome, epoch, whole_epoch, took)
+            finally:
+                slots.release()
             if error is None:
                 done = now()
                 took = done - sent
@@ -308,6 +286,50 @@ class Sender:
             observers.retry(operation, key, error.outcome, backoff.attempts - 1, delay)
             if delay > 0:
                 await self._clock.sleep(delay)
+
+    async def _answered(
+        self,
+        pace: KeyLimiter,
+        key: str | None,
+        error: TransportError | None,
+        outcome: Outcome,
+        epoch: int,
+        whole_epoch: int,
+        took: float,
+    ) -> None:
+        """Count a write's answer for its key's pace and the table's, while it still holds its
+        pool slot.
+
+        A refusal back sooner than an ack could be (a bucket in front of the server) waits until
+        that ack would be, slot held: counted at once, it makes its window read as more
+        throttled, and slower, than it is; and its slot freed at once, the pool's bound would
+        let a new write out for every refusal, many a round trip, where it means a round trip's
+        writes at most."""
+        whole = self._whole
+        assert key is not None and whole is not None
+        if error is None or outcome is not Outcome.THROTTLED:
+            pace.observe(key, outcome, epoch, self._rtt)
+            if whole.held:  # an answer counts for the table's pace too, if it has one
+                whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+            return
+        # A throttle names its limits: the key's partition (or none named), and the table's (or
+        # an index's, or the account's), which every key's writes share.
+        partition, table = throttled_by(error)
+        if partition and not table and self._table_start is not None:
+            # The limit is a key's, paced per key: the table's gate would hold the other keys
+            # back with it.
+            self._table_start.end(TABLE)
+        rtt = self._rtt
+        wait = max(
+            pace.refusal_wait(key, took, rtt) if partition else 0.0,
+            whole.refusal_wait(TABLE, took, rtt) if table else 0.0,
+        )
+        if wait > 0.0:
+            await self._clock.sleep(wait)
+        if partition:
+            pace.observe(key, outcome, epoch, self._rtt)
+        if table:
+            whole.observe(TABLE, outcome, whole_epoch, self._rtt)
 
     async def _admit(self, pace: KeyLimiter, key: str, *, again: bool) -> tuple[int, int]:
         """Pass the key's pace and the table's, then take a pool slot; go round again if either
