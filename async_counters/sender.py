@@ -248,8 +248,14 @@ class Sender:
                     # apply.
                     wire.on_wire = False
                 if pace is not None:
-                    took = now() - sent
-                    await self._answered(pace, key, error, outcome, epoch, whole_epoch, took)
+                    assert key is not None and whole is not None
+                    if error is not None and outcome is Outcome.THROTTLED:
+                        took = now() - sent
+                        await self._throttled(pace, key, error, epoch, whole_epoch, took)
+                    else:
+                        pace.observe(key, outcome, epoch, self._rtt)
+                        if whole.held:  # an answer counts for the table's pace too, if it has one
+                            whole.observe(TABLE, outcome, whole_epoch, self._rtt)
             finally:
                 slots.release()
             if error is None:
@@ -287,18 +293,17 @@ class Sender:
             if delay > 0:
                 await self._clock.sleep(delay)
 
-    async def _answered(
+    async def _throttled(
         self,
         pace: KeyLimiter,
-        key: str | None,
-        error: TransportError | None,
-        outcome: Outcome,
+        key: str,
+        error: TransportError,
         epoch: int,
         whole_epoch: int,
         took: float,
     ) -> None:
-        """Count a write's answer for its key's pace and the table's, while it still holds its
-        pool slot.
+        """Count a throttle for its key's pace and the table's, while it still holds its pool
+        slot.
 
         A refusal back sooner than an ack could be (a bucket in front of the server) waits until
         that ack would be, slot held: counted at once, it makes its window read as more
@@ -306,12 +311,8 @@ class Sender:
         let a new write out for every refusal, many a round trip, where it means a round trip's
         writes at most."""
         whole = self._whole
-        assert key is not None and whole is not None
-        if error is None or outcome is not Outcome.THROTTLED:
-            pace.observe(key, outcome, epoch, self._rtt)
-            if whole.held:  # an answer counts for the table's pace too, if it has one
-                whole.observe(TABLE, outcome, whole_epoch, self._rtt)
-            return
+        assert whole is not None
+        outcome = Outcome.THROTTLED
         # A throttle names its limits: the key's partition (or none named), and the table's (or
         # an index's, or the account's), which every key's writes share.
         partition, table = throttled_by(error)
