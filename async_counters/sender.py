@@ -111,7 +111,7 @@ class Sender:
         self._table_start: SlowStart | None = None
         self._ungated = 0  # writes inside `send` that met no gate of their key
         if pace is not None:
-            whole = self._whole = KeyLimiter(clock=clock.now, sleep=clock.sleep)
+            whole = self._whole = KeyLimiter(clock=clock.now, sleep=clock.sleep, pause=True)
             least = self._least = LeastRoundTrip()
             self._start = SlowStart(known=pace.known, paced=pace.paced, least=least, rtt=self.rtt)
             if slots.free > TABLE_START:  # a gate as wide as the pool's bound would hold nothing

@@ -420,3 +420,23 @@ async def test_a_guessed_pace_read_as_half_the_cap_is_halved_only_halfway(
     assert limiter.rates()["hot"] >= 0.7 * guessed  # halfway: 0.76 of it; down to half before
     halfway = await every_other_throttled()
     assert limiter.rates()["hot"] <= 0.6 * halfway  # measured again: down to what was accepted
+
+
+@pytest.mark.parametrize("pause", [True, False])
+async def test_a_pausing_limiters_first_throttle_holds_new_requests_for_a_round_trip(
+    time: VirtualTime, pause: bool
+) -> None:
+    """With ``pause`` (the table's limiter), a key's first throttle sends nothing new for the
+    sender's round trip: a request admitted before it goes round again, and one asked for now
+    leaves when the round trip is over, unpaced. Without it (a key's limiter), nothing waits."""
+    limiter = KeyLimiter(clock=time, sleep=time.sleep, pause=pause)
+    epoch = await limiter.acquire("hot")
+    limiter.observe("hot", Outcome.THROTTLED, epoch, 0.01)
+    assert limiter.stale("hot", epoch) is pause
+    assert (limiter.unpaced_epoch("hot") is None) is pause
+    assert limiter.delay("hot") == pytest.approx(0.01 if pause else 0.0)
+    start = time.now
+    assert await limiter.acquire("hot") == epoch
+    assert time.now - start == pytest.approx(0.01 if pause else 0.0)
+    assert not limiter.stale("hot", epoch) and limiter.unpaced_epoch("hot") == epoch
+    assert not limiter.paced("hot")  # one throttle is no pace: the round after it is judged
