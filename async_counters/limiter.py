@@ -530,7 +530,8 @@ class KeyLimiter:
 
     def delay(self, key: str) -> float:
         """Seconds until a request to ``key`` asked for now could leave: 0 unless the key is
-        paced; behind the pace's next slot and the requests already waiting for it. Cheap."""
+        paced (behind the pace's next slot and the requests already waiting for it) or pausing
+        after its first throttle (the rest of the pause). Cheap."""
         state = self._keys.get(key)
         if state is None:
             return 0.0
