@@ -406,6 +406,11 @@ class _Key:
         self.silent_since: float | None = None
         self.silent_guess = False  # whether that began at a guess (not a measured first pace)
 
+    def forget_levels(self) -> None:
+        """Drop what was counted at the levels of the pace that held: it no longer holds."""
+        self.high_n = self.high_t = self.low_n = self.low_t = 0.0
+        self.high_recent_n = self.high_recent_t = 0.0
+
     def floor(self, now: float) -> float:
         """The slowest a cut may pace: a share of the best accepted rate seen lately. Whatever
         the detection of useless cuts misses, a key cannot be paced to a standstill."""
@@ -473,7 +478,7 @@ class KeyLimiter:
         state = self._keys.get(key)
         if state is None:
             return 0
-        if state.base is not None or (self._pause and state.pause_until > self._clock()):
+        if state.base is not None or self._pausing(state):
             return None
         return state.epoch
 
@@ -495,7 +500,7 @@ class KeyLimiter:
         state = self._keys.get(key)
         if state is None:
             return 0
-        if state.base is None and self._pause and state.pause_until > self._clock():
+        if self._pausing(state):
             await self._paused(state)
         if state.base is None:
             return state.epoch
@@ -507,6 +512,10 @@ class KeyLimiter:
                 return await self._next_slot(state)
         finally:
             state.waiting -= 1
+
+    def _pausing(self, state: _Key) -> bool:
+        """Whether ``state``'s key, not paced, is in the pause after its first throttle."""
+        return self._pause and state.base is None and state.pause_until > self._clock()
 
     async def _paused(self, state: _Key) -> None:
         """Wait out the round trip after a first throttle (``pause``), or until a pace."""
@@ -549,9 +558,7 @@ class KeyLimiter:
         state = self._keys.get(key)
         if state is None:
             return False
-        return state.epoch != epoch or (
-            self._pause and state.base is None and state.pause_until > self._clock()
-        )
+        return state.epoch != epoch or self._pausing(state)
 
     def refusal_wait(self, key: str, took: float, rtt: float) -> float:
         """How long a throttle of ``key`` that came back in ``took`` seconds waits before it is
@@ -679,8 +686,7 @@ class KeyLimiter:
                 state.trial = 0.0
                 state.base, state.cut_at, state.hold_until = back, now, -math.inf
                 state.held, state.held_at = back, now
-                state.high_n = state.high_t = state.low_n = state.low_t = 0.0
-                state.high_recent_n = state.high_recent_t = 0.0
+                state.forget_levels()
                 state.next_send = max(state.next_send, state.last_sent + 1.0 / back)
                 state.epoch += 1
                 return
@@ -815,8 +821,7 @@ class KeyLimiter:
                 # above its rate, and regaining fast towards it overran the rate every few s.
                 prior = max(prior, before)
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
-            state.high_n = state.high_t = state.low_n = state.low_t = 0.0
-            state.high_recent_n = state.high_recent_t = 0.0
+            state.forget_levels()
             # A cut by a little (a deep bucket drained) probes slowly; a deep one fast, as the
             # accepted rate of an overrun shallow bucket may be half its capacity.
             near = base >= NEAR_CUT * current

@@ -312,7 +312,6 @@ class Sender:
         writes at most."""
         whole = self._whole
         assert whole is not None
-        outcome = Outcome.THROTTLED
         # A throttle names its limits: the key's partition (or none named), and the table's (or
         # an index's, or the account's), which every key's writes share.
         partition, table = throttled_by(error)
@@ -328,9 +327,9 @@ class Sender:
         if wait > 0.0:
             await self._clock.sleep(wait)
         if partition:
-            pace.observe(key, outcome, epoch, self._rtt)
+            pace.observe(key, Outcome.THROTTLED, epoch, self._rtt)
         if table:
-            whole.observe(TABLE, outcome, whole_epoch, self._rtt)
+            whole.observe(TABLE, Outcome.THROTTLED, whole_epoch, self._rtt)
 
     async def _admit(self, pace: KeyLimiter, key: str, *, again: bool) -> tuple[int, int]:
         """Pass the key's pace and the table's, then take a pool slot; go round again if either
