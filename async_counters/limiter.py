@@ -947,6 +947,34 @@ class KeyLimiter:
         for key in idle:
             del self._keys[key]
 
+    def tell(self, key: str, rate: float) -> None:
+        """The service's own word on what ``key`` takes (requests/s): a provisioned table's
+        capacity, read from its description once its first throttles came.
+
+        A key throttled but not paced by a measure yet (its pace a guess, descending through
+        the silence after a bucket ran dry) is paced at it instead, as a pace that held: an
+        overrun steps below it, then cuts to what was accepted, as after any pace that held
+        (the table may be shared with other writers, or its capacity may have changed since).
+        A measured pace at or under it is kept. A key not throttled lately is not paced."""
+        state = self._keys.get(key)
+        if state is None or not rate > 0.0:
+            return
+        now = self._clock()
+        current = state.rate(now)
+        if current is not None and not state.guessed and current <= rate:
+            return
+        state.base = state.peak = rate
+        state.held, state.held_at, state.overrun = rate, now, rate
+        state.k = max(PROBE_SECONDS, PROBE_REQUESTS / rate)
+        state.guessed = False
+        state.silent_since = None
+        state.streak = None
+        state.cut_at = state.window_start = now
+        state.window_rate = rate
+        state.responses = state.acked = state.throttled = 0
+        state.next_send = max(state.next_send, state.last_sent + 1.0 / rate)
+        state.epoch += 1
+
     def rates(self) -> dict[str, float]:
         """The current pace (requests/s) of every key that is paced."""
         now = self._clock()

@@ -26,6 +26,7 @@ from .checks import number, whole
 from .clock import Clock, wall_microseconds
 from .connect import LOCAL_REGION as LOCAL_REGION
 from .connect import TransportSettings, open_transport
+from .described import TableCapacity
 from .direct import DirectWrites
 from .errors import DynamoError, TableNotFoundError
 from .fences import Records
@@ -199,6 +200,14 @@ class CounterPool:
             transport=given,
         )
         self._tasks = Tasks()
+        if adaptive:  # the table's pace starts at the capacity its description gives
+            self._sender.describe = TableCapacity(
+                table,
+                send=self._sender_send,
+                tell=self._sender.tell_table,
+                tasks=self._tasks,
+                clock=clock,
+            )
         settlement = Settlement(observers, clock.now)
         names = {"table": table, "key_attribute": key_attribute, "value_attribute": value_attribute}
         strategy: PlainWrites | ExactlyOnceWrites
@@ -541,6 +550,10 @@ class CounterPool:
             return await self._sender.send(operation, params, idempotent=True)
         except Failed as failure:
             raise public_error(failure, table=self.table, key=None) from None
+
+    async def _sender_send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A request with no effect, through the sender as it is (`Failed` when it failed)."""
+        return await self._sender.send(operation, params, idempotent=True)
 
     def _check_key_schema(self, table: Mapping[str, Any]) -> None:
         schema = table.get("KeySchema", [])

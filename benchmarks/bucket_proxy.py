@@ -11,9 +11,10 @@ Writes to one item (``UpdateItem``, ``DeleteItem``) cost one unit from their key
 counters' small items being one WCU each; a throttled one is answered with DynamoDB's own body and
 never forwarded. With ``--scope table`` one bucket holds the whole table's capacity instead (a
 provisioned table's): its throttles name ``TableWriteProvisionedThroughputExceeded``, not the key
-range. Everything else is forwarded untouched. Forwarded answers keep their bytes and
-their ``x-amz-crc32`` (an upstream's wrong checksum stays visible); the proxy's own answers carry
-the CRC32 of their bytes. Connections are kept alive on both sides.
+range, and a table's description (``DescribeTable``) gives that bucket's rate as its provisioned
+write capacity, as DynamoDB's does. Everything else is forwarded untouched. Forwarded answers
+keep their bytes and their ``x-amz-crc32`` (an upstream's wrong checksum stays visible); the
+proxy's own answers carry the CRC32 of their bytes. Connections are kept alive on both sides.
 
     python benchmarks/bucket_proxy.py --upstream http://127.0.0.1:8000 --rate 100 --burst-seconds 1
 
@@ -246,9 +247,12 @@ class BucketProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        found = keyed_write(request.headers.get("X-Amz-Target", ""), body)
+        target = request.headers.get("X-Amz-Target", "")
+        found = keyed_write(target, body)
         if found is None:
             self.other += 1
+            if self.scope == "table" and target.rpartition(".")[2] == "DescribeTable":
+                return await self._describe(request, body)
         else:
             counts = self._counts.get(found)
             if counts is None:
@@ -264,6 +268,23 @@ class BucketProxy:
                 return own_answer(400, throttle_body(region, found[0], self.scope))
             counts.forwarded += 1
         return await self._forward(request, body)
+
+    async def _describe(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """The upstream's description of a table, giving the table's bucket as its provisioned
+        write capacity: what DynamoDB's own description says of the capacity that throttles."""
+        answer = await self._forward(request, body)
+        raw = answer.body if isinstance(answer, web.Response) else None
+        if answer.status != 200 or not isinstance(raw, bytes):
+            return answer
+        try:
+            described = json.loads(raw)
+            table = described["Table"]
+            table["BillingModeSummary"] = {"BillingMode": "PROVISIONED"}
+            throughput = table.setdefault("ProvisionedThroughput", {})
+            throughput["WriteCapacityUnits"] = self.rate
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return answer  # not a description: as it came
+        return own_answer(200, json.dumps(described, separators=(",", ":")).encode())
 
     async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
         assert self._session is not None

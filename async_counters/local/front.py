@@ -34,7 +34,7 @@ from async_counters.local import tokens, wire
 from async_counters.local import values as v
 from async_counters.local.backend import ACCOUNT_ID, Backend, Call, Reply
 from async_counters.local.capacity import READ, WRITE, CapacityModel, Kind
-from async_counters.local.config import Faults, LocalConfig
+from async_counters.local.config import Capacity, Faults, LocalConfig
 from async_counters.local.faults import FaultInjector, LatencyModel
 from async_counters.local.ledger import (
     AppliedLedger,
@@ -209,6 +209,8 @@ class Front:
                 self.settle(charges, reply.units, replayed=reply.replayed)
             if unprocessed:
                 reply = with_unprocessed_keys(reply, unprocessed)
+            if self.capacity is not None and call.operation == "DescribeTable":
+                reply = with_capacity(reply, self.capacity.capacity)
 
         if fault is not None:
             self.stats.count(fault)
@@ -484,6 +486,29 @@ def throttle(region: str, table: str, reasons: list[str]) -> Reply:
         message,
         ThrottlingReasons=[{"reason": reason, "resource": arn} for reason in reasons],
     )
+
+
+def with_capacity(reply: Reply, capacity: Capacity) -> Reply:
+    """A table's description giving the table capacity the model holds it to: provisioned
+    units, or an on-demand table's maximum (``OnDemandThroughput``), as DynamoDB's does."""
+    try:
+        body = json.loads(reply.body)
+        table = body["Table"]
+        mode = table.get("BillingModeSummary", {}).get("BillingMode")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return reply
+    write, read = _units(capacity.table_write_units), _units(capacity.table_read_units)
+    if mode == "PAY_PER_REQUEST":
+        table["OnDemandThroughput"] = {"MaxReadRequestUnits": read, "MaxWriteRequestUnits": write}
+    else:
+        throughput = table.setdefault("ProvisionedThroughput", {})
+        throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"] = read, write
+    return dataclasses.replace(reply, body=wire.dumps(body))
+
+
+def _units(rate: float) -> int | float:
+    """Capacity units as DynamoDB writes them (whole numbers), unless the model's are not."""
+    return int(rate) if rate == int(rate) else rate
 
 
 def with_unprocessed_keys(reply: Reply, unprocessed: dict[str, Any]) -> Reply:

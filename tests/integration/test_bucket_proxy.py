@@ -147,6 +147,28 @@ async def test_a_table_scoped_bucket_is_shared_by_all_keys_and_names_the_table(
     assert stats.key_rates == {} and stats.throttles == sum(throttled)
 
 
+@pytest.mark.parametrize("scope", ["key", "table"])
+async def test_a_table_scoped_bucket_describes_its_rate_as_the_tables_capacity(
+    server: LocalDynamo, table_name: str, scope: str
+) -> None:
+    """What DynamoDB's description says of the capacity that throttles a table: the table's
+    bucket as provisioned write units; a key's bucket is no table's, and its answer passes
+    as it came (an on-demand table). Either way the checksum matches the bytes."""
+    async with (
+        BucketProxy(server.endpoint_url, rate=25, burst_seconds=1, scope=scope) as proxy,
+        CounterPool(table_name, endpoint_url=proxy.endpoint_url) as pool,
+    ):
+        await pool.ensure_table()  # the fast transport checks each answer's x-amz-crc32
+        assert pool._transport is not None
+        table = (await pool._transport.call("DescribeTable", {"TableName": table_name}))["Table"]
+    if scope == "table":
+        assert table["BillingModeSummary"] == {"BillingMode": "PROVISIONED"}
+        assert table["ProvisionedThroughput"]["WriteCapacityUnits"] == 25
+    else:
+        assert table["BillingModeSummary"] == {"BillingMode": "PAY_PER_REQUEST"}
+    assert table["TableName"] == table_name and table["TableStatus"] == "ACTIVE"
+
+
 def test_a_bucket_scope_must_be_known() -> None:
     with pytest.raises(ValueError, match="scope must be one of key, table"):
         BucketProxy("http://127.0.0.1:1", rate=1, burst_seconds=1, scope="partition")

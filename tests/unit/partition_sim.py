@@ -27,6 +27,9 @@ from async_counters.transport import Outcome, TransportError
 from .memory_transport import MemoryTransport
 
 Shape = Literal["tokens", "gcra"]
+#: What a table's description gives under ``scope="table"``: its capacity (True), none (False:
+#: on demand, no maximum), or no description at all ("denied": no ``dynamodb:DescribeTable``).
+Described = bool | Literal["denied"]
 Scope = Literal["partition", "table"]
 TABLE = "sim"
 #: What DynamoDB names in ``ThrottlingReasons`` for each scope.
@@ -67,6 +70,7 @@ class Bucket:
 class Counts:
     requests: int = 0
     throttled: int = 0
+    descriptions: int = 0  # DescribeTable calls
 
 
 class Timeline:
@@ -105,8 +109,10 @@ class Partitions(MemoryTransport):
         random_throttles: float = 0.0,
         queueing: float = 0.0,
         timeline: Timeline | None = None,
+        described: Described = True,
     ) -> None:
         super().__init__()
+        self.described = described
         self.timeline = timeline
         self.random_throttles = random_throttles
         self.queueing = queueing
@@ -136,6 +142,22 @@ class Partitions(MemoryTransport):
         )
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if operation == "DescribeTable":
+            await self._wire()
+            self.counts.descriptions += 1
+            if self.described == "denied":
+                raise TransportError(
+                    Outcome.REJECTED,
+                    "AccessDeniedException",
+                    "not authorized to perform: dynamodb:DescribeTable",
+                    status=400,
+                )
+            answer = await super().call(operation, params)
+            if self.scope == "table" and self.described:  # the table's capacity, as provisioned
+                table = answer["Table"]
+                table["BillingModeSummary"] = {"BillingMode": "PROVISIONED"}
+                table["ProvisionedThroughput"]["WriteCapacityUnits"] = self.rate
+            return answer
         if operation != "UpdateItem":
             return await super().call(operation, params)
         timeline = self.timeline
@@ -195,6 +217,7 @@ class Result:
     drain: float = 0.0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     value: int = 0
+    descriptions: int = 0  # the table's, asked for by the pool
 
     @property
     def goodput(self) -> float:
@@ -241,6 +264,7 @@ async def load(
     cycle: bool = False,
     queueing: float = 0.0,
     timeline: Timeline | None = None,
+    described: Described = True,
 ) -> Result:
     """``callers`` closed-loop callers incrementing one key (or ``keys``, caller i the i-th
     modulo ``keys``; with ``cycle``, caller i's j-th call the (i + j)-th: a caller held up on
@@ -258,6 +282,7 @@ async def load(
         random_throttles=random_throttles,
         queueing=queueing,
         timeline=timeline,
+        described=described,
     )
     await transport.create_table(TABLE)
     retry = RetryPolicy(clock=loop.time, rng=random.Random(seed).random, deadline=deadline)
@@ -300,5 +325,6 @@ async def load(
         await asyncio.gather(mark(), *(caller(i) for i in range(callers)))
         result.drain = loop.time() - end
         result.requests = transport.counts.requests
+        result.descriptions = transport.counts.descriptions
         result.value = sum((await pool.get_many(names)).values())
     return result

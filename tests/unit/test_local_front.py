@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from async_counters.local import Capacity, Faults, LedgerEntry, LocalConfig
-from async_counters.local.backend import Call
-from async_counters.local.front import Front
+from async_counters.local.backend import Call, Reply
+from async_counters.local.front import Front, with_capacity
 from async_counters.local.memory import MemoryBackend
 from tests.unit.fake_time import VirtualTime
 from tests.unit.memory_calls import table_spec
@@ -150,3 +150,36 @@ async def test_a_transaction_refused_before_apply_leaves_its_token_free(fault: s
     assert status == 200
     assert front.ledger.table("tbl") == {"a": LedgerEntry(sum=1, count=1)}
     assert front.stats.transactions_replayed == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "field", "expected"),
+    [
+        (
+            "PAY_PER_REQUEST",
+            "OnDemandThroughput",
+            {"MaxReadRequestUnits": 60, "MaxWriteRequestUnits": 25},
+        ),
+        (
+            "PROVISIONED",
+            "ProvisionedThroughput",
+            {"ReadCapacityUnits": 60, "WriteCapacityUnits": 25},
+        ),
+    ],
+)
+def test_a_tables_description_gives_the_capacity_the_model_holds_it_to(
+    mode: str, field: str, expected: dict[str, int]
+) -> None:
+    described = {
+        "Table": {
+            "TableName": "t",
+            "BillingModeSummary": {"BillingMode": mode},
+            "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+        }
+    }
+    reply = Reply(200, json.dumps(described).encode())
+    capacity = Capacity(table_write_units=25.0, table_read_units=60.0)
+    table = json.loads(with_capacity(reply, capacity).body)["Table"]
+    assert {k: table[field][k] for k in expected} == expected
+    assert table["TableName"] == "t"
+    assert with_capacity(Reply(200, b"{}"), capacity).body == b"{}"  # not a description: as is

@@ -1,0 +1,153 @@
+"""A table's description, read once its throttles name its capacity: the table's pace starts at
+the write capacity it gives, where it would guess and descend through the silence after the
+bucket ran dry. A hint only: a measured pace under it stays, and a description that cannot be
+read leaves the pace to find the rate as before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from async_counters.described import REFRESH, names_table_capacity, write_capacity
+from async_counters.limiter import KeyLimiter
+from async_counters.transport import Outcome
+
+from .fake_time import VirtualTime
+from .partition_sim import Described, Result, load
+from .virtual_loop import run_virtual
+
+
+def _table(mode: str | None, **fields: Any) -> dict[str, Any]:
+    table: dict[str, Any] = dict(fields)
+    if mode is not None:
+        table["BillingModeSummary"] = {"BillingMode": mode}
+    return {"Table": table}
+
+
+@pytest.mark.parametrize(
+    ("description", "units"),
+    [
+        (_table("PROVISIONED", ProvisionedThroughput={"WriteCapacityUnits": 25}), 25.0),
+        (_table(None, ProvisionedThroughput={"WriteCapacityUnits": 5}), 5.0),  # created so
+        (_table("PAY_PER_REQUEST", OnDemandThroughput={"MaxWriteRequestUnits": 400}), 400.0),
+        (_table("PAY_PER_REQUEST", OnDemandThroughput={"MaxWriteRequestUnits": -1}), None),
+        (_table("PAY_PER_REQUEST", ProvisionedThroughput={"WriteCapacityUnits": 0}), None),
+        (_table("PROVISIONED", ProvisionedThroughput={"WriteCapacityUnits": 0}), None),
+        (_table("PROVISIONED", ProvisionedThroughput={"WriteCapacityUnits": True}), None),
+        (_table("PROVISIONED", ProvisionedThroughput={"WriteCapacityUnits": "25"}), None),
+        (_table("PROVISIONED"), None),
+        ({"Table": "counters"}, None),
+        ({}, None),
+    ],
+)
+def test_a_description_gives_the_write_capacity_of_its_billing_mode(
+    description: dict[str, Any], units: float | None
+) -> None:
+    assert write_capacity(description) == units
+
+
+@pytest.mark.parametrize(
+    ("reasons", "asks"),
+    [
+        (("TableWriteProvisionedThroughputExceeded",), True),
+        (("TableWriteMaxOnDemandThroughputExceeded",), True),
+        (("TableWriteKeyRangeThroughputExceeded", "TableWriteProvisionedThroughputExceeded"), True),
+        (("TableWriteKeyRangeThroughputExceeded",), False),  # a partition's: paced per key
+        (("IndexWriteProvisionedThroughputExceeded",), False),  # an index's capacity is its own
+        (("TableWriteAccountLimitExceeded",), False),  # the account's: no table describes it
+        (("TableReadProvisionedThroughputExceeded",), False),
+        ((), False),
+    ],
+)
+def test_only_a_throttle_naming_the_tables_write_capacity_asks_for_its_description(
+    reasons: tuple[str, ...], asks: bool
+) -> None:
+    assert names_table_capacity(reasons) is asks
+
+
+def _guessed(time: VirtualTime) -> KeyLimiter:
+    """A limiter whose key just met a crowd all throttled: its pace is a guess."""
+    limiter = KeyLimiter(clock=time, sleep=time.sleep)
+    for _ in range(40):
+        limiter.observe("table", Outcome.THROTTLED, 0, rtt=0.005)
+    time.now += 0.001
+    limiter.observe("table", Outcome.THROTTLED, 0, rtt=0.005)
+    assert limiter.paced("table")
+    return limiter
+
+
+def test_a_told_capacity_replaces_a_guess_and_a_pace_above_it_but_not_one_under_it() -> None:
+    time = VirtualTime()
+    limiter = _guessed(time)
+    guess = limiter.rates()["table"]
+    assert guess > 100.0  # a crowd's guess, far above the table's 10/s
+    limiter.tell("table", 10.0)
+    assert limiter.rates()["table"] == pytest.approx(10.0)
+    assert limiter.delay("table") <= 0.1 + 1e-9  # the next write a slot of it away
+    limiter.tell("table", 20.0)  # a pace that is not a guess, under what is told: kept
+    assert limiter.rates()["table"] == pytest.approx(10.0)
+    limiter.tell("table", 5.0)  # above what is told (the capacity came down): down to it
+    assert limiter.rates()["table"] == pytest.approx(5.0)
+
+
+def test_a_told_capacity_paces_no_key_that_was_not_throttled() -> None:
+    time = VirtualTime()
+    limiter = KeyLimiter(clock=time, sleep=time.sleep)
+    limiter.tell("table", 10.0)
+    assert not limiter.known("table") and limiter.rates() == {}
+
+
+async def test_requests_admitted_at_a_guess_go_round_again_once_the_capacity_is_told() -> None:
+    time = VirtualTime()
+    limiter = _guessed(time)
+    epoch = await limiter.acquire("table")
+    assert not limiter.stale("table", epoch)
+    limiter.tell("table", 10.0)
+    assert limiter.stale("table", epoch)
+
+
+def _small_table(described: Described, shape: str = "tokens", seed: int = 1) -> Result:
+    """16 callers on one key of a provisioned table of 10 writes/s holding a second of it, for
+    30 s: the crowd spends the burst in the first round trips, then meets the rate."""
+    result = run_virtual(
+        load(
+            shape=shape,  # type: ignore[arg-type]
+            rate=10.0,
+            burst=1.0,
+            callers=16,
+            seconds=30.0,
+            warmup=10.0,
+            scope="table",
+            seed=seed,
+            described=described,
+        )
+    )
+    assert result.failed == 0 and result.value == result.acks_total, result.line()
+    return result
+
+
+@pytest.mark.parametrize("shape", ["tokens", "gcra"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_described_tables_pace_starts_at_its_capacity_not_at_a_guess(
+    shape: str, seed: int
+) -> None:
+    """Undescribed, the table's pace guesses from the crowd's first round, then halves through
+    the silence, three throttles a step, and measures its way down: 39-42 throttles, 1.12-1.13
+    requests per ack over the 30 s (seeds 1-2). Told 10/s, it is paced there a round trip after
+    the first throttle: 16-20 throttles, the first round's, 1.05-1.06."""
+    described, undescribed = _small_table(True, shape, seed), _small_table(False, shape, seed)
+    throttles = described.requests - described.acks_total
+    before = undescribed.requests - undescribed.acks_total
+    assert throttles <= 0.6 * before, (described.line(), undescribed.line())
+    assert described.per_ack <= 1.10, described.line()
+    assert described.goodput >= 0.95 and described.steady_goodput >= 0.95, described.line()
+    assert described.descriptions <= 30 / REFRESH + 1  # at most once in `REFRESH`, not per throttle
+
+
+def test_a_description_denied_leaves_the_pace_to_find_the_rate_itself() -> None:
+    """No ``dynamodb:DescribeTable`` permission: the pool asks no more than once in `REFRESH`,
+    surfaces nothing, and paces as a table that gives no capacity."""
+    denied, undescribed = _small_table("denied"), _small_table(False)
+    assert 1 <= denied.descriptions <= 30 / REFRESH + 1
+    assert denied.line() == undescribed.line()
