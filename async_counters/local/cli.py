@@ -123,7 +123,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -
     for flag, default, what in (
         ("partition-wcu", Capacity.partition_write_units, "write units/s per partition key"),
         ("partition-rcu", Capacity.partition_read_units, "read units/s per partition key"),
-        ("table-wcu", Capacity.table_write_units, "write units/s per table"),
+        ("table-wcu", Capacity.table_write_units, "write units/s per table, as described"),
         ("table-rcu", Capacity.table_read_units, "read units/s per table"),
         ("burst-seconds", Capacity.burst_seconds, "seconds of its rate a bucket holds"),
     ):
