@@ -348,6 +348,7 @@ class _Key:
         "silent_since",
         "streak",
         "throttled",
+        "told",
         "trial",
         "trial_n",
         "trial_share",
@@ -405,6 +406,9 @@ class _Key:
         # measured on a paced key). The silence bounds the rate.
         self.silent_since: float | None = None
         self.silent_guess = False  # whether that began at a guess (not a measured first pace)
+        # Whether the pace that held is the one the service told (`KeyLimiter.tell`), not yet
+        # one that held: a cut far under it is the told rate's error, not a storm to regain.
+        self.told = False
 
     def forget_levels(self) -> None:
         """Drop what was counted at the levels of the pace that held: it no longer holds."""
@@ -685,7 +689,7 @@ class KeyLimiter:
                 # holds, and cuts as usual from there; no more restores until one holds higher.
                 state.trial = 0.0
                 state.base, state.cut_at, state.hold_until = back, now, -math.inf
-                state.held, state.held_at = back, now
+                state.held, state.held_at, state.told = back, now, False
                 state.forget_levels()
                 state.next_send = max(state.next_send, state.last_sent + 1.0 / back)
                 state.epoch += 1
@@ -724,7 +728,7 @@ class KeyLimiter:
             ok = max(window_rate, state.ok_rate)  # the pace at the window's last ack
             held = ok if state.waiting else min(ok, sent)
             if held >= state.held_now(now):
-                state.held, state.held_at = held, now
+                state.held, state.held_at, state.told = held, now, False
             if window_rate >= HIGH_BAND * state.held_now(now):  # the window that set it, too
                 self._count_high(state, state.responses_closed, throttled)
             if (
@@ -815,12 +819,13 @@ class KeyLimiter:
                 # every other request, and reads as half of it: halfway, not down to that.
                 base = max(base, 0.5 * (base + paced))
             prior, before = state.prior_now(now), state.held_now(now)  # not the refined `held`
-            if base < STORM_DROP * before:
+            if base < STORM_DROP * before and not state.told:
                 # A storm: regain fast towards what held before it, once it passes. A smaller
                 # cut is no storm: a deep bucket just spent leaves a pace that held, a third
                 # above its rate, and regaining fast towards it overran the rate every few s.
                 prior = max(prior, before)
             state.prior, state.held, state.held_at = prior, 0.0, now  # it no longer holds
+            state.told = False
             state.forget_levels()
             # A cut by a little (a deep bucket drained) probes slowly; a deep one fast, as the
             # accepted rate of an overrun shallow bucket may be half its capacity.
@@ -955,7 +960,10 @@ class KeyLimiter:
         the silence after a bucket ran dry) is paced at it instead, as a pace that held: an
         overrun steps below it, then cuts to what was accepted, as after any pace that held
         (the table may be shared with other writers, or its capacity may have changed since).
-        A measured pace at or under it is kept. A key not throttled lately is not paced."""
+        A cut to under half of it is no storm to regain fast from, as a cut from a pace that
+        held would be: told the whole table's capacity, each of several processes writing it
+        has a share of it. A measured pace at or under it is kept. A key not throttled lately
+        is not paced."""
         state = self._keys.get(key)
         if state is None or not rate > 0.0:
             return
@@ -964,7 +972,7 @@ class KeyLimiter:
         if current is not None and not state.guessed and current <= rate:
             return
         state.base = state.peak = rate
-        state.held, state.held_at, state.overrun = rate, now, rate
+        state.held, state.held_at, state.overrun, state.told = rate, now, rate, True
         state.k = max(PROBE_SECONDS, PROBE_REQUESTS / rate)
         state.guessed = False
         state.silent_since = None

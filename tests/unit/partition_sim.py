@@ -28,8 +28,10 @@ from .memory_transport import MemoryTransport
 
 Shape = Literal["tokens", "gcra"]
 #: What a table's description gives under ``scope="table"``: its capacity (True), none (False:
-#: on demand, no maximum), or no description at all ("denied": no ``dynamodb:DescribeTable``).
-Described = bool | Literal["denied"]
+#: on demand, no maximum), other units/s than it takes (a number: a table shared with other
+#: writers, or changed since), or no description at all ("denied": no
+#: ``dynamodb:DescribeTable``).
+Described = bool | float | Literal["denied"]
 Scope = Literal["partition", "table"]
 TABLE = "sim"
 #: What DynamoDB names in ``ThrottlingReasons`` for each scope.
@@ -156,7 +158,8 @@ class Partitions(MemoryTransport):
             if self.scope == "table" and self.described:  # the table's capacity, as provisioned
                 table = answer["Table"]
                 table["BillingModeSummary"] = {"BillingMode": "PROVISIONED"}
-                table["ProvisionedThroughput"]["WriteCapacityUnits"] = self.rate
+                units = self.rate if self.described is True else self.described
+                table["ProvisionedThroughput"]["WriteCapacityUnits"] = units
             return answer
         if operation != "UpdateItem":
             return await super().call(operation, params)

@@ -151,3 +151,18 @@ def test_a_description_denied_leaves_the_pace_to_find_the_rate_itself() -> None:
     denied, undescribed = _small_table("denied"), _small_table(False)
     assert 1 <= denied.descriptions <= 30 / REFRESH + 1
     assert denied.line() == undescribed.line()
+
+
+@pytest.mark.parametrize("shape", ["tokens", "gcra"])
+@pytest.mark.parametrize("told", [20.0, 40.0])
+def test_a_description_of_more_than_the_table_takes_is_followed_down(
+    shape: str, told: float
+) -> None:
+    """The table's description says 20 or 40/s, and it takes 10 (other writers have the rest,
+    as when several processes write one table): the pace told overruns, steps and cuts to
+    what is accepted, as after any pace that held. A cut to under half of a told rate is not a
+    storm to regain fast from: treated as one, the pace climbed back towards 40 and overran
+    it every few seconds (1.05-1.06 requests per ack in the steady part)."""
+    result = _small_table(told, shape)
+    assert result.steady_goodput >= 0.95, result.line()
+    assert result.steady_per_ack <= 1.03, result.line()
