@@ -124,7 +124,9 @@ class Sender:
         # a write costs of the table's capacity.
         self._table_units = self._table_writes = 0.0
         if pace is not None:
-            whole = self._whole = KeyLimiter(clock=clock.now, sleep=clock.sleep, pause=True)
+            whole = self._whole = KeyLimiter(
+                clock=clock.now, sleep=clock.sleep, pause=True, rate_only=True
+            )
             least = self._least = LeastRoundTrip()
             self._start = SlowStart(known=pace.known, paced=pace.paced, least=least, rtt=self.rtt)
             if slots.free > TABLE_START:  # a gate as wide as the pool's bound would hold nothing

@@ -9,11 +9,15 @@ answer can tell them), so the targets are judged on the window after the start.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import Any
 
 import pytest
 
-from .partition_sim import Partitions, Result, load
+from async_counters import CounterPool, RetryPolicy
+
+from .partition_sim import TABLE, Partitions, Result, load
 from .virtual_loop import run_virtual
 
 CASES = [
@@ -264,6 +268,57 @@ def test_a_tables_first_throttle_stops_new_writes_for_a_round_trip(seed: int) ->
     assert result.requests - result.acks_total <= 120, result.line()
     assert result.per_ack <= 1.10, result.line()
     assert result.steady_goodput >= 0.95, result.line()
+
+
+async def _shared_table(pools: int, described: bool, seed: int) -> tuple[int, int, int]:
+    """``pools`` pools (processes) of 64 callers each over 32 keys, on one provisioned table of
+    50 writes/s holding a second of it, for 25 s: (acknowledged, requests, value read back)."""
+    loop = asyncio.get_running_loop()
+    random.seed(seed)
+    table = Partitions(shape="tokens", rate=50.0, burst=1.0, seed=seed, scope="table")
+    table.described = described
+    await table.create_table(TABLE)
+    names = [f"k{i}" for i in range(32)]
+    end = loop.time() + 25.0
+    acked = 0
+
+    async def caller(pool: CounterPool, i: int) -> None:
+        nonlocal acked
+        while loop.time() < end:
+            await pool.increment(names[i % len(names)])  # a failure fails the test
+            acked += 1
+            i += 1
+
+    opened = [
+        CounterPool(
+            TABLE,
+            transport=table,
+            retry=RetryPolicy(clock=loop.time, rng=random.Random(seed + n).random, deadline=30),
+        )
+        for n in range(pools)
+    ]
+    for pool in opened:
+        await pool.open()
+    await asyncio.gather(*(caller(pool, i) for pool in opened for i in range(64)))
+    value = sum((await opened[0].get_many(names)).values())
+    for pool in opened:
+        await pool.aclose()
+    return acked, table.counts.requests, value
+
+
+@pytest.mark.parametrize("described", [True, False])
+@pytest.mark.parametrize("seed", [5, 6])
+def test_processes_sharing_a_table_each_pace_their_share_without_a_storm(
+    described: bool, seed: int
+) -> None:
+    """Throttles naming the table are its rate's: each pool's table pace follows them down to
+    its share. Judged by their share, as a key's may be (faults), one pool's cuts were undone
+    by the others' rate, pacing looked not to help, and the pace from before the run was put
+    back or the limit let loose: these seeds stormed at 5.6 and 9.4 requests per ack (4.5 and
+    6.0 told the table's capacity), 7 of 16 seeds in all; 1.18-1.25 now."""
+    acked, requests, value = run_virtual(_shared_table(4, described, seed))
+    assert value == acked  # exact, read back
+    assert requests / acked <= 1.30, (requests, acked)
 
 
 def paced_and_unpaced(**load_args: Any) -> tuple[Result, Result]:
