@@ -1,4 +1,4 @@
-"""What a table says of its own write capacity, read once its throttles name that capacity.
+"""What a table says of its own write capacity, read when its throttles name that capacity.
 
 A throttle naming a provisioned table's capacity (``TableWriteProvisionedThroughputExceeded``),
 or an on-demand table's maximum (``TableWriteMaxOnDemandThroughputExceeded``), says that every
@@ -8,8 +8,10 @@ guess and descends through the silence after the bucket ran dry, a few throttles
 (about 40 throttles to find 10/s after a crowd spent a second's burst). With it, the pace starts
 at the rate.
 
-The description is a hint, not a limit: the table may be shared with other writers, or its
-capacity changed since (auto scaling), and the pace goes on adapting from there. An index's
+The description is read at most once in `REFRESH` seconds, and it is a hint, not a limit: it
+starts a pace that only guessed so far, and the pace goes on adapting from there (the table may
+be shared with other writers, or its capacity changed since: auto scaling). Read again, it
+leaves a pace that was measured, or told before, as it is. An index's
 throttles (its capacity is not the table's) and the account's do not ask for it, and a
 description that cannot be read (no ``dynamodb:DescribeTable`` permission) only leaves the
 pace to find the rate itself.

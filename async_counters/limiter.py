@@ -969,23 +969,24 @@ class KeyLimiter:
 
     def tell(self, key: str, rate: float) -> None:
         """The service's own word on what ``key`` takes (requests/s): a provisioned table's
-        capacity, read from its description once its first throttles came.
+        capacity, read from its description when its throttles name it.
 
-        A key throttled but not paced by a measure yet (its pace a guess, descending through
-        the silence after a bucket ran dry) is paced at it instead, as a pace that held: an
-        overrun steps below it, then cuts to what was accepted, as after any pace that held
-        (the table may be shared with other writers, or its capacity may have changed since).
-        A cut to under half of it is no storm to regain fast from, as a cut from a pace that
-        held would be: told the whole table's capacity, each of several processes writing it
-        has a share of it. A measured pace at or under it is kept. A key not throttled lately
-        is not paced."""
+        A key throttled but not paced by a measure yet (not paced, or its pace a guess, or a
+        first pace no ack has confirmed: a crowd that spent a deep bucket looks fast) is paced
+        at it instead, as a pace that held: an overrun steps below it, then cuts to what was
+        accepted, as after any pace that held (the table may be shared with other writers, or
+        its capacity may have changed since). A cut to under half of it is no storm to regain
+        fast from, as a cut from a pace that held would be: told the whole table's capacity,
+        each of several processes writing it has a share of it. A pace measured, or told
+        before, is kept, above or under it: what the table was seen to take says more, and a
+        capacity read again must not hold down a pace that found more. A key not throttled
+        lately is not paced."""
         state = self._keys.get(key)
         if state is None or not rate > 0.0:
             return
-        now = self._clock()
-        current = state.rate(now)
-        if current is not None and not state.guessed and current <= rate:
+        if state.base is not None and not state.guessed and state.silent_since is None:
             return
+        now = self._clock()
         state.base = state.peak = rate
         state.held, state.held_at, state.overrun, state.told = rate, now, rate, True
         state.k = max(PROBE_SECONDS, PROBE_REQUESTS / rate)
@@ -995,6 +996,7 @@ class KeyLimiter:
         state.cut_at = state.window_start = now
         state.window_rate = rate
         state.responses = state.acked = state.throttled = 0
+        state.ok_rate = 0.0
         state.next_send = max(state.next_send, state.last_sent + 1.0 / rate)
         state.epoch += 1
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .clock import Clock
-from .consumed import charged
 from .described import names_table_capacity
 from .errors import ConnectError, CounterError, DynamoError, TableNotFoundError, ThrottledError
 from .limiter import KeyLimiter
@@ -32,8 +31,6 @@ __all__ = ["Failed", "Sender", "Wire", "public_error"]
 
 #: The one key of the table's pace.
 TABLE = "table"
-#: What a write costs of the table's capacity is kept over about this many writes.
-UNITS_KEPT = 1_000.0
 
 #: ``more`` of a request answered in part: the parameters for the rest, or None when done.
 More = Callable[[dict[str, Any]], Mapping[str, Any] | None]
@@ -79,8 +76,6 @@ class Sender:
         "_slots",
         "_start",
         "_table_start",
-        "_table_units",
-        "_table_writes",
         "_ungated",
         "_whole",
         "describe",
@@ -120,9 +115,6 @@ class Sender:
         # Called at a throttle naming the table's own write capacity (`described`): the pool
         # reads the table's description and `tell_table` passes on what it says.
         self.describe: Callable[[], None] | None = None
-        # Write units charged, and writes acknowledged, while the table's pace holds state: what
-        # a write costs of the table's capacity.
-        self._table_units = self._table_writes = 0.0
         if pace is not None:
             whole = self._whole = KeyLimiter(
                 clock=clock.now, sleep=clock.sleep, pause=True, rate_only=True
@@ -151,24 +143,17 @@ class Sender:
         return None if whole is None else whole.rates().get(TABLE)
 
     def tell_table(self, write_units: float) -> None:
-        """The table's write capacity (units/s), as its description gives it: its pace, in
-        writes/s at what a write cost lately (at least a unit), starts there if it only guessed
-        so far (`KeyLimiter.tell`)."""
-        whole = self._whole
-        if whole is None:
-            return
-        writes = self._table_writes
-        per_write = self._table_units / writes if writes else 1.0
-        whole.tell(TABLE, write_units / max(1.0, per_write))
+        """The table's write capacity (units/s), as its description gives it: its pace starts
+        there, a write a unit, if it only guessed so far (`KeyLimiter.tell`).
 
-    def _count_units(self, operation: str, response: Mapping[str, Any]) -> None:
-        units = charged(operation, response.get("ConsumedCapacity"))[0]
-        if units:
-            if self._table_writes >= UNITS_KEPT:  # the recent writes weigh most
-                self._table_units *= 0.5
-                self._table_writes *= 0.5
-            self._table_units += units
-            self._table_writes += 1.0
+        A unit a write, not what writes were charged: a charge includes the units of the
+        table's indexes (``ReturnConsumedCapacity=TOTAL``), which have capacities of their own,
+        and the first throttle comes before any write was counted. The counters' items are
+        small. A larger item's writes, told too many, overrun and are cut to what the table
+        accepts, as after any pace that held; told too few, they would be held under it."""
+        whole = self._whole
+        if whole is not None:
+            whole.tell(TABLE, write_units)
 
     def load(self, key: str) -> tuple[float, int]:
         """How soon a write to ``key`` could leave (its pace's delay, seconds) and how many writes
@@ -291,8 +276,6 @@ class Sender:
                         pace.observe(key, outcome, epoch, self._rtt)
                         if whole.held:  # an answer counts for the table's pace too, if it has one
                             whole.observe(TABLE, outcome, whole_epoch, self._rtt)
-                            if error is None:
-                                self._count_units(operation, response)
             finally:
                 slots.release()
             if error is None:
