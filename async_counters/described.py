@@ -11,7 +11,8 @@ at the rate.
 The description is read at most once in `REFRESH` seconds, and it is a hint, not a limit: it
 starts a pace that only guessed so far, and the pace goes on adapting from there (the table may
 be shared with other writers, or its capacity changed since: auto scaling). Read again, it
-leaves a pace that was measured, or told before, as it is. An index's
+tells nothing to a pace that was measured, or told before, until the table's pace is forgotten
+(a while without throttles). An index's
 throttles (its capacity is not the table's) and the account's do not ask for it, and a
 description that cannot be read (no ``dynamodb:DescribeTable`` permission) only leaves the
 pace to find the rate itself.
@@ -79,7 +80,8 @@ class TableCapacity:
     """Reads ``table``'s description when called (at a throttle naming its capacity), at most
     once in `REFRESH` seconds and one at a time, in a task of its own, and passes the write
     capacity it gives to ``tell``. A description that cannot be read is logged once, at debug
-    level, and asked for again no sooner than the next `REFRESH`."""
+    level, and asked for again no sooner than the next `REFRESH`. The pool's ``flush`` and
+    ``aclose`` wait for a read in flight, as for its other tasks."""
 
     __slots__ = ("_clock", "_next", "_pending", "_send", "_table", "_tasks", "_tell", "_warned")
 

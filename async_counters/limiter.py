@@ -349,6 +349,7 @@ class _Key:
         "streak",
         "throttled",
         "told",
+        "told_rate",
         "trial",
         "trial_n",
         "trial_share",
@@ -409,6 +410,7 @@ class _Key:
         # Whether the pace that held is the one the service told (`KeyLimiter.tell`), not yet
         # one that held: a cut far under it is the told rate's error, not a storm to regain.
         self.told = False
+        self.told_rate = 0.0  # the rate told of the key, once in its state's life (0: none)
 
     def forget_levels(self) -> None:
         """Drop what was counted at the levels of the pace that held: it no longer holds."""
@@ -501,6 +503,11 @@ class KeyLimiter:
     def known(self, key: str) -> bool:
         """Whether ``key`` was throttled lately (the limiter holds its state)."""
         return key in self._keys
+
+    def told(self, key: str) -> bool:
+        """Whether ``key``'s capacity was told (`tell`) since it was last throttled afresh."""
+        state = self._keys.get(key)
+        return state is not None and state.told_rate > 0.0
 
     def paced(self, key: str) -> bool:
         """Whether ``key`` has a pace."""
@@ -977,27 +984,34 @@ class KeyLimiter:
         accepted, as after any pace that held (the table may be shared with other writers, or
         its capacity may have changed since). A cut to under half of it is no storm to regain
         fast from, as a cut from a pace that held would be: told the whole table's capacity,
-        each of several processes writing it has a share of it. A pace measured, or told
-        before, is kept, above or under it: what the table was seen to take says more, and a
-        capacity read again must not hold down a pace that found more. A key not throttled
-        lately is not paced."""
+        each of several processes writing it has a share of it. Once told, or once its pace was
+        measured, the key's state is told nothing more until it is forgotten: what the table
+        was seen to take says more, a capacity read again must not hold down a pace that found
+        more, and a process's share, cut blind after another process joined, must not be put
+        back to the whole table. A key not throttled lately is not paced."""
         state = self._keys.get(key)
-        if state is None or not rate > 0.0:
+        if state is None or not rate > 0.0 or state.told_rate:
             return
         if state.base is not None and not state.guessed and state.silent_since is None:
             return
         now = self._clock()
+        state.told_rate = rate
         state.base = state.peak = rate
         state.held, state.held_at, state.overrun, state.told = rate, now, rate, True
+        state.prior = 0.0
+        state.forget_levels()
         state.k = max(PROBE_SECONDS, PROBE_REQUESTS / rate)
         state.guessed = False
         state.silent_since = None
         state.streak = None
+        state.hold_until = -math.inf
+        state.trial = 0.0
         state.cut_at = state.window_start = now
         state.window_rate = rate
         state.responses = state.acked = state.throttled = 0
         state.ok_rate = 0.0
-        state.next_send = max(state.next_send, state.last_sent + 1.0 / rate)
+        # The next request a whole interval of the told pace after the last one.
+        state.next_send = state.last_sent + 1.0 / rate
         state.epoch += 1
 
     def rates(self) -> dict[str, float]:

@@ -335,8 +335,6 @@ class Sender:
         # A throttle names its limits: the key's partition (or none named), and the table's (or
         # an index's, or the account's), which every key's writes share.
         partition, table = throttled_by(error)
-        if table and self.describe is not None and names_table_capacity(error.reasons):
-            self.describe()
         if partition and not table and self._table_start is not None:
             # The limit is a key's, paced per key: the table's gate would hold the other keys
             # back with it.
@@ -352,6 +350,15 @@ class Sender:
             pace.observe(key, Outcome.THROTTLED, epoch, self._rtt)
         if table:
             whole.observe(TABLE, Outcome.THROTTLED, whole_epoch, self._rtt)
+            # After the table's state exists, so that the answer has one to tell; once told,
+            # nothing more is read until it is forgotten.
+            describe = self.describe
+            if (
+                describe is not None
+                and not whole.told(TABLE)
+                and names_table_capacity(error.reasons)
+            ):
+                describe()
 
     async def _admit(self, pace: KeyLimiter, key: str, *, again: bool) -> tuple[int, int]:
         """Pass the key's pace and the table's, then take a pool slot; go round again if either
