@@ -10,9 +10,9 @@ at the rate.
 
 The description is read at most once in `REFRESH` seconds, and it is a hint, not a limit: it
 starts a pace that only guessed so far, and the pace goes on adapting from there (the table may
-be shared with other writers, or its capacity changed since: auto scaling). Read again, it
-tells nothing to a pace that was measured, or told before, until the table's pace is forgotten
-(a while without throttles). An index's
+be shared with other writers, or its capacity changed since: auto scaling). A pace measured
+is not told; once told, the table's pace is told nothing more, and the description not read,
+until the pace is forgotten (released, then 10 s unthrottled). An index's
 throttles (its capacity is not the table's) and the account's do not ask for it, and a
 description that cannot be read (no ``dynamodb:DescribeTable`` permission) only leaves the
 pace to find the rate itself.
