@@ -984,11 +984,12 @@ class KeyLimiter:
         accepted, as after any pace that held (the table may be shared with other writers, or
         its capacity may have changed since). A cut to under half of it is no storm to regain
         fast from, as a cut from a pace that held would be: told the whole table's capacity,
-        each of several processes writing it has a share of it. Once told, or once its pace was
-        measured, the key's state is told nothing more until it is forgotten: what the table
-        was seen to take says more, a capacity read again must not hold down a pace that found
-        more, and a process's share, cut blind after another process joined, must not be put
-        back to the whole table. A key not throttled lately is not paced."""
+        each of several processes writing it has a share of it. A measured pace is not told
+        (what the table was seen to take says more; a blind cut since makes it a guess again),
+        and once told, the key's state is told nothing more until it is forgotten: a capacity
+        read again must not hold down a pace that found more, nor put a process's share, cut
+        blind after another process joined, back to the whole table. A key not throttled
+        lately is not paced."""
         state = self._keys.get(key)
         if state is None or not rate > 0.0 or state.told_rate:
             return
