@@ -203,7 +203,7 @@ class CounterPool:
         if adaptive:  # the table's pace starts at the capacity its description gives
             self._sender.describe = TableCapacity(
                 table,
-                send=self._sender_send,
+                send=self._send,
                 tell=self._sender.tell_table,
                 tasks=self._tasks,
                 clock=clock,
@@ -550,10 +550,6 @@ class CounterPool:
             return await self._sender.send(operation, params, idempotent=True)
         except Failed as failure:
             raise public_error(failure, table=self.table, key=None) from None
-
-    async def _sender_send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """A request with no effect, through the sender as it is (`Failed` when it failed)."""
-        return await self._sender.send(operation, params, idempotent=True)
 
     def _check_key_schema(self, table: Mapping[str, Any]) -> None:
         schema = table.get("KeySchema", [])
